@@ -1,0 +1,736 @@
+"""GeneralPoints: the 24-points card game of "SFT Memorizes, RL Generalizes" (SPEC.md §1).
+
+Four playing cards are dealt. The player answers with a JSON object naming the cards, their
+numbers and a formula that uses each number exactly once with + - * / and brackets to make 24:
+    {"cards": ["AS", "3C", "QS", "7S"], "number": [1, 3, 10, 7], "formula": "1+3*10-7=24"}
+A verifier scores each attempt; after a wrong one the conversation goes on with the user turn
+`You failed this trial because <reason>` and the player tries again, up to 5 attempts per hand
+(the paper's sequential revision, VIter). Rewards per attempt: correct +5 (the episode ends),
+right numbers but wrong value -1, wrong numbers -2, illegal formula -3, and for GP-VL cards
+recognised wrongly -1.5 (checked first); failing the last attempt costs -1 more.
+
+The paper's variants, i.e. our splits (A = 1 always):
+    id          J, Q, K count as 10;                             black suits (S, C)
+    ood-rule    J, Q, K count as 11, 12, 13, and every hand
+                holds at least one of them;                      black suits
+    ood-visual  J, Q, K count as 10;                             red suits (H, D)
+GP-L lists the cards in the prompt (`Cards: ['AS', '3C', 'QS', '7S']`); GP-VL shows them in an
+image instead (four cards on a casino-green table, drawn by `render`), image first in the turn.
+
+Where we differ from the paper and its public code (the SPEC's "ours" points):
+  * the deck is first restricted to the variant's colour (black / red / mixed); 4 cards are
+    drawn without replacement and redrawn until they can make 24. Solvability comes from a
+    table of all 1820 multisets of 4 values in 1..13, built once in memory in ~0.3 s, so a deal
+    never searches (the public code brute-forces with `eval` on every deal: ~1 reset/s);
+  * one outcome per attempt, exactly the table above (no summed penalties, no +1 for a prefix
+    of a solution, no extra generation spent only to receive the -1);
+  * the -1 for exhausting the attempts is added to the last failed attempt, which ends the
+    episode (truncated=True);
+  * cards are drawn in code (no image files); cards carry their suit in the text prompt too
+    ('QS', the paper lists 'Q'), so the answer's "cards" repeat the prompt's strings.
+
+Play against the same verifier the model faces, or look at a hand:
+    python generalpoints.py --play [--rule id|ood] [--color black|red|mixed] [--seed N]
+    python generalpoints.py --show hand.png [--rule ood] [--seed 3]
+"""
+import argparse
+import json
+import random
+import re
+import sys
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import lru_cache
+from itertools import combinations, combinations_with_replacement
+
+from PIL import Image, ImageDraw, ImageFont
+
+ANSWER_KEY = "formula"  # the "answer" part of a response starts at this key (SPEC §3, thought_prob_coef)
+MAX_ATTEMPTS = 5  # VIter: attempts per hand in training and evaluation (SPEC §1)
+SPLITS = ("id", "ood-rule", "ood-visual")
+SPLIT_VARIANTS = {"id": ("id", "black"), "ood-rule": ("ood", "black"), "ood-visual": ("id", "red")}
+N_EVAL = 234  # hands per evaluation split in the paper
+TARGET = 24
+IMAGE_SIZE = 224  # default render size: what the tiny VLMs of policy.py see (PLATFORM.md)
+
+RANKS = ("A", "2", "3", "4", "5", "6", "7", "8", "9", "10", "J", "Q", "K")
+SUITS = ("S", "C", "H", "D")  # spades, clubs, hearts, diamonds
+COLORS = {"black": ("S", "C"), "red": ("H", "D"), "mixed": SUITS}
+RULES = ("id", "ood")
+RULE_SENTENCES = {"id": "'J', 'Q', and 'K' count as '10'",
+                  "ood": "'J', 'Q', and 'K' count as '11', '12', and '13' respectively"}
+REWARDS = {"correct": 5.0, "wrong_value": -1.0, "wrong_numbers": -2.0,
+           "illegal_formula": -3.0, "wrong_cards": -1.5}
+EXHAUSTED_PENALTY = -1.0  # added by the env to the last failed attempt
+FEEDBACK = "You failed this trial because {}"
+MAX_RESPONSE_CHARS = 65536  # verify reads at most this much of a response
+MAX_FORMULA_CHARS = 200  # longer formulas are illegal (bounds the parser's work)
+MAX_DEPTH = 20  # bracket nesting allowed in a formula
+
+
+@dataclass(frozen=True)
+class Verdict:
+    outcome: str  # correct | wrong_value | wrong_numbers | illegal_formula | wrong_cards (virl: its own)
+    reward: float  # the SPEC table; the attempts-exhausted -1 is added by the env, not here
+    message: str  # short reason, used in "You failed this trial because <message>"
+
+
+def card_value(card, rule="id"):
+    """'QS' -> 10 under rule id, 12 under rule ood; 'AH' -> 1; '7C' -> 7."""
+    rank = card[:-1]
+    v = RANKS.index(rank) + 1
+    return min(v, 10) if rule == "id" else v
+
+
+# ---------------------------------------------------------------------------------------------
+# SOLVER: which number multisets can make the target, with one formula each.
+# reach(ms) = {value: formula} for every value the numbers of ms can make, built by splitting
+# ms into two sub-multisets and combining their (memoised) reach sets with + - * /. For the
+# full hand we never build the whole set: for each split and each value a of one side we look
+# up the six values b that would give the target (b = t-a, a-t, a+t, t/a, t*a, a/t). With
+# exact fractions, 6/(1-3/4) = 24 counts.
+def _join(left, op, right):
+    """Join two (text, precedence) expressions with minimal brackets; precedence 1 = + -, 2 = * /, 3 = atom."""
+    (ls, lp), (rs, rp) = left, right
+    if op in "+-":
+        if op == "-" and rp == 1:
+            rs = f"({rs})"
+        return ls + op + rs, 1
+    if lp == 1:
+        ls = f"({ls})"
+    if rp == 1 or (op == "/" and rp == 2):
+        rs = f"({rs})"
+    return ls + op + rs, 2
+
+
+def _splits(ms):
+    """Unordered splits of a sorted tuple into two non-empty sorted sub-tuples (each once)."""
+    n, seen = len(ms), set()
+    for k in range(0, n - 1):  # the first element always goes left, so each split appears once
+        for rest in combinations(range(1, n), k):
+            left = (ms[0],) + tuple(ms[i] for i in rest)
+            if left in seen:
+                continue
+            seen.add(left)
+            right = tuple(ms[i] for i in range(1, n) if i not in rest)
+            yield left, right
+
+
+@lru_cache(maxsize=4096)
+def _reach(ms):
+    """Every value the sorted tuple ms can make -> (formula, precedence)."""
+    if len(ms) == 1:
+        return {Fraction(ms[0]): (str(ms[0]), 3)}
+    out = {}
+    for left, right in _splits(ms):
+        for a, ea in _reach(left).items():
+            for b, eb in _reach(right).items():
+                out.setdefault(a + b, _join(ea, "+", eb))
+                out.setdefault(a * b, _join(ea, "*", eb))
+                out.setdefault(a - b, _join(ea, "-", eb))
+                out.setdefault(b - a, _join(eb, "-", ea))
+                if b:
+                    out.setdefault(a / b, _join(ea, "/", eb))
+                if a:
+                    out.setdefault(b / a, _join(eb, "/", ea))
+    return out
+
+
+def _find(ms, target):
+    """A formula of the sorted tuple ms equal to target, or None, without building reach(ms)."""
+    t = Fraction(target)
+    if len(ms) == 1:
+        return str(ms[0]) if ms[0] == t else None
+    for left, right in _splits(ms):
+        xs, ys = _reach(left), _reach(right)
+        if len(xs) > len(ys):  # loop over the smaller side, look up in the larger
+            xs, ys = ys, xs
+        for x, ex in xs.items():
+            # (y needed, op, x is the left operand) so that x op y == t or y op x == t
+            needs = [(t - x, "+", True), (x - t, "-", True), (x + t, "-", False)]
+            if x:
+                needs += [(t / x, "*", True), (t * x, "/", False)]
+                if t:
+                    needs.append((x / t, "/", True))  # y = x/t is non-zero here
+            for y, op, x_first in needs:
+                ey = ys.get(y)
+                if ey is not None:
+                    return _join(ex, op, ey)[0] if x_first else _join(ey, op, ex)[0]
+            if t == 0 and x == 0:  # 0 * anything
+                return _join(ex, "*", next(iter(ys.values())))[0]
+    return None
+
+
+_TABLE = {}  # sorted 4-tuple of values 1..13 -> a formula making 24, or None; filled on first use
+
+
+def _solvable_table():
+    """Every multiset of 4 numbers in 1..13 (1820 of them, 1362 solvable), solved once (~0.3 s)."""
+    if not _TABLE:
+        for ms in combinations_with_replacement(range(1, 14), 4):
+            _TABLE[ms] = _find(ms, TARGET)
+    return _TABLE
+
+
+def solve(numbers, target=TARGET):
+    """A formula using each number once with + - * / and brackets that equals target, or None.
+
+    solve([1, 3, 4, 6]) -> '6/(1-3/4)'. The formula has no '=<target>' suffix. Hands of 4 numbers
+    in 1..13 with target 24 come from the cached table; anything else is searched directly.
+    """
+    ms = tuple(sorted(numbers))
+    if len(ms) == 4 and target == TARGET and all(type(v) is int and 1 <= v <= 13 for v in ms):
+        return _solvable_table()[ms]
+    return _find(ms, target) if ms else None
+
+
+# ---------------------------------------------------------------------------------------------
+# VERIFIER (SPEC §1 table). Order: cards (GP-VL only) -> formula legal -> numbers -> value.
+# The answer is read leniently: we look for the "formula" (and "cards") keys anywhere in the
+# text, so single quotes, trailing commas, code fences and prose around the JSON all work.
+# a quoted key ("formula": / 'formula':) wins over a bare one (formula:), which prose may also hold
+_KEY_RE = {k: (re.compile(r"[\"']" + k + r"[\"']\s*:\s*", re.I), re.compile(k + r"\s*:\s*", re.I))
+           for k in ("formula", "cards")}
+_UNQUOTED_RE = re.compile(r"[^,}\n]*")
+_TOKEN_RE = re.compile(r"[0-9]+|\S")  # ASCII digit runs, or any single non-space character
+_DIGITS = frozenset("0123456789")  # str.isdigit() would accept '٣'; int('٣') == 3
+_OPERATORS = frozenset("+-*/()=")
+_SUIT_NAMES = {"SPADES": "S", "SPADE": "S", "CLUBS": "C", "CLUB": "C", "HEARTS": "H", "HEART": "H",
+               "DIAMONDS": "D", "DIAMOND": "D", "♠": "S", "♣": "C", "♥": "H", "♦": "D"}
+_RANK_NAMES = {"ACE": "A", "1": "A", "T": "10", "JACK": "J", "QUEEN": "Q", "KING": "K"}
+
+
+class _Illegal(Exception):
+    """An illegal formula; the argument is the message for the model."""
+
+
+def _field(text, key):
+    """The raw value of `"key": ...` in text (a quoted string's inside, or up to , } or newline)."""
+    quoted, bare = _KEY_RE[key]
+    m = quoted.search(text) or bare.search(text)
+    if m is None:
+        return None
+    i = m.end()
+    if i < len(text) and text[i] in "\"'":
+        j = text.find(text[i], i + 1)
+        value = text[i + 1:] if j < 0 else text[i + 1:j]
+        if "\\" in value and text[i] == '"':  # JSON escapes such as \u0033 -> 3
+            try:
+                value = json.loads(f'"{value}"')
+            except ValueError:
+                pass
+        return value
+    if key == "cards":
+        j = text.find("]", i)
+        return text[i + 1:j] if i < len(text) and text[i] == "[" and j >= 0 else None
+    return _UNQUOTED_RE.match(text, i).group()
+
+
+def _parse_card(text):
+    """'QS' / 'qs' / 'SQ' / 'Q' / '10 of spades' / 'Q♠' -> (rank, suit or None); None if not a card."""
+    s = text.strip().strip("\"'` ").upper()
+    if " OF " in s:
+        rank, _, suit = s.partition(" OF ")
+        rank, suit = rank.strip(), _SUIT_NAMES.get(suit.strip())
+        if suit is None:
+            return None
+    else:
+        s = s.replace(" ", "")
+        if s[-1:] in _SUIT_NAMES or s[-1:] in SUITS:
+            rank, suit = s[:-1], _SUIT_NAMES.get(s[-1], s[-1])
+        elif s[:1] in SUITS and s[1:] in RANKS:  # suit first, as the public code's 'HA'
+            rank, suit = s[1:], s[0]
+        else:
+            rank, suit = s, None
+    rank = _RANK_NAMES.get(rank, rank)
+    return (rank, suit) if rank in RANKS else None
+
+
+def cards_match(recognized, cards):
+    """Whether the recognised card strings are the true cards (any order). A card written
+    without its suit ('Q') matches on rank alone; one with a suit must match exactly."""
+    if recognized is None or len(recognized) != len(cards):
+        return False
+    parsed = [_parse_card(c) for c in recognized]
+    if None in parsed:
+        return False
+    left = [(c[:-1], c[-1]) for c in cards]
+    for rank, suit in sorted(parsed, key=lambda p: p[1] is None):  # exact matches first
+        hit = next((t for t in left if t[0] == rank and (suit is None or t[1] == suit)), None)
+        if hit is None:
+            return False
+        left.remove(hit)
+    return True
+
+
+def recognized_cards(response):
+    """The "cards" list of a response as strings, or None when there is none."""
+    raw = _field(str(response)[:MAX_RESPONSE_CHARS], "cards")
+    return None if raw is None else [c for c in (p.strip().strip("\"'") for p in raw.split(",")) if c]
+
+
+def _apply(op, a, b):
+    """a op b, exact: ints until a division makes a Fraction; None (undefined) after a division by zero."""
+    if a is None or b is None or (op == "/" and b == 0):
+        return None
+    return a + b if op == "+" else a - b if op == "-" else a * b if op == "*" else Fraction(a) / b
+
+
+def _parse_formula(tokens):
+    """Recursive descent over expr := term (+|- term)*, term := factor (*|/ factor)*,
+    factor := number | ( expr ). Returns (value or None if it divides by zero, numbers used)."""
+    numbers, pos = [], 0
+
+    def chain(depth, ops, operand):  # operand (op operand)*, evaluated left to right
+        nonlocal pos
+        value = operand(depth)
+        while pos < len(tokens) and tokens[pos] in ops:
+            pos += 1
+            value = _apply(tokens[pos - 1], value, operand(depth))
+        return value
+
+    def expr(depth):
+        return chain(depth, ("+", "-"), term)
+
+    def term(depth):
+        return chain(depth, ("*", "/"), factor)
+
+    def factor(depth):
+        nonlocal pos
+        tok = tokens[pos] if pos < len(tokens) else ""
+        pos += 1
+        if tok and tok[0] in _DIGITS:
+            numbers.append(int(tok))
+            return numbers[-1]
+        if tok == "(":
+            if depth >= MAX_DEPTH:
+                raise _Illegal("your formula has too many nested brackets.")
+            value = expr(depth + 1)
+            if pos < len(tokens) and tokens[pos] == ")":
+                pos += 1
+                return value
+        raise _Illegal("your formula has an operator or number in the wrong place.")
+
+    value = expr(0)
+    if pos != len(tokens):
+        raise _Illegal("your formula has an operator or number in the wrong place.")
+    return value, numbers
+
+
+def _numbers_message(used, wanted):
+    """Why the numbers used differ from the card numbers (both sorted lists)."""
+    for v in used:
+        if v not in wanted:
+            return f"your formula uses {v}, which is not on the cards."
+    for v in sorted(set(used)):
+        if used.count(v) > wanted.count(v):
+            return f"your formula uses {v} too often."
+    missing = next(v for v in wanted if used.count(v) < wanted.count(v))
+    return f"your formula does not use {missing}."
+
+
+def _verdict(outcome, message):
+    return Verdict(outcome, REWARDS[outcome], message)
+
+
+def verify(response, cards, rule="id", vision=False, target=TARGET):
+    """Score one answer against the true cards (SPEC §1 table). Never raises, whatever the text.
+
+    Decisions: the "number" list of the answer is not checked; the numbers the formula uses
+    are what counts (an answer claiming QS = 10 under rule ood is right iff its formula uses
+    12). A formula that divides by zero is legal with an undefined value: wrong_value. A
+    formula may end with '=<integer>'; an integer other than the target is a wrong_value.
+    """
+    try:
+        return _verify(str(response)[:MAX_RESPONSE_CHARS], cards, rule, vision, target)
+    except Exception:  # a safety net: every expected failure returns a Verdict on its own
+        return _verdict("illegal_formula", "your answer could not be read.")
+
+
+def _verify(text, cards, rule, vision, target):
+    if vision and not cards_match(recognized_cards(text), cards):  # GP-VL: checked first
+        return _verdict("wrong_cards", "the cards in your answer are not the cards shown.")
+    formula = _field(text, "formula")
+    if formula is None:
+        return _verdict("illegal_formula", "your answer has no formula.")
+    formula = formula.strip()
+    if not formula:
+        return _verdict("illegal_formula", "your formula is empty.")
+    if len(formula) > MAX_FORMULA_CHARS:
+        return _verdict("illegal_formula", "your formula is too long.")
+    tokens = _TOKEN_RE.findall(formula)
+    for tok in tokens:
+        if tok[0] not in _DIGITS and tok not in _OPERATORS:
+            return _verdict("illegal_formula", f"your formula has an illegal character {tok!r}.")
+    claimed = None
+    if "=" in tokens:  # 'expr' or 'expr=<integer>'
+        i = tokens.index("=")
+        tokens, right = tokens[:i], tokens[i + 1:]
+        if len(right) != 1 or right[0][0] not in _DIGITS:
+            return _verdict("illegal_formula", "your formula needs a single number after '='.")
+        claimed = int(right[0])
+        if not tokens:
+            return _verdict("illegal_formula", "your formula is empty.")
+    if tokens.count("(") != tokens.count(")"):  # brackets out of order are caught by the parser
+        return _verdict("illegal_formula", "your formula has unbalanced brackets.")
+    try:
+        value, used = _parse_formula(tokens)
+    except _Illegal as e:
+        return _verdict("illegal_formula", str(e))
+    used, wanted = sorted(used), sorted(_VALUES[rule][c] for c in cards)
+    if used != wanted:
+        return _verdict("wrong_numbers", _numbers_message(used, wanted))
+    if value is None:
+        return _verdict("wrong_value", "your formula divides by zero.")
+    if value != target:
+        return _verdict("wrong_value", f"your formula evaluates to {value}, not {target}.")
+    if claimed is not None and claimed != target:
+        return _verdict("wrong_value", f"your formula must equal {target}, not {claimed}.")
+    return _verdict("correct", "your formula is correct.")
+
+
+# ---------------------------------------------------------------------------------------------
+# DEALING AND PROMPTS (SPEC §1). The prompt is the paper's (its public prompt_lib, with the
+# output example); GP-VL shows the image first and leaves the `Cards:` line out.
+_DECKS = {color: [r + s for s in suits for r in RANKS] for color, suits in COLORS.items()}
+_VALUES = {rule: {r + s: card_value(r + s, rule) for r in RANKS for s in SUITS} for rule in RULES}
+_SOLVABLE = {}  # (values, target) -> bool for targets other than 24
+
+
+def deal(rng, rule="id", color="black", target=TARGET):
+    """4 cards drawn without replacement from the colour's deck, redrawn until solvable (and,
+    for rule ood, until a J, Q or K is among them). A table lookup per draw, never a search."""
+    deck, values, table = _DECKS[color], _VALUES[rule], _solvable_table()
+    for _ in range(100_000):  # ~1.3 draws on average for target 24
+        hand = rng.sample(deck, 4)
+        nums = tuple(sorted(values[c] for c in hand))
+        if rule == "ood" and nums[-1] <= 10:
+            continue
+        if target == TARGET:
+            if table[nums] is not None:
+                return hand
+        elif _SOLVABLE.setdefault((nums, target), solve(nums, target) is not None):
+            return hand
+    raise ValueError(f"no solvable {rule}/{color} hand found for target {target}")
+
+
+_PROMPT = """[Task Description]
+You are an expert {target} points card game player. {observe}
+Note that {rule}, and each card must be used once.
+Your goal is to output a formula that evaluates to {target} using numbers from the cards and \
+operators such as '+', '-', '*', '/', '(', ')', and '='.
+{cards}
+[Output]
+Your response should be a valid json file in the following format:
+{{
+  "cards": [x, y, z, w], where {rule},
+  "number": [a, b, c, d], where a, b, c, and d are the numbers on the cards,
+  "formula": 'an equation that equals {target}',
+}}
+{example}
+Please only output the json."""
+# the example uses no face card so that it is right under both rules
+_EXAMPLE = ('\n[Output Example]\n'
+            '{"cards": ["4S", "3C", "2S", "10C"], "number": [4, 3, 2, 10], "formula": "4*3+2+10=24"}\n')
+
+
+def prompt_text(cards, rule="id", vision=False, target=TARGET):
+    """The user turn's text for a hand (GP-L lists the cards, GP-VL refers to the image)."""
+    return _PROMPT.format(
+        target=target, rule=RULE_SENTENCES[rule],
+        observe="You are observing these four cards in the image." if vision else "You will receive a set of 4 cards.",
+        cards="" if vision else f"\n[Input]\nCards: {list(cards)}\n",
+        example=_EXAMPLE if target == TARGET else "")
+
+
+def answer_text(cards, rule="id", formula=None, target=TARGET):
+    """The optimal answer, one compact JSON line with "formula" last:
+    {"cards": ["AS", "3C", "QS", "7S"], "number": [1, 3, 10, 7], "formula": "1+3*10-7=24"}"""
+    numbers = [card_value(c, rule) for c in cards]
+    formula = solve(numbers, target) if formula is None else formula
+    return json.dumps({"cards": list(cards), "number": numbers, "formula": f"{formula}={target}"})
+
+
+def _user(text, image=False):
+    return {"role": "user", "content": ([{"type": "image"}] if image else []) + [{"type": "text", "text": text}]}
+
+
+def _assistant(text):
+    return {"role": "assistant", "content": [{"type": "text", "text": text}]}
+
+
+# ---------------------------------------------------------------------------------------------
+# THE ENVIRONMENT: one hand per episode, up to max_attempts answers (VIter), gymnasium's API.
+class GeneralPointsEnv:
+    """reset() deals a hand; step(answer) scores it. obs = {"messages": the chat so far, "image":
+    PIL or None}; after a failed attempt it ends with the feedback turn, after the episode's
+    end with the last answer. seed: int for training; eval_envs uses string seeds."""
+
+    def __init__(self, rule="id", color="black", vision=False, max_attempts=MAX_ATTEMPTS, target=TARGET,
+                 seed=None, image_size=IMAGE_SIZE):
+        if rule not in RULES or color not in COLORS or max_attempts < 1:
+            raise ValueError(f"bad GeneralPoints settings: rule={rule!r} color={color!r} max_attempts={max_attempts}")
+        self.rule, self.color, self.vision = rule, color, vision
+        self.max_attempts, self.target, self.image_size = max_attempts, target, image_size
+        self.rng = random.Random(seed)
+        self.cards, self.done = None, True
+
+    def reset(self, seed=None):
+        if seed is not None:
+            self.rng = random.Random(seed)
+        self.cards = deal(self.rng, self.rule, self.color, self.target)
+        self.numbers = [card_value(c, self.rule) for c in self.cards]
+        self.solution = solve(self.numbers, self.target)
+        self.image = render(self.cards, self.image_size) if self.vision else None
+        self.messages = [_user(prompt_text(self.cards, self.rule, self.vision, self.target), self.vision)]
+        self.attempt, self.verdict, self.done, self.cards_correct = 0, None, False, None
+        return self._obs(), self._info()
+
+    def step(self, response):
+        if self.done:
+            raise RuntimeError("the episode is over (or never began): call reset()")
+        v = self.verdict = verify(response, self.cards, self.rule, self.vision, self.target)
+        self.cards_correct = cards_match(recognized_cards(response), self.cards)
+        self.attempt += 1
+        self.messages = self.messages + [_assistant(response)]
+        terminated = v.outcome == "correct"
+        truncated = not terminated and self.attempt >= self.max_attempts
+        reward = v.reward + (EXHAUSTED_PENALTY if truncated else 0.0)
+        if not (terminated or truncated):  # the verifier's feedback turn (VIter)
+            self.messages.append(_user(FEEDBACK.format(v.message)))
+        self.done = terminated or truncated
+        return self._obs(), reward, terminated, truncated, self._info()
+
+    def oracle_response(self):
+        """The correct answer for the current hand (the SFT target)."""
+        return answer_text(self.cards, self.rule, self.solution, self.target)
+
+    def _obs(self):
+        return {"messages": list(self.messages), "image": self.image}
+
+    def _info(self):
+        v = self.verdict
+        return {"cards": list(self.cards), "numbers": list(self.numbers), "rule": self.rule, "color": self.color,
+                "verdict": v, "attempt": self.attempt, "solved": v is not None and v.outcome == "correct",
+                "cards_correct": self.cards_correct, "solution": f"{self.solution}={self.target}"}
+
+
+def _split(split):
+    if split not in SPLIT_VARIANTS:
+        raise ValueError(f"unknown split {split!r}; choose from {SPLITS}")
+    return SPLIT_VARIANTS[split]
+
+
+def make_env(split="id", vision=False, max_attempts=MAX_ATTEMPTS, seed=None):
+    """A training / rollout env of a split: id = rule id + black, ood-rule = rule ood + black,
+    ood-visual = rule id + red."""
+    rule, color = _split(split)
+    return GeneralPointsEnv(rule, color, vision, max_attempts, seed=seed)
+
+
+def eval_envs(split, n=None, vision=False, max_attempts=MAX_ATTEMPTS):
+    """The fixed evaluation hands of a split (n=None: the paper's 234): env i's first reset()
+    deals hand i, the same in every call and process. Their seeds are strings
+    'generalpoints-eval/<split>/<i>/<k>' (training seeds are ints, so the two never meet); k skips
+    a hand already taken, so the n hands are distinct card sets."""
+    rule, color = _split(split)
+    envs, seen = [], set()
+    for i in range(N_EVAL if n is None else n):
+        for k in range(1000):
+            seed = f"generalpoints-eval/{split}/{i}/{k}"
+            hand = frozenset(deal(random.Random(seed), rule, color))
+            if hand not in seen:
+                break
+        seen.add(hand)
+        envs.append(GeneralPointsEnv(rule, color, vision, max_attempts, seed=seed))
+    return envs
+
+
+def sft_examples(n, rule="id", color="black", vision=False, seed=0):
+    """n optimal single-turn SFT pairs: {"messages": [user prompt, assistant answer], "image": PIL or None}."""
+    env = GeneralPointsEnv(rule, color, vision, seed=seed)
+    out = []
+    for _ in range(n):
+        obs, _ = env.reset()
+        out.append({"messages": obs["messages"] + [_assistant(env.oracle_response())], "image": obs["image"]})
+    return out
+
+
+def answer_variants(cards, rule="id", rng=None):
+    """Realistic answers for a hand, one per outcome the verifier knows, most of them near
+    misses of the right answer: [correct, wrong_value, wrong_numbers, illegal_formula,
+    wrong_cards (under vision), no formula]. For the benchmark and the tokenizer corpus."""
+    rng = rng or random.Random(0)
+    numbers = [card_value(c, rule) for c in cards]
+    formula = solve(numbers)
+    swapped = formula.replace("+", "#").replace("-", "+").replace("#", "-") if "+" in formula or "-" in formula \
+        else formula.replace("*", "+", 1)
+    off = [v + 1 if i == 0 else v for i, v in enumerate(numbers)]
+    other = next(s for s in SUITS if s != cards[0][-1])
+    def answer(cs, nums, f):
+        return json.dumps({"cards": cs, "number": nums, "formula": f})
+    return [answer(cards, numbers, f"{formula}=24"),
+            answer(cards, numbers, f"{swapped}=24"),
+            answer(cards, off, f"{solve(off) or '+'.join(map(str, off))}=24"),
+            answer(cards, numbers, rng.choice([f"{formula.replace('*', 'x')}=24", f"({formula}=24", f"{formula}**2=24"])),
+            answer([cards[0][:-1] + other] + cards[1:], numbers, f"{formula}=24"),
+            "The answer is " + "+".join(map(str, numbers)) + "."]
+
+
+def tokenizer_corpus(n=2000):
+    """Texts covering every variant (both rules, all colours, GP-L and GP-VL prompt forms), the
+    answers, and feedback turns of every kind, for training the tiny model's tokenizer."""
+    rng = random.Random("generalpoints-corpus")
+    variants = [(r, c, v) for r in RULES for c in COLORS for v in (False, True)]
+    texts = [FEEDBACK.format(m) for m in (
+        "your answer has no formula.", "your formula is empty.", "your formula is too long.",
+        "your formula has unbalanced brackets.", "your formula has too many nested brackets.",
+        "your formula has an operator or number in the wrong place.", "your answer could not be read.",
+        "your formula needs a single number after '='.", "your formula divides by zero.",
+        "the cards in your answer are not the cards shown.", "your formula has an illegal character 'x'.",
+        *(f"your formula does not use {v}." for v in range(1, 14)), "your formula must equal 24, not 25.")]
+    for i in range(n):
+        rule, color, vision = variants[i % len(variants)]
+        cards = deal(rng, rule, color)
+        answers = answer_variants(cards, rule, rng)
+        texts += [prompt_text(cards, rule, vision), answers[0]]
+        wrong = answers[1 + i % (len(answers) - 1)]
+        verdict = verify(wrong, cards, rule, vision)
+        texts += [wrong] + ([FEEDBACK.format(verdict.message)] if verdict.outcome != "correct" else [])
+    return texts
+
+
+# ---------------------------------------------------------------------------------------------
+# RENDERING (GP-VL): four cards side by side on a casino-green table, drawn in code. Suit
+# symbols are polygons and circles (fonts may lack the ♠ glyph); each card is drawn once per
+# size at 2-3x and downsampled (anti-aliased), then cached, so a render is 4 pastes.
+TABLE_GREEN = (0x35, 0x65, 0x4D)  # #35654d, the paper's table colour
+RED, BLACK = (205, 0, 0), (0, 0, 0)
+
+
+def _draw_suit(draw, suit, cx, cy, r, color):
+    """A suit symbol centred at (cx, cy), about 2r across; shapes in unit coordinates."""
+    def poly(points):
+        draw.polygon([(cx + x * r, cy + y * r) for x, y in points], fill=color)
+
+    def disc(x, y, rad):
+        draw.ellipse([cx + (x - rad) * r, cy + (y - rad) * r, cx + (x + rad) * r, cy + (y + rad) * r], fill=color)
+
+    if suit == "D":
+        poly([(0, -1), (0.72, 0), (0, 1), (-0.72, 0)])
+    elif suit == "H":
+        disc(-0.48, -0.42, 0.5), disc(0.48, -0.42, 0.5), poly([(-0.965, -0.3), (0.965, -0.3), (0, 0.95)])
+    elif suit == "S":  # an upside-down heart on a stem
+        disc(-0.384, 0.186, 0.4), disc(0.384, 0.186, 0.4), poly([(-0.77, 0.09), (0.77, 0.09), (0, -0.91)])
+        poly([(0, 0.3), (-0.3, 1.0), (0.3, 1.0)])
+    else:  # clubs: three leaves on a stem
+        disc(0, -0.5, 0.36), disc(-0.48, 0.12, 0.36), disc(0.48, 0.12, 0.36), disc(0, 0.02, 0.24)
+        poly([(0, 0.0), (-0.3, 1.0), (0.3, 1.0)])
+
+
+@lru_cache(maxsize=None)
+def _font(size):
+    return ImageFont.load_default(size=size)
+
+
+@lru_cache(maxsize=512)
+def _card_image(card, w, h):
+    """One card on its patch of table (the rounded corners show the green): corner indices, a
+    large rank and a large suit symbol, in red for hearts and diamonds."""
+    s = 3 if w < 200 else 2  # supersampling factor
+    W, H = w * s, h * s
+    rank, suit = card[:-1], card[-1]
+    color = RED if suit in "HD" else BLACK
+    img = Image.new("RGB", (W, H), TABLE_GREEN)
+    d = ImageDraw.Draw(img)
+    d.rounded_rectangle([0, 0, W - 1, H - 1], radius=int(W * 0.08), fill="white", outline=(110, 110, 110),
+                        width=max(s, W // 70))
+    # corner index (top-left), then copied upside down to the bottom-right as on a real card
+    small = int(H * 0.11)
+    d.text((W * 0.13, H * 0.035), rank, font=_font(small), fill=color, anchor="mt", stroke_width=small // 16,
+           stroke_fill=color)
+    _draw_suit(d, suit, W * 0.13, H * 0.19, W * 0.075, color)
+    box = (0, 0, int(W * 0.26), int(H * 0.25))
+    corner = img.crop(box).rotate(180)
+    img.paste(corner, (W - box[2], H - box[3]))  # the card is symmetric: border and corner match
+    big = int(H * 0.27)
+    d.text((W / 2, H * 0.32), rank, font=_font(big), fill=color, anchor="mm", stroke_width=big // 22,
+           stroke_fill=color)
+    _draw_suit(d, suit, W / 2, H * 0.64, W * 0.2, color)
+    return img.reduce(s)  # box-filter downsampling: anti-aliased edges
+
+
+def render(cards, size=IMAGE_SIZE):
+    """The table image of a hand: size is an int (square) or (width, height)."""
+    W, H = (size, size) if isinstance(size, int) else size
+    card_w = int(min(W / 4 * 0.9, H * 0.9 * 5 / 7))  # 5:7 cards, as in the paper's layout
+    card_h = card_w * 7 // 5
+    gap = (W - len(cards) * card_w) / (len(cards) + 1)
+    canvas = Image.new("RGB", (W, H), TABLE_GREEN)
+    for i, card in enumerate(cards):
+        canvas.paste(_card_image(card, card_w, card_h), (int(gap + i * (card_w + gap)), (H - card_h) // 2))
+    return canvas
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI: play in the terminal against the verifier the model faces, or save a hand's image.
+def play(env, inp=sys.stdin, out=sys.stdout):
+    """Deal hands until end of input; an answer is the model's JSON or just a formula."""
+    score, hands = 0.0, 0
+    while True:
+        obs, info = env.reset()
+        hands += 1
+        print(f"\n=== hand {hands} ===\n{obs['messages'][0]['content'][-1]['text']}", file=out)
+        done = False
+        while not done:
+            print(f"\nattempt {env.attempt + 1}/{env.max_attempts}, your answer (JSON or a formula; "
+                  "Ctrl-D quits)> ", end="", file=out, flush=True)
+            line = inp.readline()
+            if not line:  # end of input
+                print(f"\nbye: {hands - 1} hands finished, total reward {score:+g}", file=out)
+                return score
+            answer = line.strip()
+            if ANSWER_KEY not in answer.lower():
+                answer = json.dumps({ANSWER_KEY: answer})
+            _, reward, terminated, truncated, info = env.step(answer)
+            score += reward
+            done = terminated or truncated
+            v = info["verdict"]
+            print(f"{v.outcome}: reward {reward:+g}" + ("" if done else f"\n{FEEDBACK.format(v.message)}"), file=out)
+        if not info["solved"]:
+            print(f"out of attempts; one answer was {info['solution']}", file=out)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="GeneralPoints, the 24-points card game of SFT vs RL (SPEC §1).")
+    parser.add_argument("--play", action="store_true", help="play in the terminal (reads answers from stdin)")
+    parser.add_argument("--show", metavar="FILE.png", help="write the image of a dealt hand to this PNG file")
+    parser.add_argument("--rule", choices=RULES, default="id", help="id: J/Q/K = 10; ood: J/Q/K = 11/12/13")
+    parser.add_argument("--color", choices=tuple(COLORS), default="black", help="suit colours of the deck")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the deals (default: random)")
+    parser.add_argument("--size", type=int, default=1200, help="image side in pixels for --show (the paper: 1200)")
+    args = parser.parse_args(argv)
+    if args.play == bool(args.show):
+        parser.error("choose one of --play or --show FILE.png")
+    if args.size < 32:
+        parser.error("--size must be at least 32 pixels")
+    env = GeneralPointsEnv(args.rule, args.color, seed=args.seed)
+    if args.play:
+        try:
+            play(env)
+        except KeyboardInterrupt:
+            print("\nbye")
+        return
+    if not args.show.lower().endswith(".png"):
+        parser.error("--show needs a .png file name")
+    _, info = env.reset()
+    try:
+        render(info["cards"], args.size).save(args.show)
+    except OSError as e:
+        sys.exit(f"error: cannot write {args.show}: {e.strerror or e}")
+    print(f"wrote {args.show}: cards {info['cards']}, numbers {info['numbers']} (rule {args.rule}), "
+          f"one answer {info['solution']}")
+
+
+if __name__ == "__main__":
+    main()

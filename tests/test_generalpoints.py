@@ -1,0 +1,422 @@
+"""GeneralPoints (generalpoints.py, SPEC §1): solver, verifier, dealing, episodes, rendering, CLI.
+
+Run: python -m pytest tests/test_generalpoints.py -q      (about 15 s on one core)
+"""
+import ast
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections import Counter
+from fractions import Fraction
+from functools import lru_cache
+from itertools import combinations_with_replacement
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+import generalpoints as gp  # noqa: E402
+
+OUTCOMES = {"correct", "wrong_value", "wrong_numbers", "illegal_formula", "wrong_cards"}
+
+
+# --- an independent solver and evaluator, written differently from generalpoints.py ---------
+@lru_cache(maxsize=None)
+def can_make(nums, target):
+    """Classic 24 search: replace any two numbers by a result of + - * / until one is left."""
+    if len(nums) == 1:
+        return nums[0] == target
+    for i in range(len(nums)):
+        for j in range(i + 1, len(nums)):
+            a, b = nums[i], nums[j]
+            rest = [nums[k] for k in range(len(nums)) if k not in (i, j)]
+            results = {a + b, a - b, b - a, a * b} | ({a / b} if b else set()) | ({b / a} if a else set())
+            if any(can_make(tuple(sorted(rest + [r])), target) for r in results):
+                return True
+    return False
+
+
+def ast_value(formula):
+    """(value, numbers used) of a formula by Python's own parser, in Fractions (no eval)."""
+    numbers = []
+
+    def walk(node):
+        if isinstance(node, ast.Constant) and type(node.value) is int:
+            numbers.append(node.value)
+            return Fraction(node.value)
+        assert isinstance(node, ast.BinOp), ast.dump(node)
+        a, b = walk(node.left), walk(node.right)
+        ops = {ast.Add: lambda: a + b, ast.Sub: lambda: a - b, ast.Mult: lambda: a * b, ast.Div: lambda: a / b}
+        return ops[type(node.op)]()
+
+    return walk(ast.parse(formula, mode="eval").body), sorted(numbers)
+
+
+# --- solver -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("top", [10, 13])  # rule id: values 1..10; rule ood: 1..13
+def test_solver_agrees_with_brute_force_on_every_multiset(top):
+    solvable = 0
+    for ms in combinations_with_replacement(range(1, top + 1), 4):
+        formula = gp.solve(list(ms))
+        expected = can_make(tuple(Fraction(v) for v in ms), Fraction(24))
+        assert (formula is not None) == expected, ms
+        if formula is not None:
+            solvable += 1
+            assert ast_value(formula) == (24, list(ms)), (ms, formula)  # uses each number once, = 24
+    assert solvable == {10: 566, 13: 1362}[top]  # the known counts of solvable 24-game hands
+
+
+def test_solver_rational_and_other_targets():
+    assert ast_value(gp.solve([1, 3, 4, 6]))[0] == 24  # only 6/(1-3/4)
+    assert ast_value(gp.solve([3, 3, 8, 8]))[0] == 24  # only 8/(3-8/3)
+    assert gp.solve([1, 1, 1, 1]) is None
+    for nums, target in [([2, 3, 4], 10), ([5, 5, 5, 1], 24), ([7], 7), ([1, 2, 3, 4, 5], 120), ([2, 2, 0], 0)]:
+        assert ast_value(gp.solve(nums, target))[0] == target
+    assert gp.solve([2, 3], 7) is None
+
+
+def test_solvability_table_is_fast():
+    gp._TABLE.clear()
+    start = time.perf_counter()
+    table = gp._solvable_table()
+    assert time.perf_counter() - start < 3.0 and len(table) == 1820
+
+
+# --- verifier: every row of the SPEC table with realistic answers -------------------------------
+CARDS = ["AS", "3C", "QS", "7S"]  # numbers 1, 3, 10, 7 (rule id) / 1, 3, 12, 7 (rule ood)
+
+
+@pytest.mark.parametrize("outcome,reward,response", [
+    ("correct", 5, '{"cards": ["AS", "3C", "QS", "7S"], "number": [1, 3, 10, 7], "formula": "1+3*10-7=24"}'),
+    ("correct", 5, "```json\n{\n  'cards': ['AS', '3C', 'QS', '7S'],\n  'number': [1, 3, 10, 7],\n"
+                   "  'formula': '10*3-7+1',\n}\n```"),  # fences, single quotes, trailing comma, no =24
+    ("correct", 5, 'Sure! Here is my answer: {"cards": ["AS","3C","QS","7S"], "number": [1,3,10,7], '
+                   '"formula": "3 * 10 - 7 + 1 = 24",} Hope it helps.'),
+    ("correct", 5, '{"cards": ["A", "3", "Q", "7"], "number": [1, 3, 12, 7], "formula": "3*10+1-7=24"}'),
+    ("correct", 5, 'My formula: {"cards": ["AS", "3C", "QS", "7S"], "formula": "3*10+1-7=24"}'),
+    ("correct", 5, "formula: 3*10+1-7=24"),
+    ("wrong_value", -1, '{"cards": ["AS", "3C", "QS", "7S"], "number": [1, 3, 10, 7], "formula": "1+3*10+7=24"}'),
+    ("wrong_value", -1, '{"formula": "(10-7+1)*3=24"}'),
+    ("wrong_value", -1, '{"formula": "3*10-7+1=25"}'),  # the expression is 24 but the equation says 25
+    ("wrong_value", -1, '{"formula": "1/(10-7-3)=24"}'),  # division by zero: legal, right numbers, no value
+    ("wrong_numbers", -2, '{"formula": "3*8=24"}'),
+    ("wrong_numbers", -2, '{"formula": "(12-7+1)*3=24"}'),  # Q counted as 12 under rule id
+    ("wrong_numbers", -2, '{"formula": "(7-3)*(7-1)=24"}'),  # 7 used twice, Q not used
+    ("wrong_numbers", -2, '{"formula": "10*3-7+1+0=24"}'),
+    ("illegal_formula", -3, '{"formula": "3x10-7+1=24"}'),
+    ("illegal_formula", -3, '{"formula": "(3*10-7+1=24"}'),
+    ("illegal_formula", -3, '{"formula": "3*10-7+1)=24"}'),
+    ("illegal_formula", -3, '{"formula": "3**10-7+1=24"}'),
+    ("illegal_formula", -3, '{"formula": "-3+10*7-1=24"}'),  # no unary minus
+    ("illegal_formula", -3, '{"formula": "3*10-7+1=24=24"}'),
+    ("illegal_formula", -3, '{"formula": "3*10-7+1=twenty-four"}'),
+    ("illegal_formula", -3, '{"formula": "3*10-7+1.0"}'),
+    ("illegal_formula", -3, '{"formula": "3*10-7+1()"}'),
+    ("illegal_formula", -3, '{"formula": ""}'),
+    ("illegal_formula", -3, '{"cards": ["AS", "3C", "QS", "7S"], "number": [1, 3, 10, 7]}'),
+    ("illegal_formula", -3, "I think 3*10-7+1 = 24."),
+    ("illegal_formula", -3, ""),
+])
+def test_reward_rows_language(outcome, reward, response):
+    v = gp.verify(response, CARDS, rule="id")
+    assert (v.outcome, v.reward) == (outcome, reward), v
+    assert v.message and v.message.endswith(".")
+
+
+def test_the_rule_decides_the_numbers():
+    # rule ood: the cards are 1, 3, 12, 7. The "number" list may claim Q = 10: only the formula counts
+    claim_10 = '{"cards": ["AS", "3C", "QS", "7S"], "number": [1, 3, 10, 7], "formula": "(12-7+1)*3=24"}'
+    assert gp.verify(claim_10, CARDS, rule="ood").outcome == "wrong_value"  # right numbers, makes 18
+    assert gp.verify('{"formula": "3*10+1-7"}', CARDS, rule="ood").outcome == "wrong_numbers"  # the ID answer
+    solved = json.dumps({"cards": CARDS, "number": [1, 3, 10, 7], "formula": gp.solve([1, 3, 12, 7]) + "=24"})
+    assert gp.verify(solved, CARDS, rule="ood").outcome == "correct"
+    assert gp.verify(solved, CARDS, rule="id").outcome == "wrong_numbers"
+
+
+def test_reward_rows_vision():
+    good = '{"cards": ["AS", "3C", "QS", "7S"], "number": [1, 3, 10, 7], "formula": "1+3*10-7=24"}'
+    assert gp.verify(good, CARDS, vision=True).outcome == "correct"
+    for cards in (["AS", "3S", "QS", "7S"], ["AS", "3C", "KS", "7S"], ["AS", "3C", "QS"], ["AS", "3C", "QS", "7S", "2S"]):
+        v = gp.verify(good.replace('"AS", "3C", "QS", "7S"', json.dumps(cards)[1:-1]), CARDS, vision=True)
+        assert (v.outcome, v.reward) == ("wrong_cards", -1.5), cards
+    # cards are checked first: wrong cards and an illegal formula -> -1.5
+    assert gp.verify(good.replace('"3C"', '"3H"').replace("1+3", "1+(3"), CARDS, vision=True).reward == -1.5
+    # right cards (any order, any reasonable spelling), then the formula rows apply
+    for spelled in ('["7S", "QS", "3C", "AS"]', '["A", "3", "Q", "7"]', "['as', '3c', 'qs', '7s']",
+                    '["ace of spades", "3 of clubs", "Q♠", "7 of spades"]', '["SA", "C3", "SQ", "S7"]'):
+        assert gp.verify(good.replace('["AS", "3C", "QS", "7S"]', spelled), CARDS, vision=True).outcome == "correct", spelled
+    assert gp.verify(good.replace("1+3*10-7", "(1+3*10-7"), CARDS, vision=True).reward == -3
+    assert gp.verify(good.replace("1+3*10-7", "1+3*7-7"), CARDS, vision=True).reward == -2
+    assert gp.verify(good.replace("1+3*10-7", "1+3*10+7"), CARDS, vision=True).reward == -1
+    assert gp.verify('{"formula": "1+3*10-7=24"}', CARDS, vision=True).outcome == "wrong_cards"  # no cards listed
+    assert gp.verify('{"formula": "1+3*10-7=24"}', CARDS, vision=False).outcome == "correct"  # GP-L ignores them
+
+
+def test_messages_say_why():
+    msg = lambda f: gp.verify(json.dumps({"formula": f}), CARDS).message  # noqa: E731
+    assert msg("1+3*10+7") == "your formula evaluates to 38, not 24."
+    assert msg("1/3*10+7") == "your formula evaluates to 31/3, not 24."
+    assert msg("1/(10-7-3)") == "your formula divides by zero."
+    assert msg("(12-7+1)*3") == "your formula uses 12, which is not on the cards."
+    assert msg("(7-3)*(7-1)") == "your formula uses 7 too often."
+    assert msg("3*10-7") == "your formula does not use 1."
+    assert msg("3*10-7+1٣") == "your formula has an illegal character '٣'."
+    assert msg("((3*10-7+1)") == "your formula has unbalanced brackets."
+    assert msg("3*10-7++1") == "your formula has an operator or number in the wrong place."
+    assert gp.FEEDBACK.format(msg("3*10")) == "You failed this trial because your formula does not use 1."
+
+
+# --- verifier: never raises, never hangs ---------------------------------------------------------
+ADVERSARIAL = [
+    "x" * 1_000_000, '{"formula": "' + "1+" * 500_000 + '1"}', '{"formula": "' + "(" * 100_000,
+    "formula: " * 100_000, '{"formula": "9**9**9"}', "9**9**9", '{"formula": "__import__(\'os\').system(\'ls\')"}',
+    "__import__('os')", '{"formula": "(((((((((((((((((((((((((((1)))))))))))))))))))))))))))"}',
+    '{"formula": "' + "9" * 199 + '"}', '{"formula": "' + "*".join(["99999"] * 33) + '"}', '{"formula": "1/0"}',
+    '{"formula": "٣*٨=٢٤"}', '{"formula": "３*８"}', '{"formula": "\\u0033*8"}', '{"formula": "1e999"}',
+    '{"formula": "\x00\n\t"}', '{"formula": null}', '{"formula": [1, 2]}', "{'formula': '3*8',", '"formula"',
+    '{"cards": [' + '"AS",' * 100_000 + '], "formula": "3*8"}', '{"cards": "AS 3C QS 7S"}', "\ud800",
+    '{"cards": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[["', "[" * 100_000, "{" * 100_000, '"' * 100_000,
+]
+
+
+@pytest.mark.parametrize("vision", [False, True])
+def test_adversarial_answers_are_handled_fast(vision):
+    for text in ADVERSARIAL:
+        start = time.perf_counter()
+        v = gp.verify(text, CARDS, vision=vision)
+        assert isinstance(v, gp.Verdict) and v.outcome in OUTCOMES and v.outcome != "correct"
+        assert time.perf_counter() - start < 0.5, text[:40]
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(max_size=300), rule=st.sampled_from(gp.RULES), vision=st.booleans())
+def test_fuzz_any_text(text, rule, vision):
+    v = gp.verify(text, CARDS, rule=rule, vision=vision)
+    assert v.outcome in OUTCOMES and v.reward == gp.REWARDS[v.outcome] and isinstance(v.message, str)
+
+
+SHAPES = ["(a o b) o (c o d)", "((a o b) o c) o d", "(a o (b o c)) o d", "a o ((b o c) o d)",
+          "a o (b o (c o d))", "a o b o c o d", "(a o b o c) o d", "a o (b o c o d)"]
+
+
+@st.composite
+def near_miss_formulas(draw):
+    """A formula over the card numbers 1 3 7 10 in some order, shape and operators, then maybe
+    mutated by deleting or inserting a character (a realistic near-miss of a model)."""
+    nums = draw(st.permutations(["1", "3", "7", "10"]))
+    text = draw(st.sampled_from(SHAPES))
+    for x, n in zip("abcd", nums):
+        text = text.replace(x, n)
+    while " o " in text:
+        text = text.replace(" o ", draw(st.sampled_from("+-*/")), 1)
+    text = text.replace(" ", "")
+    i = draw(st.integers(0, len(text)))
+    mutation = draw(st.sampled_from(["none", "none", "delete", "insert"]))
+    if mutation == "delete" and i < len(text):
+        text = text[:i] + text[i + 1:]
+    elif mutation == "insert":
+        text = text[:i] + draw(st.sampled_from("13710+-*/() ")) + text[i:]
+    return text + draw(st.sampled_from(["", "=24", " = 24", "=25"]))
+
+
+@settings(max_examples=600, deadline=None)
+@given(formula=near_miss_formulas())
+def test_fuzz_formulas_agree_with_python(formula):
+    """Whenever the verifier accepts a formula's syntax, Python's own parser reads the same
+    numbers and value (checked in Fractions); it says correct exactly when that value is 24."""
+    v = gp.verify(json.dumps({"formula": formula}), CARDS)
+    expr = re.sub(r"\b0+(\d)", r"\1", formula.split("=")[0]).strip()  # "01" reads as 1 (Python refuses it)
+    try:
+        value, numbers = ast_value(expr)
+    except (SyntaxError, AssertionError, KeyError):  # not a plain binary-operator formula
+        assert v.outcome == "illegal_formula", (formula, v)
+        return
+    except ZeroDivisionError:
+        assert v.message == "your formula divides by zero." or v.outcome == "wrong_numbers", (formula, v)
+        return
+    if numbers != [1, 3, 7, 10]:
+        assert v.outcome == "wrong_numbers", (formula, v)
+    else:
+        ok = value == 24 and not formula.endswith("=25")
+        assert v.outcome == ("correct" if ok else "wrong_value"), (formula, v)
+
+
+# --- dealing -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("rule,color", [("id", "black"), ("ood", "black"), ("id", "red"), ("ood", "mixed")])
+def test_dealt_hands(rule, color):
+    env = gp.GeneralPointsEnv(rule, color, seed=1)
+    suits, with_face = Counter(), 0
+    for _ in range(2000):
+        obs, info = env.reset()
+        cards = info["cards"]
+        assert len(set(cards)) == 4  # drawn without replacement
+        suits.update(c[-1] for c in cards)
+        assert info["numbers"] == [gp.card_value(c, rule) for c in cards]
+        assert can_make(tuple(sorted(Fraction(v) for v in info["numbers"])), Fraction(24))  # solvable
+        assert ast_value(info["solution"].split("=")[0]) == (24, sorted(info["numbers"]))
+        with_face += any(c[:-1] in ("J", "Q", "K") for c in cards)
+        assert f"Cards: {cards}" in obs["messages"][0]["content"][0]["text"]
+    assert set(suits) == set(gp.COLORS[color])  # the colour's suits, all of them
+    assert with_face == 2000 if rule == "ood" else 0 < with_face < 2000  # OOD hands hold a face card
+
+
+def test_dealing_is_reproducible():
+    hands = lambda env, k: [env.reset()[1]["cards"] for _ in range(k)]  # noqa: E731
+    assert hands(gp.make_env("id", seed=7), 50) == hands(gp.make_env("id", seed=7), 50)
+    assert hands(gp.make_env("id", seed=7), 50) != hands(gp.make_env("id", seed=8), 50)
+    env = gp.make_env("id", seed=7)
+    first = hands(env, 3)
+    assert [env.reset(seed=7)[1]["cards"]] + hands(env, 2) == first  # reset(seed) reseeds
+
+
+def test_splits_and_eval_envs():
+    assert gp.SPLITS == ("id", "ood-rule", "ood-visual") and gp.ANSWER_KEY == "formula" and gp.MAX_ATTEMPTS == 5
+    for split, (rule, color) in [("id", ("id", "black")), ("ood-rule", ("ood", "black")), ("ood-visual", ("id", "red"))]:
+        env = gp.make_env(split, seed=0)
+        assert (env.rule, env.color) == (rule, color)
+        envs = gp.eval_envs(split)
+        assert len(envs) == 234
+        hands = [e.reset()[1]["cards"] for e in envs]
+        assert len({frozenset(h) for h in hands}) == 234  # distinct hands
+        assert [e.reset()[1]["cards"] for e in gp.eval_envs(split, n=30)] == hands[:30]  # fixed
+    code = "import generalpoints as gp; print([e.reset()[1]['cards'] for e in gp.eval_envs('ood-rule', 20)])"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONHASHSEED": "123"}).stdout
+    assert out.strip() == str([e.reset()[1]["cards"] for e in gp.eval_envs("ood-rule", 20)])
+    with pytest.raises(ValueError):
+        gp.make_env("ood")
+
+
+# --- episodes --------------------------------------------------------------------------------
+def test_five_wrong_attempts_end_truncated():
+    env = gp.make_env("id", seed=3)
+    obs, info = env.reset()
+    assert info["verdict"] is None and info["attempt"] == 0 and obs["image"] is None
+    assert [m["role"] for m in obs["messages"]] == ["user"]
+    wrong = ['{"formula": "1+1"}', "no idea", '{"formula": "(("}', env.oracle_response().replace("=24", "=25"),
+             '{"formula": "1/0"}']
+    expected = [-2, -3, -3, -1, -2 - 1]
+    for k, (answer, reward) in enumerate(zip(wrong, expected), start=1):
+        obs, r, terminated, truncated, info = env.step(answer)
+        assert (r, terminated, truncated, info["attempt"]) == (reward, False, k == 5, k)
+        msgs = obs["messages"]
+        if k < 5:  # the conversation so far + the answer + the verifier's feedback turn
+            assert len(msgs) == 1 + 2 * k and msgs[-2] == {"role": "assistant", "content": [{"type": "text", "text": answer}]}
+            assert msgs[-1]["role"] == "user"
+            assert msgs[-1]["content"][0]["text"] == "You failed this trial because " + info["verdict"].message
+    assert not info["solved"]
+    with pytest.raises(RuntimeError):
+        env.step(env.oracle_response())
+
+
+def test_right_answer_ends_the_episode():
+    env = gp.make_env("ood-rule", seed=4, max_attempts=3)
+    obs, info = env.reset()
+    env.step("3*8")
+    obs, r, terminated, truncated, info = env.step(env.oracle_response())
+    assert (r, terminated, truncated, info["attempt"], info["solved"]) == (5, True, False, 2, True)
+    # a one-attempt env: a wrong answer is reward - 1 and truncated
+    env = gp.make_env("id", seed=4, max_attempts=1)
+    env.reset()
+    assert env.step('{"formula": "1"}')[1:4] == (-3, False, True)
+
+
+def test_vision_observation_and_sft_examples():
+    env = gp.make_env("ood-visual", vision=True, seed=0)
+    obs, info = env.reset()
+    first = obs["messages"][0]["content"]
+    assert first[0] == {"type": "image"} and first[1]["type"] == "text"
+    assert "Cards:" not in first[1]["text"] and "in the image" in first[1]["text"]
+    assert obs["image"].size == (gp.IMAGE_SIZE, gp.IMAGE_SIZE)
+    for vision in (False, True):
+        examples = gp.sft_examples(5, rule="ood", vision=vision, seed=1)
+        for ex in examples:
+            user, answer = ex["messages"]
+            assert (user["role"], answer["role"]) == ("user", "assistant")
+            assert (ex["image"] is not None) == vision
+            text = answer["content"][0]["text"]
+            cards = json.loads(text)["cards"]
+            assert list(json.loads(text)) == ["cards", "number", "formula"]  # the answer key comes last
+            assert gp.verify(text, cards, rule="ood", vision=vision).outcome == "correct"
+    assert gp.sft_examples(3, seed=2) == gp.sft_examples(3, seed=2)
+
+
+def test_prompt_text():
+    text = gp.prompt_text(["AS", "3C", "QS", "7S"], rule="id")
+    assert "You are an expert 24 points card game player." in text
+    assert "'J', 'Q', and 'K' count as '10'" in text and "each card must be used once" in text
+    assert "Cards: ['AS', '3C', 'QS', '7S']" in text and '"formula": "4*3+2+10=24"' in text
+    assert "'J', 'Q', and 'K' count as '11', '12', and '13' respectively" in gp.prompt_text(["AS"] * 4, "ood")
+
+
+def test_tokenizer_corpus_covers_every_variant():
+    corpus = "\n".join(gp.tokenizer_corpus(200))
+    for needle in [gp.RULE_SENTENCES["id"], gp.RULE_SENTENCES["ood"], "in the image", "Cards: [",
+                   "You failed this trial because your formula evaluates to",
+                   "You failed this trial because your formula uses", "You failed this trial because the cards",
+                   "You failed this trial because your formula has", "You failed this trial because your answer has no",
+                   "You failed this trial because your formula divides by zero.", '"formula": "']:
+        assert needle in corpus, needle
+    for suit in gp.SUITS:
+        assert f"{suit}'" in corpus
+
+
+# --- rendering ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("size", [224, 560, (800, 600)])
+def test_render(size):
+    w, h = (size, size) if isinstance(size, int) else size
+    card_w = int(min(w / 4 * 0.9, h * 0.9 * 5 / 7))
+    gap = (w - 4 * card_w) / 5
+    columns = np.arange(w)
+    on_card = [(columns >= gap + i * (card_w + gap)) & (columns < gap + i * (card_w + gap) + card_w) for i in range(4)]
+    for cards in (["AS", "10C", "QS", "7C"], ["AS", "10H", "QS", "7D"], ["KD", "2H", "JH", "9D"]):
+        img = gp.render(cards, size)
+        assert img.size == (w, h) and img.mode == "RGB"
+        px = np.asarray(img).astype(int)  # [h, w, 3]
+        for y, x in [(0, 0), (0, w - 1), (h - 1, 0), (h - 1, w - 1), (2, w // 2)]:
+            assert tuple(px[y, x]) == (0x35, 0x65, 0x4D)  # the casino-green table
+        red = (px[..., 0] > 150) & (px[..., 1] < 90) & (px[..., 2] < 90)  # [h, w]
+        red_columns = red.any(axis=0)  # [w]
+        for i, card in enumerate(cards):
+            assert red_columns[on_card[i]].any() == (card[-1] in "HD"), card  # red only on red suits
+        assert not red_columns[~np.any(on_card, axis=0)].any()
+        assert (px == 255).all(axis=-1).sum() > w * h // 20  # white cards
+
+
+def test_cards_differ_in_the_image():
+    images = {c: gp.render([c, "2S", "3S", "4S"], 224).tobytes() for c in ("10S", "JS", "QS", "KS", "AS", "AC")}
+    assert len(set(images.values())) == len(images)
+
+
+# --- CLI ---------------------------------------------------------------------------------------
+def run_cli(*args, stdin=""):
+    return subprocess.run([sys.executable, str(ROOT / "generalpoints.py"), *args], input=stdin,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_cli_show_writes_a_png(tmp_path):
+    out = run_cli("--show", str(tmp_path / "hand.png"), "--rule", "ood", "--color", "red", "--seed", "3")
+    assert out.returncode == 0, out.stderr
+    img = Image.open(tmp_path / "hand.png")
+    assert img.format == "PNG" and img.size == (1200, 1200)
+
+
+def test_cli_play_and_errors(tmp_path):
+    env = gp.GeneralPointsEnv("ood", "black", seed=5)
+    env.reset()
+    out = run_cli("--play", "--rule", "ood", "--seed", "5", stdin="(1+2)*8\n" + env.oracle_response() + "\n")
+    assert out.returncode == 0, out.stderr
+    assert "You failed this trial because" in out.stdout and "correct: reward +5" in out.stdout
+    assert "bye" in out.stdout  # end of input ends the game cleanly
+    for bad in (["--rule", "xyz", "--play"], [], ["--show", str(tmp_path / "no" / "x.png")], ["--show", "x.txt"],
+                ["--play", "--seed", "abc"]):
+        out = run_cli(*bad)
+        assert out.returncode != 0 and "Traceback" not in out.stderr and "error" in out.stderr, bad
+        assert re.match(r"(generalpoints.py: )?error: ", out.stderr.strip().splitlines()[-1]), out.stderr
