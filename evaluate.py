@@ -1,0 +1,358 @@
+"""Evaluate a policy on the fixed ID / OOD episodes of GeneralPoints or V-IRL.
+
+The paper's claim is a comparison between checkpoints, so every checkpoint is measured on the
+same episodes: each split's evaluation episodes come from `eval_envs(split, n)` of the
+environment module, a fixed list of hands / routes that is identical across calls and processes
+(SPEC §1 and §2: 234 GP hands per split; V-IRL 48 routes for ID and rule-OOD, 2 x 9 cities for
+visual-OOD). Episodes use sequential revision (VIter) as in training: after a failed attempt the
+model sees the verifier's message and answers again, up to `attempts` times per hand / position.
+
+Batching: all unfinished episodes of a split are stepped together, in chunks of `batch_size`
+observations per `policy.generate` call, until every episode has ended.
+
+Metrics per split (the numbers sft.py / ppo.py log in metrics.jsonl under "eval"):
+  GeneralPoints
+    success   = hands solved within the attempts / n, with stderr = sqrt(p(1-p)/n)
+    solved, n, attempts (model answers given), outcomes = share of each verifier outcome over
+    all attempts, cut_off = share of answers cut at max_new_tokens
+    recognition (vision only) = share of attempts whose cards were recognised correctly, i.e.
+    whose verdict is not wrong_cards (the verifier checks the cards first), with its stderr
+  V-IRL
+    step_accuracy = rail positions answered correctly within the attempts / all rail positions
+    of all routes; a position the agent never reached because the route ended after a failure
+    counts as wrong. stderr = sqrt(p(1-p)/positions) (a binomial approximation: the steps of
+    one route are not independent, so it understates the true uncertainty).
+    route_success = routes finished with every position correct / n, route_stderr likewise;
+    positions, positions_correct, routes_solved, n, attempts, outcomes, cut_off
+  (with V-IRL's VIter a position counts as correct when one of its 2 attempts is correct.)
+
+Stand-ins that prove the pipeline itself: `--model oracle` answers env.oracle_response() and
+must score 100%; `--model random` answers random JSON of the right shape, the floor (GP: random
+cards, random numbers and a random formula; V-IRL: a random action of the split's action space
+with a random observation). They need the environments, so they carry `needs_envs = True` and
+the loop passes `envs=[env of each observation]` to their generate(); a policy.py policy is
+called as generate(obs_list, temperature=..., max_new_tokens=...).
+
+Usage:
+    python evaluate.py --env generalpoints --model oracle --splits id,ood-rule
+    python evaluate.py --env virl --model random --splits id,ood-rule,ood-visual --episodes 10
+    python evaluate.py --env generalpoints --vision --model runs/gp_ppo/final --out eval.json
+"""
+
+import argparse
+import json
+import math
+import os
+import random
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+from tqdm import tqdm
+
+import generalpoints
+import virl
+
+ENVS = {"generalpoints": generalpoints, "virl": virl}  # name -> environment module
+STAND_INS = ("oracle", "random")
+MAX_NEW_TOKENS = 128  # the tiny model's answers: GP ~30 tokens, V-IRL ~6; the paper's model: 512
+BATCH_SIZE = 32
+
+
+# ---------------------------------------------------------------------------------------------
+# Stand-in policies: same generate() as policy.py, but they read the environments
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class StandInGeneration:
+    """The fields of policy.Generation that evaluation uses (stand-ins produce no tokens)."""
+
+    text: str
+    token_ids: list[int] = field(default_factory=list)
+    cut_off: bool = False
+
+
+class OraclePolicy:
+    """Answers each environment's ground truth (the solver / the rail): must score 100%."""
+
+    needs_envs = True  # evaluate() passes the env of each observation as envs=[...]
+
+    def generate(self, obs_list, temperature=0.0, max_new_tokens=None, envs=None):
+        return [StandInGeneration(env.oracle_response()) for env in envs]
+
+
+class RandomPolicy:
+    """Answers random JSON of the task's format: the floor any learning must beat.
+
+    GeneralPoints: 4 random cards of the full deck, 4 random numbers in 1..13 and a random
+    formula over them ("a op b op c op d=24"): success ~0, recognition ~0. V-IRL: a random
+    action of the split's action space (10 absolute / 6 relative actions) and a random
+    observation: each attempt is right with probability 1/10 or 1/6. Seeded: RandomPolicy(seed)
+    gives the same answers on the same episodes, whatever the batch size.
+    """
+
+    needs_envs = True
+    DECK = [r + s for s in generalpoints.SUITS for r in generalpoints.RANKS]  # "AS" .. "KD"
+
+    def __init__(self, seed: int = 0):
+        self.rng = random.Random(seed)
+
+    def generate(self, obs_list, temperature=0.0, max_new_tokens=None, envs=None):
+        return [StandInGeneration(self._answer(env)) for env in envs]
+
+    def _answer(self, env) -> str:
+        if isinstance(env, virl.NavigationEnv):
+            return self._virl_answer(env)
+        return self._gp_answer()
+
+    def _gp_answer(self) -> str:
+        cards = self.rng.sample(self.DECK, 4)
+        numbers = [self.rng.randint(1, 13) for _ in range(4)]
+        ops = [self.rng.choice("+-*/") for _ in range(3)]
+        formula = f"{numbers[0]}{ops[0]}{numbers[1]}{ops[1]}{numbers[2]}{ops[2]}{numbers[3]}=24"
+        return json.dumps({"cards": cards, "number": numbers, "formula": formula})
+
+    def _virl_answer(self, env) -> str:
+        action = self.rng.choice(virl.action_space(env.relative))
+        observation = self.rng.choice(virl.OBSERVATION_CHOICES)
+        return json.dumps({"current observation": observation,
+                           "current instruction": "", "action": action})
+
+
+def stand_in(model: str, seed: int = 0):
+    """'oracle' or 'random' -> the stand-in policy."""
+    return OraclePolicy() if model == "oracle" else RandomPolicy(seed)
+
+
+# ---------------------------------------------------------------------------------------------
+# The evaluation loop
+# ---------------------------------------------------------------------------------------------
+def binomial_stderr(p: float, n: int) -> float:
+    """Standard error of a proportion p estimated from n trials: sqrt(p(1-p)/n); 0 when n=0."""
+    return math.sqrt(p * (1.0 - p) / n) if n > 0 else 0.0
+
+
+def _is_rank0() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+class Attempt(NamedTuple):
+    """One answer given in an episode and what the environment made of it."""
+
+    verdict: object  # generalpoints.Verdict: outcome, reward, message
+    terminated: bool  # the answer ended the episode by success (GP: solved; V-IRL: stop() right)
+    truncated: bool  # the answer used up the attempts: the episode ended failed
+    cut_off: bool  # the answer hit max_new_tokens before its end-of-turn token
+
+
+def run_episodes(policy, envs, temperature=0.0, max_new_tokens=MAX_NEW_TOKENS,
+                 batch_size=BATCH_SIZE, desc="eval", progress=None) -> list[list[Attempt]]:
+    """Play every env's first episode to its end; returns per env the list of its Attempts.
+
+    Unfinished episodes are stepped together, batch_size observations per generate() call, in
+    rounds: each round gives every unfinished episode one more answer, until all have ended.
+    The envs are answered in the same order whatever batch_size is (a seeded sampler or the
+    random stand-in gives the same episodes with any batch size).
+    """
+    if progress is None:  # a bar for people at a terminal, not for logs or other ranks
+        progress = sys.stderr.isatty() and _is_rank0()
+    obs = [env.reset()[0] for env in envs]
+    attempts = [[] for _ in envs]
+    active = list(range(len(envs)))
+    needs_envs = getattr(policy, "needs_envs", False)
+    with tqdm(total=len(envs), desc=desc, disable=not progress, leave=False) as bar:
+        while active:
+            still = []
+            for start in range(0, len(active), batch_size):
+                chunk = active[start : start + batch_size]
+                extra = {"envs": [envs[i] for i in chunk]} if needs_envs else {}
+                gens = policy.generate([obs[i] for i in chunk], temperature=temperature,
+                                       max_new_tokens=max_new_tokens, **extra)
+                assert len(gens) == len(chunk), "generate() must answer every observation"
+                for i, gen in zip(chunk, gens):
+                    ob, _, terminated, truncated, info = envs[i].step(gen.text)
+                    attempts[i].append(Attempt(info["verdict"], terminated, truncated,
+                                               bool(getattr(gen, "cut_off", False))))
+                    if terminated or truncated:
+                        bar.update(1)
+                    else:
+                        obs[i] = ob
+                        still.append(i)
+            active = still
+    return attempts
+
+
+def _outcome_shares(flat: list[Attempt]) -> dict:
+    """{outcome: share of all attempts}, e.g. {"correct": 0.25, "wrong_numbers": 0.75}."""
+    counts = {}
+    for a in flat:
+        counts[a.verdict.outcome] = counts.get(a.verdict.outcome, 0) + 1
+    return {k: v / len(flat) for k, v in sorted(counts.items())} if flat else {}
+
+
+def _cut_off_share(flat: list[Attempt]) -> float:
+    return sum(a.cut_off for a in flat) / len(flat) if flat else 0.0
+
+
+def gp_metrics(episodes: list[list[Attempt]], vision: bool) -> dict:
+    """GeneralPoints metrics of one split from the attempts of each hand (see module docstring)."""
+    n = len(episodes)
+    solved = sum(1 for ep in episodes if ep and ep[-1].terminated)  # ended by a correct answer
+    flat = [a for ep in episodes for a in ep]
+    p = solved / n if n else 0.0
+    metrics = {"n": n, "success": p, "stderr": binomial_stderr(p, n), "solved": solved,
+               "attempts": len(flat), "outcomes": _outcome_shares(flat),
+               "cut_off": _cut_off_share(flat)}
+    if vision:  # the verifier checks the cards first: any other verdict means they were right
+        recognised = sum(1 for a in flat if a.verdict.outcome != "wrong_cards")
+        r = recognised / len(flat) if flat else 0.0
+        metrics.update(recognition=r, recognition_stderr=binomial_stderr(r, len(flat)))
+    return metrics
+
+
+def virl_metrics(episodes: list[list[Attempt]], positions: list[int]) -> dict:
+    """V-IRL metrics of one split; positions[i] = number of rail positions of route i.
+
+    Every correct verdict answers one position (the agent moves on, or stops at the destination),
+    so the positions answered correctly are the correct verdicts; the positions after a failed
+    one were never reached and count as wrong. A route is solved when it ends by a correct
+    stop() at the destination, i.e. every position was answered within its attempts.
+    Example: routes of 3 and 4 positions, the first solved, the second failed at its 2nd
+    position -> step_accuracy (3 + 1) / 7, route_success 1 / 2.
+    """
+    n = len(episodes)
+    correct = [sum(1 for a in ep if a.verdict.outcome == "correct") for ep in episodes]
+    total = sum(positions)
+    routes_solved = sum(1 for ep in episodes if ep and ep[-1].terminated)
+    flat = [a for ep in episodes for a in ep]
+    p = sum(correct) / total if total else 0.0
+    q = routes_solved / n if n else 0.0
+    return {"n": n, "step_accuracy": p, "stderr": binomial_stderr(p, total),
+            "positions": total, "positions_correct": sum(correct),
+            "route_success": q, "route_stderr": binomial_stderr(q, n),
+            "routes_solved": routes_solved, "attempts": len(flat),
+            "outcomes": _outcome_shares(flat), "cut_off": _cut_off_share(flat)}
+
+
+def evaluate(policy, env="generalpoints", splits=("id", "ood-rule"), vision=False, n=None,
+             attempts=None, temperature=0.0, max_new_tokens=MAX_NEW_TOKENS,
+             batch_size=BATCH_SIZE, progress=None) -> dict:
+    """{split: metrics} of `policy` on the fixed evaluation episodes of each split.
+
+    policy: a policy.py policy or a stand-in (OraclePolicy / RandomPolicy). n=None -> the paper's
+    episode count; attempts=None -> the environment's VIter budget (GP 5, V-IRL 2); temperature
+    0 = greedy. Under FSDP every rank must make the same generate() calls: evaluate greedily
+    (temperature 0), so all ranks play identical episodes in lockstep.
+    """
+    if env not in ENVS:
+        raise ValueError(f"unknown env {env!r} (choose from {', '.join(ENVS)})")
+    module = ENVS[env]
+    unknown = [s for s in splits if s not in module.SPLITS]
+    if unknown:
+        raise ValueError(f"unknown split {unknown[0]!r} (choose from {', '.join(module.SPLITS)})")
+    attempts = module.MAX_ATTEMPTS if attempts is None else attempts
+    results = {}
+    for split in splits:
+        envs = module.eval_envs(split, n=n, vision=vision, max_attempts=attempts)
+        played = run_episodes(policy, envs, temperature, max_new_tokens, batch_size,
+                              desc=f"{env} {split}", progress=progress)
+        if env == "virl":
+            results[split] = virl_metrics(played, [e.num_positions for e in envs])
+        else:
+            results[split] = gp_metrics(played, vision)
+    return results
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI
+# ---------------------------------------------------------------------------------------------
+def format_table(results: dict, env: str) -> str:
+    """One row per split: the headline metric +- stderr and the counts behind it."""
+    if env == "virl":
+        head = (f"{'split':<11} {'routes':>6} {'step acc %':>14} {'route succ %':>14}"
+                f" {'positions':>10}")
+        rows = [f"{s:<11} {m['n']:>6} {100 * m['step_accuracy']:>7.1f} +- {100 * m['stderr']:<4.1f}"
+                f" {100 * m['route_success']:>7.1f} +- {100 * m['route_stderr']:<4.1f}"
+                f" {m['positions_correct']:>4}/{m['positions']:<5}"
+                for s, m in results.items()]
+    else:
+        head = f"{'split':<11} {'hands':>6} {'success %':>14} {'solved':>7}"
+        if any("recognition" in m for m in results.values()):
+            head += f" {'recognition %':>14}"
+        rows = []
+        for s, m in results.items():
+            row = (f"{s:<11} {m['n']:>6} {100 * m['success']:>7.1f} +- {100 * m['stderr']:<4.1f}"
+                   f" {m['solved']:>7}")
+            if "recognition" in m:
+                row += f" {100 * m['recognition']:>7.1f} +- {100 * m['recognition_stderr']:<4.1f}"
+            rows.append(row)
+    outcome_rows = [f"  {s}: " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in m["outcomes"].items())
+                    for s, m in results.items()]
+    return "\n".join([head, *rows, "outcome shares over attempts:", *outcome_rows])
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--env", required=True, choices=sorted(ENVS), help="the task")
+    parser.add_argument("--vision", action="store_true",
+                        help="the VL variant: cards / street views as an image")
+    parser.add_argument("--model", required=True,
+                        help="'tiny' / 'tiny-large' (random init), a saved policy folder, "
+                             "'oracle' or 'random'")
+    parser.add_argument("--splits", default="id,ood-rule",
+                        help="comma-separated splits among id, ood-rule, ood-visual")
+    parser.add_argument("--episodes", type=int, default=None,
+                        help="episodes per split (default: 234 hands / 48 or 18 routes)")
+    parser.add_argument("--attempts", type=int, default=None,
+                        help="attempts per hand / position (VIter; default GP 5, V-IRL 2)")
+    parser.add_argument("--temperature", type=float, default=0.0,
+                        help="sampling temperature, 0 = greedy (the default)")
+    parser.add_argument("--max-new-tokens", type=int, default=MAX_NEW_TOKENS,
+                        help="longest answer in tokens; a longer one is cut off and judged as is")
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE,
+                        help="observations per generate() call")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the model's init ('tiny'), sampling and the random stand-in")
+    parser.add_argument("--out", default=None, help="write {split: metrics} as JSON to this file")
+    args = parser.parse_args(argv)
+
+    module = ENVS[args.env]
+    splits = [s.strip() for s in args.splits.split(",") if s.strip()]
+    for s in splits:
+        if s not in module.SPLITS:
+            sys.exit(f"error: unknown split {s!r} (choose from {', '.join(module.SPLITS)})")
+    if not splits:
+        sys.exit("error: --splits is empty")
+    for flag, value in [("--episodes", args.episodes), ("--attempts", args.attempts)]:
+        if value is not None and value < 1:
+            sys.exit(f"error: {flag} must be >= 1")
+    if args.max_new_tokens < 1 or args.batch_size < 1 or args.temperature < 0:
+        sys.exit("error: --max-new-tokens and --batch-size must be >= 1, --temperature >= 0")
+
+    if args.model in STAND_INS:
+        policy = stand_in(args.model, args.seed)
+    else:
+        if not args.model.startswith("tiny") and not Path(args.model).is_dir():
+            sys.exit(f"error: model folder {args.model!r} not found")
+        import torch  # imported here: torch costs seconds, the stand-ins need none
+
+        from policy import load_policy
+
+        try:
+            policy = load_policy(args.model, vision=args.vision, seed=args.seed)
+        except (OSError, ValueError) as err:
+            sys.exit(f"error: cannot load {args.model!r}: {err}")
+        torch.manual_seed(args.seed)  # sampling (--temperature > 0) is seeded, not bit-exact on GPU
+    random.seed(args.seed)
+
+    results = evaluate(policy, env=args.env, splits=splits, vision=args.vision, n=args.episodes,
+                       attempts=args.attempts, temperature=args.temperature,
+                       max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+    print(format_table(results, args.env))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,365 @@
+"""The paper's figures from training runs: curves against compute, the headline bars, recognition.
+
+"SFT Memorizes, RL Generalizes" makes its case with three kinds of figure, all drawn here from the
+run logs that sft.py and ppo.py write (runs/NAME/config.json + runs/NAME/metrics.jsonl):
+
+1. curves (the paper's Figures 5-7): the evaluation metric against training compute in GFLOPs
+   (SPEC §3), one panel per split (ID, OOD-rule, OOD-visual) side by side, one line per run, a
+   band of +-1 standard error around each line. The metric is the success rate for
+   GeneralPoints and the per-step accuracy for V-IRL (the paper's main V-IRL number).
+2. headline bars (the paper's Figure 1): the change from the initial checkpoint (the first eval
+   line, step 0) to the last evaluation, per split, task and method, in percentage points.
+3. recognition (the paper's Figure 8): for GP-VL runs, the recognition accuracy of the cards
+   against the success rate, one point per evaluation.
+
+Usage:
+    python plots.py runs/gp_sft runs/gp_ppo --out figures/            # all figures that apply
+    python plots.py runs/gp_sft runs/gp_ppo --out figures/ --smooth 3 # moving average of 3 evals
+
+A training script draws its own run with `plot_run(run_dir, out_dir)`. The plot functions return
+the matplotlib Figure (and save a PNG when given a path), so tests can inspect the axes.
+Figures are built with matplotlib's object API on the Agg canvas: no pyplot, no display.
+"""
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, never a window
+from matplotlib.figure import Figure  # noqa: E402  (after choosing the backend)
+
+SPLITS = ("id", "ood-rule", "ood-visual")  # the order of the panels
+SPLIT_TITLES = {"id": "ID", "ood-rule": "OOD (rule)", "ood-visual": "OOD (visual)"}
+METHOD_LABELS = {"sft": "SFT", "ppo": "RL"}  # the paper's names for the two methods
+METHOD_COLORS = {"sft": "tab:orange", "ppo": "tab:blue"}
+
+
+class RunError(ValueError):
+    """A run folder that cannot be plotted (no metrics.jsonl, no eval lines, ...)."""
+
+
+@dataclass
+class Run:
+    """One training run as plots.py sees it: its config and its evaluation points."""
+
+    name: str
+    config: dict
+    evals: list[dict] = field(default_factory=list)  # [{"step", "flops", "eval": {split: metrics}}]
+
+    @property
+    def method(self) -> str:
+        return str(self.config.get("method", "?"))
+
+    @property
+    def env(self) -> str:
+        return str(self.config.get("env", "generalpoints"))
+
+    @property
+    def vision(self) -> bool:
+        return bool(self.config.get("vision", False))
+
+    @property
+    def task(self) -> str:
+        """The paper's task name: GP-L, GP-VL, V-IRL-L or V-IRL-VL."""
+        base = "V-IRL" if self.env == "virl" else "GP"
+        return f"{base}-{'VL' if self.vision else 'L'}"
+
+    @property
+    def metric(self) -> str:
+        """The key of the headline metric in a split's metrics (SPEC §4)."""
+        return "step_accuracy" if self.env == "virl" else "success"
+
+    def splits(self) -> list[str]:
+        present = {s for e in self.evals for s in e["eval"]}
+        return [s for s in SPLITS if s in present] + sorted(present - set(SPLITS))
+
+    def series(self, split: str, key: str, err_key: str | None = "stderr"):
+        """(GFLOPs, values in %, stderr in %) of one metric over the eval points that have it."""
+        xs, ys, es = [], [], []
+        for e in self.evals:
+            m = e["eval"].get(split)
+            if not isinstance(m, dict) or not isinstance(m.get(key), (int, float)):
+                continue  # split not evaluated at this point, or a null value
+            err = m.get(err_key, 0.0) if err_key else 0.0
+            xs.append(float(e.get("flops", 0.0)) / 1e9)
+            ys.append(100.0 * float(m[key]))
+            es.append(100.0 * float(err) if isinstance(err, (int, float)) else 0.0)
+        return xs, ys, es
+
+
+def load_run(run_dir) -> Run:
+    """Read config.json and the eval lines of metrics.jsonl; RunError when nothing can be plotted.
+
+    A line that is not valid JSON is skipped with a warning on stderr (a run killed mid-write
+    leaves half a line); a run with no readable eval line is an error.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunError(f"{run_dir}: not a run folder")
+    metrics_path = run_dir / "metrics.jsonl"
+    if not metrics_path.is_file():
+        raise RunError(f"{run_dir}: no metrics.jsonl")
+    config = {}
+    config_path = run_dir / "config.json"
+    if config_path.is_file():
+        try:
+            config = json.loads(config_path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise RunError(f"{config_path}: cannot be read as JSON ({err})") from None
+    if not isinstance(config, dict):
+        raise RunError(f"{config_path}: not a JSON object")
+    try:
+        text = metrics_path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise RunError(f"{metrics_path}: cannot be read ({err})") from None
+    evals, bad = [], 0
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            bad += 1
+            print(f"warning: {metrics_path}:{lineno}: not valid JSON, skipped", file=sys.stderr)
+            continue
+        if isinstance(record, dict) and isinstance(record.get("eval"), dict) and record["eval"]:
+            if not isinstance(record.get("flops", 0.0), (int, float)):
+                print(f"warning: {metrics_path}:{lineno}: no numeric flops, line skipped",
+                      file=sys.stderr)
+                continue
+            evals.append(record)
+    if not evals:
+        why = f" ({bad} unreadable lines)" if bad else ""
+        raise RunError(f"{metrics_path}: no evaluation lines{why}")
+    evals.sort(key=lambda e: float(e.get("flops", 0.0)))  # stable: file order among equals
+    return Run(name=run_dir.name, config=config, evals=evals)
+
+
+def _labels(runs: list[Run]) -> list[str]:
+    """'SFT', 'RL'; with the run name added where several runs share a method."""
+    counts = {}
+    for r in runs:
+        counts[r.method] = counts.get(r.method, 0) + 1
+    labels = []
+    for r in runs:
+        label = METHOD_LABELS.get(r.method, r.method)
+        labels.append(f"{label} ({r.name})" if counts[r.method] > 1 else label)
+    return labels
+
+
+def _color(run: Run, i: int) -> str:
+    return METHOD_COLORS.get(run.method, f"C{(i + 2) % 10}")
+
+
+def smooth_series(values: list[float], k: int) -> list[float]:
+    """Trailing moving average over k points: out[i] = mean(values[max(0, i-k+1) : i+1]).
+
+    The first point (the initial checkpoint) is kept as it is. k <= 1 returns the values.
+    Example: smooth_series([0, 2, 4, 6], 2) == [0, 1, 3, 5].
+    """
+    if k <= 1:
+        return list(values)
+    out = []
+    for i in range(len(values)):
+        window = values[max(0, i - k + 1) : i + 1]
+        out.append(sum(window) / len(window))
+    return out
+
+
+def _single_task(runs: list[Run]) -> str:
+    if not runs:
+        raise RunError("no runs to plot")
+    tasks = sorted({r.task for r in runs})
+    if len(tasks) > 1:
+        raise RunError(f"runs of several tasks in one curve figure: {', '.join(tasks)}")
+    return tasks[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. curves: metric against training compute, one panel per split
+# ---------------------------------------------------------------------------------------------
+def plot_curves(runs: list[Run], out_path=None, smooth: int = 1) -> Figure:
+    """Success (GP) or per-step accuracy (V-IRL) against GFLOPs; ID and OOD panels side by side.
+
+    All runs must be of one task. Each run is a line with a +-1 stderr band (fill_between);
+    `smooth` > 1 applies a trailing moving average of that many eval points to line and band.
+    """
+    task = _single_task(runs)
+    splits = [s for s in SPLITS if any(s in r.splits() for r in runs)]
+    splits += sorted({s for r in runs for s in r.splits()} - set(splits))
+    ylabel = "per-step accuracy (%)" if runs[0].env == "virl" else "success rate (%)"
+    fig = Figure(figsize=(4.5 * len(splits), 3.8), layout="constrained")
+    axes = fig.subplots(1, len(splits), squeeze=False)[0]
+    for ax, split in zip(axes, splits):
+        for i, (run, label) in enumerate(zip(runs, _labels(runs))):
+            xs, ys, es = run.series(split, run.metric)
+            if not xs:
+                continue
+            ys, es = smooth_series(ys, smooth), smooth_series(es, smooth)
+            color = _color(run, i)
+            ax.plot(xs, ys, marker="o", markersize=3, color=color, label=label)
+            lo = [max(0.0, y - e) for y, e in zip(ys, es)]
+            hi = [min(100.0, y + e) for y, e in zip(ys, es)]
+            ax.fill_between(xs, lo, hi, color=color, alpha=0.2, linewidth=0)
+        ax.set_title(f"{task}: {SPLIT_TITLES.get(split, split)}")
+        ax.set_xlabel("training compute (GFLOPs)")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best", fontsize="small")
+    if smooth > 1:
+        fig.suptitle(f"{task}: moving average over {smooth} evaluations", fontsize="medium")
+    if out_path is not None:
+        fig.savefig(out_path, dpi=120)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. headline: change from the initial checkpoint, per split, task and method (Figure 1)
+# ---------------------------------------------------------------------------------------------
+def plot_headline(runs: list[Run], out_path=None) -> Figure:
+    """Bars of (last eval - first eval) in percentage points; one panel per split.
+
+    Within a panel the x groups are the tasks (GP-L, V-IRL-L, GP-VL, V-IRL-VL) and each run is one
+    bar coloured by method. The error bar is sqrt(se_first^2 + se_last^2), the standard error of
+    the difference of two independent estimates.
+    """
+    if not runs:
+        raise RunError("no runs to plot")
+    order = ["GP-L", "V-IRL-L", "GP-VL", "V-IRL-VL"]  # the paper's Figure 1 order
+    tasks = sorted({r.task for r in runs}, key=lambda t: order.index(t) if t in order else 9)
+    splits = [s for s in SPLITS if any(s in r.splits() for r in runs)]
+    splits += sorted({s for r in runs for s in r.splits()} - set(splits))
+    method_order = {m: k for k, m in enumerate(METHOD_LABELS)}  # SFT bar left of RL
+    fig = Figure(figsize=(max(4.5, 2.2 * len(tasks)) * len(splits), 4.0), layout="constrained")
+    axes = fig.subplots(1, len(splits), squeeze=False)[0]
+    for ax, split in zip(axes, splits):
+        seen = set()  # one legend entry per label
+        for t, task in enumerate(tasks):
+            group = sorted([r for r in runs if r.task == task],
+                           key=lambda r: method_order.get(r.method, len(method_order)))
+            width = 0.8 / len(group)
+            for j, (run, label) in enumerate(zip(group, _labels(group))):
+                xs, ys, es = run.series(split, run.metric)
+                if not xs:
+                    continue
+                delta = ys[-1] - ys[0]
+                err = math.sqrt(es[0] ** 2 + es[-1] ** 2)
+                x = t - 0.4 + width * (j + 0.5)
+                ax.bar(x, delta, width=width * 0.9, yerr=err, capsize=3,
+                       color=_color(run, runs.index(run)), label=None if label in seen else label)
+                seen.add(label)
+                tip = delta + err if delta >= 0 else delta - err  # the value above the error bar
+                ax.annotate(f"{delta:+.1f}", (x, tip), ha="center", fontsize="small",
+                            va="bottom" if delta >= 0 else "top",
+                            xytext=(0, 2 if delta >= 0 else -2), textcoords="offset points")
+        ax.axhline(0.0, color="black", linewidth=0.8)
+        ax.margins(y=0.15)  # room for the value labels
+        ax.set_xticks(range(len(tasks)), tasks)
+        ax.set_xlabel("task (GP: success rate, V-IRL: per-step accuracy)")
+        ax.set_ylabel("change from initial checkpoint (pp)")
+        ax.set_title(f"{SPLIT_TITLES.get(split, split)}: change after training")
+        ax.grid(axis="y", alpha=0.3)
+        if seen:
+            ax.legend(loc="best", fontsize="small")
+    if out_path is not None:
+        fig.savefig(out_path, dpi=120)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. recognition: card recognition accuracy against success, GP-VL runs (Figure 8)
+# ---------------------------------------------------------------------------------------------
+def plot_recognition(runs: list[Run], out_path=None) -> Figure:
+    """Recognition accuracy (x) against success rate (y) over training, one panel per split.
+
+    Only GeneralPoints runs with vision and a "recognition" metric are drawn; each is a line
+    through its eval points in order of compute, the initial checkpoint drawn hollow.
+    """
+    runs = [r for r in runs if r.env == "generalpoints" and r.vision]
+    runs = [r for r in runs if any("recognition" in m for e in r.evals for m in e["eval"].values()
+                                   if isinstance(m, dict))]
+    if not runs:
+        raise RunError("no GP-VL run with recognition metrics")
+    splits = [s for s in SPLITS if any(s in r.splits() for r in runs)]
+    splits += sorted({s for r in runs for s in r.splits()} - set(splits))
+    fig = Figure(figsize=(4.5 * len(splits), 3.8), layout="constrained")
+    axes = fig.subplots(1, len(splits), squeeze=False)[0]
+    for ax, split in zip(axes, splits):
+        for i, (run, label) in enumerate(zip(runs, _labels(runs))):
+            points = [(100 * e["eval"][split]["recognition"], 100 * e["eval"][split]["success"])
+                      for e in run.evals if isinstance(e["eval"].get(split), dict)
+                      and {"recognition", "success"} <= e["eval"][split].keys()]
+            if not points:
+                continue
+            rec, suc = zip(*points)
+            color = _color(run, i)
+            ax.plot(rec, suc, marker="o", markersize=4, color=color, label=label)
+            ax.plot(rec[:1], suc[:1], marker="o", markersize=8, markerfacecolor="none",
+                    color=color, linestyle="none")  # the initial checkpoint
+        ax.set_title(f"GP-VL: {SPLIT_TITLES.get(split, split)} (hollow = initial checkpoint)",
+                     fontsize="medium")
+        ax.set_xlabel("card recognition accuracy (%)")
+        ax.set_ylabel("success rate (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best", fontsize="small")
+    if out_path is not None:
+        fig.savefig(out_path, dpi=120)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Drivers: all figures of a set of runs; the figures of one run
+# ---------------------------------------------------------------------------------------------
+def plot_runs(runs: list[Run], out_dir, smooth: int = 1) -> list[Path]:
+    """Every figure that applies: curves per task, the headline bars, recognition for GP-VL."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for task in sorted({r.task for r in runs}):
+        path = out_dir / f"curves_{task}.png"
+        plot_curves([r for r in runs if r.task == task], path, smooth=smooth)
+        paths.append(path)
+    path = out_dir / "headline.png"
+    plot_headline(runs, path)
+    paths.append(path)
+    if any(r.task == "GP-VL" for r in runs):
+        path = out_dir / "recognition.png"
+        try:
+            plot_recognition(runs, path)
+            paths.append(path)
+        except RunError as err:
+            print(f"warning: {err}; recognition figure skipped", file=sys.stderr)
+    return paths
+
+
+def plot_run(run_dir, out_dir=None, smooth: int = 1) -> list[Path]:
+    """The figures of one run (ppo.py / sft.py call this at the end); default out_dir = run_dir."""
+    run = load_run(run_dir)
+    return plot_runs([run], out_dir if out_dir is not None else run_dir, smooth=smooth)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", help="run folders holding config.json and metrics.jsonl")
+    parser.add_argument("--out", default="figures", help="folder for the PNG files (created)")
+    parser.add_argument("--smooth", type=int, default=1,
+                        help="moving average over this many evaluations (1 = none)")
+    args = parser.parse_args(argv)
+    if args.smooth < 1:
+        parser.error("--smooth must be >= 1")
+    try:
+        runs = [load_run(d) for d in args.runs]
+        paths = plot_runs(runs, args.out, smooth=args.smooth)
+    except RunError as err:
+        sys.exit(f"error: {err}")
+    for path in paths:
+        print(path)
+
+
+if __name__ == "__main__":
+    main()
