@@ -1,0 +1,599 @@
+"""The policy: a Hugging Face (vision-)language model with a value head, batched generation and
+exact per-token log-probs. Everything about "the model" lives here so that sft.py, ppo.py and
+evaluate.py stay about their algorithm.
+
+Two kinds of model, one code path:
+- `load_policy("tiny")` (the default everywhere): a Llama-3.2-Vision model (`Mllama*` classes,
+  the paper's architecture, SPEC 3) built from a config with seeded random weights, sized for a
+  2-core CPU: hidden 128, two self-attention layers plus one cross-attention layer (where the
+  image enters; it is skipped on text-only input), a 64-wide vision tower reading one 224x224
+  tile. Its tokenizer is a byte-level BPE trained here, deterministically, on the text of every
+  variant of both environments (`tokenizer_corpus()`), so that the tasks' fixed phrases become
+  single tokens, digits stay single and any text still tokenizes. "tiny-large" is ~5x bigger.
+- `load_policy(PATH)`: a local checkpoint through the Auto classes (`AutoModelForImageTextToText`
+  for VLMs such as Qwen2-VL or Llama-3.2-Vision, `AutoModelForCausalLM` for text-only LMs).
+  A directory written by `Policy.save` is such a checkpoint plus `value_head.safetensors`.
+
+The value head is the paper's MLP (hidden -> 1024 -> 512 -> 1, ReLU, fp32) on the last layer's
+hidden state at the last prompt token. `score` is the one function that gives PPO both its old
+and its new log-probs (SPEC 3: logits / sampling temperature, fp32 log-softmax), so the ratio is
+exactly 1 on the first minibatch. Under torchrun, `setup_distributed` + `shard` wrap the model
+with FSDP2 (one unit per decoder / vision block, then the root).
+
+    python policy.py                      # build the tiny model, greedy-answer one GP prompt
+    python policy.py --model runs/x/final --vision
+"""
+import argparse
+import inspect
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+from safetensors.torch import load_file, save_file
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import (AutoConfig, AutoImageProcessor, AutoModelForCausalLM,
+                          AutoModelForImageTextToText, AutoProcessor, AutoTokenizer,
+                          GenerationConfig, MllamaConfig, MllamaForConditionalGeneration,
+                          MllamaProcessor, PreTrainedTokenizerFast, ProcessorMixin)
+from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+from transformers.models.mllama.image_processing_pil_mllama import MllamaImageProcessorPil
+from transformers.models.qwen2_vl.processing_qwen2_vl import Qwen2VLProcessor
+from transformers.utils import logging as hf_logging
+
+log = logging.getLogger("policy")
+hf_logging.disable_progress_bar()  # no "Loading weights" bars at every checkpoint
+
+# ---------------------------------------------------------------------------------------------
+# The tiny model: a Llama-3.2-Vision config and a tokenizer trained on the environments' text
+# ---------------------------------------------------------------------------------------------
+
+# PLATFORM.md: on 2 cores a ~0.6M-parameter decoder with short sequences learns GP-L fastest.
+# Mllama counts its cross-attention layers inside num_hidden_layers.
+TINY_SIZES = {
+    "tiny": dict(hidden=128, layers=3, cross_layers=[1], heads=4, mlp=384,
+                 vision_width=64, vision_layers=2, vision_heads=2),
+    "tiny-large": dict(hidden=256, layers=5, cross_layers=[2], heads=8, mlp=768,
+                       vision_width=128, vision_layers=4, vision_heads=4),
+}
+IMAGE_SIZE = 224        # one tile, 16 x 16 patches of 14 pixels
+CONTEXT = 2048          # the tiny model's max_position_embeddings
+BOS, EOT, IMAGE, PAD = "<|begin_of_text|>", "<|eot_id|>", "<|image|>", "<|finetune_right_pad_id|>"
+ROLES = ("<|system|>", "<|user|>", "<|assistant|>")  # one token per role header
+SPECIAL_TOKENS = [BOS, EOT, IMAGE, "<|python_tag|>", PAD, *ROLES]  # Mllama needs the python tag
+
+# Llama-3 layout with one-token role headers: <bos><|user|>[<|image|>]text<eot><|assistant|>
+CHAT_TEMPLATE = (
+    "{{- bos_token -}}"
+    "{%- for message in messages -%}"
+    "{{- '<|' + message['role'] + '|>' -}}"
+    "{%- if message['content'] is string -%}{{- message['content'] -}}"
+    "{%- else -%}{%- for part in message['content'] -%}"
+    "{%- if part['type'] == 'image' -%}{{- '<|image|>' -}}"
+    "{%- elif part['type'] == 'text' -%}{{- part['text'] -}}{%- endif -%}"
+    "{%- endfor -%}{%- endif -%}"
+    "{{- '<|eot_id|>' -}}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|assistant|>' -}}{%- endif -%}"
+)
+
+
+def build_tokenizer(corpus=None, vocab_size=2048):
+    """A byte-level BPE trained on `corpus` (default: every environment variant's text).
+
+    Digits are split off one by one, and ByteLevel runs without its word regex, so merges may
+    cross spaces: "You are an expert" or '", "formula": "' become single tokens while a number
+    stays digit by digit. Training is deterministic: the same corpus gives the same vocabulary.
+    """
+    if corpus is None:
+        import generalpoints
+        import virl
+        corpus = generalpoints.tokenizer_corpus() + virl.tokenizer_corpus()
+    raw = Tokenizer(models.BPE())
+    raw.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    raw.decoder = decoders.ByteLevel()
+    specials = [AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS]
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=2, show_progress=False,
+                                  special_tokens=specials,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    raw.train_from_iterator(corpus, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=raw, bos_token=BOS, eos_token=EOT,
+                                   pad_token=PAD, padding_side="left",
+                                   chat_template=CHAT_TEMPLATE, model_max_length=CONTEXT)
+
+
+def build_tiny(size="tiny", seed=0, corpus=None):
+    """(model, processor) of a tiny Llama-3.2-Vision with seeded random weights."""
+    if size not in TINY_SIZES:
+        raise ValueError(f"unknown tiny size {size!r} (choose from {', '.join(TINY_SIZES)})")
+    s = TINY_SIZES[size]
+    tok = build_tokenizer(corpus)
+    ids = {t: tok.convert_tokens_to_ids(t) for t in (BOS, EOT, PAD, IMAGE)}
+    config = MllamaConfig(
+        text_config=dict(
+            vocab_size=len(tok), hidden_size=s["hidden"], num_hidden_layers=s["layers"],
+            cross_attention_layers=s["cross_layers"], num_attention_heads=s["heads"],
+            num_key_value_heads=s["heads"], intermediate_size=s["mlp"],
+            max_position_embeddings=CONTEXT, bos_token_id=ids[BOS], eos_token_id=ids[EOT],
+            pad_token_id=ids[PAD]),
+        vision_config=dict(
+            hidden_size=s["vision_width"], num_hidden_layers=s["vision_layers"],
+            num_global_layers=1, attention_heads=s["vision_heads"],
+            intermediate_size=4 * s["vision_width"], image_size=IMAGE_SIZE, patch_size=14,
+            max_num_tiles=1, supported_aspect_ratios=[[1, 1]], intermediate_layers_indices=[0],
+            vision_output_dim=2 * s["vision_width"]),  # width x (len(indices) + 1)
+        image_token_index=ids[IMAGE])
+    torch.manual_seed(seed)
+    model = MllamaForConditionalGeneration(config)
+    model.generation_config = GenerationConfig(bos_token_id=ids[BOS], eos_token_id=ids[EOT],
+                                               pad_token_id=ids[PAD])
+    image_processor = MllamaImageProcessorPil(
+        size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}, max_image_tiles=1)
+    processor = MllamaProcessor(image_processor, tok, chat_template=CHAT_TEMPLATE)
+    return model, processor
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading a local checkpoint through the Auto classes
+# ---------------------------------------------------------------------------------------------
+
+class QwenVLImageProcessor(Qwen2VLProcessor):
+    """Qwen2(.5)-VL's processor without its video half, which needs torchvision (PLATFORM.md:
+    without it AutoProcessor silently returns only the tokenizer)."""
+
+    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+        super().__init__(image_processor, tokenizer, None, chat_template=chat_template)
+
+
+def _chat_template(path, tokenizer):
+    """The chat template of a checkpoint, wherever it was saved."""
+    if tokenizer.chat_template:
+        return tokenizer.chat_template
+    for name in ("chat_template.jinja", "chat_template.json"):
+        if os.path.exists(os.path.join(path, name)):
+            with open(os.path.join(path, name)) as f:
+                text = f.read()
+            return json.loads(text)["chat_template"] if name.endswith(".json") else text
+    return None
+
+
+def _processor(path, config):
+    """AutoProcessor, or for Qwen2(.5)-VL without torchvision the image-only processor."""
+    try:
+        processor = AutoProcessor.from_pretrained(path)
+    except ImportError:  # a video processor that needs torchvision
+        processor = None
+    if isinstance(processor, ProcessorMixin):
+        return processor
+    if not config.model_type.startswith("qwen2"):  # failed, or only the tokenizer came back
+        raise ValueError(f"no usable processor for {config.model_type}")
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    return QwenVLImageProcessor(AutoImageProcessor.from_pretrained(path), tokenizer,
+                                chat_template=_chat_template(path, tokenizer))
+
+
+def load_checkpoint(path, vision=False, device="cpu", dtype=None):
+    """(model, tokenizer, processor or None) from a local Hugging Face checkpoint directory."""
+    if not os.path.isdir(path):
+        raise ValueError(f"--model {path!r} is neither 'tiny', 'tiny-large' nor a directory")
+
+    def unusable(e):  # missing files, bad JSON, an unknown model type: one line
+        reason = (str(e).strip() or type(e).__name__).splitlines()[0]
+        return ValueError(f"--model {path!r} is not a Hugging Face checkpoint: {reason}")
+
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError, KeyError) as e:
+        raise unusable(e) from e
+    is_vlm = config.model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+    if vision and not is_vlm:
+        raise ValueError(f"--model {path!r} is a text-only {config.model_type} model; it "
+                         f"cannot take images")
+    auto = AutoModelForImageTextToText if is_vlm else AutoModelForCausalLM
+    kwargs = {"dtype": dtype} if dtype is not None else {}
+    try:
+        model = auto.from_pretrained(path, **kwargs).to(device)
+        processor = _processor(path, config) if is_vlm else None
+        tokenizer = processor.tokenizer if is_vlm else AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError, KeyError) as e:
+        raise unusable(e) from e
+    tokenizer.padding_side = "left"  # batched generation appends on the right
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer, processor
+
+
+# ---------------------------------------------------------------------------------------------
+# The policy object
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class Generation:
+    text: str             # decoded response, special tokens dropped
+    token_ids: list       # sampled ids, the EOS included when produced
+    cut_off: bool         # True when max_new_tokens ran out before an EOS
+
+
+@dataclass
+class Batch:
+    """Prompts left-padded to a common length P, each response right after it, right-padded:
+
+        input_ids      [pad pad p0 p1 p2 | r0 r1 EOS]      prompt_len P = 5
+                       [p0  p1  p2 p3 p4 | r0 EOS pad]
+        response_mask  [0   0   0  0  0  | 1  1  1  ]
+                       [0   0   0  0  0  | 1  1  0  ]
+
+    the layout `generate` produces, so scoring sees exactly what sampling saw.
+    """
+    inputs: dict           # the model's forward kwargs: input_ids [B, L], attention_mask [B, L],
+                           # position_ids, pixel values etc. as the family needs
+    response_mask: torch.Tensor  # [B, L] 1 on response tokens only
+    prompt_len: int              # P; the last prompt token sits at column P - 1
+
+    @property
+    def input_ids(self):
+        return self.inputs["input_ids"]
+
+    @property
+    def attention_mask(self):
+        return self.inputs["attention_mask"]
+
+    @property
+    def labels(self):  # SFT targets: the response tokens, -100 elsewhere
+        return self.input_ids.masked_fill(self.response_mask == 0, -100)  # [B, L]
+
+
+@dataclass
+class Scores:
+    logprobs: torch.Tensor     # [B, R] log p(response token), 0 on padding
+    mask: torch.Tensor         # [B, R] 1 on response tokens
+    answer_mask: torch.Tensor  # [B, R] 1 from the token holding the answer key on
+    values: torch.Tensor       # [B] value head at the last prompt token
+
+
+def value_head(hidden_size):
+    """The paper's value head (SPEC 3): hidden -> 1024 -> 512 -> 1 with ReLU, kept in fp32."""
+    return nn.Sequential(nn.Linear(hidden_size, 1024), nn.ReLU(), nn.Linear(1024, 512),
+                         nn.ReLU(), nn.Linear(512, 1))
+
+
+class Policy:
+    """A model, its tokenizer/processor and its value head; see load_policy. `num_params` is N
+    of the compute axis (SPEC 3): every model parameter, vision tower included, not the head."""
+
+    def __init__(self, model, tokenizer, processor, head, device):
+        self.model, self.tokenizer, self.processor = model, tokenizer, processor
+        self.value_head, self.device = head, torch.device(device)
+        self.num_params = sum(p.numel() for p in model.parameters())
+        self.sharded = False
+        config = model.config
+        self.context = config.get_text_config().max_position_embeddings
+        gen_eos = model.generation_config.eos_token_id
+        gen_eos = gen_eos if isinstance(gen_eos, list) else [gen_eos]
+        self.eos_id = tokenizer.eos_token_id
+        self.eos_ids = sorted({self.eos_id, *(i for i in gen_eos if i is not None)})
+        # A random or young VLM writes image placeholders, which break the next forward
+        # (PLATFORM.md): never sample them, nor a bos or a pad token.
+        suppress = {getattr(config, name, None) for name in (
+            "image_token_id", "image_token_index", "video_token_id", "vision_start_token_id",
+            "vision_end_token_id")}
+        suppress |= {tokenizer.bos_token_id, tokenizer.pad_token_id}
+        if processor is not None:
+            suppress.add(getattr(processor, "image_token_id", None))
+        self.suppress_ids = sorted(i for i in suppress if i is not None and i not in self.eos_ids)
+        self._pieces = {}  # token id -> decoded text, for the answer split
+
+    def parameters(self):
+        yield from self.model.parameters()
+        yield from self.value_head.parameters()
+
+    def train(self, mode=True):
+        self.model.train(mode)
+        self.value_head.train(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    # --- prompts -----------------------------------------------------------------------------
+
+    def chat_text(self, messages):
+        """The prompt string for one conversation, ending with the assistant header."""
+        if self.processor is not None and getattr(self.processor, "chat_template", None):
+            return self.processor.apply_chat_template(messages, add_generation_prompt=True,
+                                                      tokenize=False)
+        if self.tokenizer.chat_template is None:
+            raise ValueError("the tokenizer has no chat template")
+        flat = [{"role": m["role"], "content": m["content"] if isinstance(m["content"], str)
+                 else "".join(p.get("text", "") for p in m["content"])} for m in messages]
+        return self.tokenizer.apply_chat_template(flat, add_generation_prompt=True,
+                                                  tokenize=False)
+
+    def prompt_inputs(self, obs_list):
+        """Model inputs of a batch of observations, prompts left-padded."""
+        texts, images = [], []
+        for obs in obs_list:
+            n_parts = sum(isinstance(m["content"], list) and any(
+                p.get("type") == "image" for p in m["content"]) for m in obs["messages"])
+            image = obs.get("image")
+            if image is not None and (self.processor is None or
+                                      getattr(self.processor, "image_processor", None) is None):
+                raise ValueError("this model is text-only; it cannot take an image")
+            if n_parts != (image is not None):
+                raise ValueError(f"an observation has {n_parts} image parts but "
+                                 f"{'an' if image is not None else 'no'} image")
+            texts.append(self.chat_text(obs["messages"]))
+            images.append(image)
+        has_image = [im is not None for im in images]
+        if any(has_image) and not all(has_image):
+            raise ValueError("a batch must be all with images or all without")
+        kwargs = dict(padding="longest", return_tensors="pt", add_special_tokens=False)
+        if self.processor is None:
+            enc = self.tokenizer(texts, **kwargs)
+        elif all(has_image):
+            enc = self.processor(text=texts, images=[[im] for im in images], **kwargs)
+        else:
+            enc = self.processor(text=texts, **kwargs)
+        return {k: v.to(self.device) for k, v in enc.items()}
+
+    def _check_context(self, length):
+        if length > self.context:
+            raise ValueError(f"conversation of {length} tokens is longer than the model's "
+                             f"context of {self.context} tokens")
+
+    # --- sampling ----------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def generate(self, obs_list, temperature=0.0, max_new_tokens=64, min_new_tokens=0):
+        """Batched sampling with the KV cache: temperature 0 = greedy, > 0 = plain sampling
+        (top-k / top-p off, as PPO needs). Returns one Generation per observation."""
+        inputs = self.prompt_inputs(obs_list)
+        prompt_len = inputs["input_ids"].shape[1]
+        self._check_context(prompt_len + max_new_tokens)
+        # Every field set explicitly: a checkpoint's generation_config (repetition penalty,
+        # top-k) would otherwise fill in whatever is left unset.
+        sampling = dict(do_sample=True, temperature=temperature, top_k=0, top_p=1.0,
+                        typical_p=1.0) if temperature > 0 else dict(do_sample=False)
+        config = GenerationConfig(
+            **sampling, repetition_penalty=1.0, no_repeat_ngram_size=0, num_beams=1,
+            max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens,
+            eos_token_id=self.eos_ids, pad_token_id=self.tokenizer.pad_token_id,
+            suppress_tokens=self.suppress_ids or None, use_cache=True)
+        if self.sharded:  # FSDP2: gather the root's weights; blocks gather in their own hooks
+            self.model.unshard()
+        try:
+            out = self.model.generate(**inputs, generation_config=config,
+                                      synced_gpus=self.sharded and dist.get_world_size() > 1)
+        finally:
+            if self.sharded:
+                self.model.reshard()
+        results = []
+        for row in out[:, prompt_len:].tolist():  # [B, new]
+            end = next((i for i, t in enumerate(row) if t in self.eos_ids), None)
+            ids = row if end is None else row[:end + 1]
+            results.append(Generation(self.tokenizer.decode(ids, skip_special_tokens=True),
+                                      ids, end is None))
+        return results
+
+    def response_ids(self, text):
+        """Token ids of an answer as the model should write it: text then end-of-turn."""
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"] + [self.eos_id]
+
+    # --- scoring -----------------------------------------------------------------------------
+
+    def build_batch(self, obs_list, responses):
+        """Prompt + response inputs in the layout of `Batch` (responses are lists of ids)."""
+        inputs = self.prompt_inputs(obs_list)
+        ids = inputs["input_ids"]  # [B, P]
+        batch_size, prompt_len = ids.shape
+        resp_len = max(len(r) for r in responses)
+        self._check_context(prompt_len + resp_len)
+        pad = self.tokenizer.pad_token_id
+        resp = torch.full((batch_size, resp_len), pad, dtype=ids.dtype)  # [B, R]
+        resp_mask = torch.zeros(batch_size, resp_len, dtype=torch.long)  # [B, R]
+        for i, r in enumerate(responses):
+            resp[i, :len(r)] = torch.tensor(r, dtype=ids.dtype)
+            resp_mask[i, :len(r)] = 1
+        resp, resp_mask = resp.to(self.device), resp_mask.to(self.device)
+        out = {}
+        for key, value in inputs.items():
+            if key == "input_ids":
+                value = torch.cat([value, resp], 1)  # [B, L]
+            elif key == "attention_mask":
+                value = torch.cat([value, resp_mask], 1)  # [B, L]
+            elif value.dim() >= 2 and value.shape[:2] == (batch_size, prompt_len):
+                # per-token extras (Mllama's cross_attention_mask, Qwen's mm_token_type_ids):
+                # response tokens repeat the last prompt token's row, as generate does
+                tail = value[:, -1:].expand(-1, resp_len, *value.shape[2:])
+                value = torch.cat([value, tail], 1)
+            out[key] = value
+        # the positions generate uses (padding-aware, 3-D for Qwen's M-RoPE), from the
+        # (private) method generate itself calls, so every family gets its own rule
+        if "position_ids" in inspect.signature(self.model.forward).parameters:
+            out["position_ids"] = self.model._prepare_position_ids_for_generation(
+                out["input_ids"], dict(out))
+        zeros = torch.zeros(batch_size, prompt_len, dtype=torch.long, device=self.device)
+        return Batch(out, torch.cat([zeros, resp_mask], 1), prompt_len)
+
+    def answer_mask(self, response, answer_key):
+        """1 from the token where '"<answer_key>"' starts, 0 before (all 0 without the key).
+
+        The character offset of every token comes from decoding the response token by token
+        (the ids may be a sampled, non-canonical tokenization, so re-tokenizing is not safe).
+        """
+        mask = [0] * len(response)
+        if answer_key is None:
+            return mask
+        pieces = []
+        for t in response:
+            if t not in self._pieces:
+                self._pieces[t] = self.tokenizer.decode([t])
+            pieces.append(self._pieces[t])
+        start = "".join(pieces).find(f'"{answer_key}"')
+        if start < 0:
+            return mask
+        end = 0
+        for i, piece in enumerate(pieces):
+            end += len(piece)  # piece i covers characters [end - len, end)
+            if end > start:
+                return mask[:i] + [1] * (len(response) - i)
+        return mask
+
+    def score(self, obs_list, responses, temperature=1.0, answer_key=None):
+        """Per-token log-probs of `responses` and the value of each prompt (differentiable).
+
+        logits at column t score token t + 1 (shift by one); divided by the sampling temperature
+        and log-softmaxed in fp32 (SPEC 3). The caller sets train()/eval(); the tiny model has
+        no dropout either way.
+        """
+        if temperature <= 0:
+            raise ValueError("score needs a temperature > 0 (greedy has no log-probs)")
+        batch = self.build_batch(obs_list, responses)
+        prompt_len, resp_len = batch.prompt_len, max(len(r) for r in responses)
+        out = self.model(**batch.inputs, use_cache=False, output_hidden_states=True,
+                         logits_to_keep=resp_len + 1)
+        logits = out.logits[:, :-1].float() / temperature  # [B, R, V] columns P-1 .. L-2
+        targets = batch.input_ids[:, prompt_len:]  # [B, R]
+        mask = batch.response_mask[:, prompt_len:]  # [B, R]
+        logprobs = torch.log_softmax(logits, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        logprobs = logprobs * mask  # [B, R]
+        hidden = out.hidden_states[-1][:, prompt_len - 1].float()  # [B, H] last prompt token
+        values = self.value_head(hidden).squeeze(-1)  # [B]
+        answer = torch.tensor([self.answer_mask(r, answer_key) + [0] * (resp_len - len(r))
+                               for r in responses], device=self.device)  # [B, R]
+        return Scores(logprobs, mask, answer * mask, values)
+
+    # --- checkpoints -------------------------------------------------------------------------
+
+    def save(self, out_dir):
+        """save_pretrained (safetensors) + processor/tokenizer + value_head.safetensors.
+        Under FSDP every rank must call it; rank 0 gathers the full state dict and writes."""
+        model_sd = None
+        head_sd = self.value_head.state_dict()
+        if self.sharded:
+            from torch.distributed.checkpoint.state_dict import (StateDictOptions,
+                                                                 get_model_state_dict)
+            options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+            model_sd = get_model_state_dict(self.model, options=options)
+            head_sd = get_model_state_dict(self.value_head, options=options)
+            if dist.get_rank() != 0:
+                return
+        os.makedirs(out_dir, exist_ok=True)
+        self.model.save_pretrained(out_dir, state_dict=model_sd)
+        (self.processor or self.tokenizer).save_pretrained(out_dir)
+        save_file({k: v.detach().float().cpu().contiguous() for k, v in head_sd.items()},
+                  os.path.join(out_dir, "value_head.safetensors"))
+
+
+def load_policy(model="tiny", vision=False, seed=0, device=None, dtype=None, corpus=None,
+                threads=1):
+    """The Policy for "tiny" / "tiny-large" or a local checkpoint directory.
+
+    vision: the caller will pass images (a text-only checkpoint is refused up front).
+    seed: seeds the tiny model's weights and a fresh value head. corpus: tokenizer training
+    text for the tiny model (default: both environments' tokenizer_corpus()).
+    threads: torch CPU threads for this process (None: leave torch's setting). The tiny
+    model's ops are too small to split, and on the shared 2-core machine a second thread
+    stalls every op whenever another process holds a core: measured 9x slower for a batch of
+    32 forward+backward (1.6 s vs 0.17 s) and 60x for one-at-a-time scoring.
+    """
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cpu" and threads:
+        torch.set_num_threads(threads)
+    head_path = None
+    if model in TINY_SIZES:
+        net, processor = build_tiny(model, seed, corpus)
+        net = net.to(device=device, dtype=dtype) if dtype else net.to(device)
+        tokenizer = processor.tokenizer
+    else:
+        net, tokenizer, processor = load_checkpoint(model, vision, device, dtype)
+        head_path = os.path.join(model, "value_head.safetensors")
+    net.eval()  # dropout off; the trainers call train() when they want it
+    torch.manual_seed(seed)
+    head = value_head(net.config.get_text_config().hidden_size)
+    if head_path is not None:
+        if os.path.exists(head_path):
+            head.load_state_dict(load_file(head_path))
+        else:
+            log.warning("%s has no value_head.safetensors: starting a fresh value head", model)
+    return Policy(net, tokenizer, processor, head.to(device), device)
+
+
+# ---------------------------------------------------------------------------------------------
+# FSDP2 (torchrun): one unit per decoder / vision block, then the root
+# ---------------------------------------------------------------------------------------------
+
+def setup_distributed():
+    """(rank, world_size, device). Under torchrun (RANK set) it joins the process group: gloo
+    on CPU, NCCL on GPU. Plain `python` needs nothing: rank 0 of 1."""
+    rank = int(os.environ.get("RANK", 0))
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    local = int(os.environ.get("LOCAL_RANK", 0))
+    cuda = torch.cuda.is_available()
+    device = torch.device(f"cuda:{local}" if cuda else "cpu")
+    if "RANK" in os.environ and not dist.is_initialized():
+        if cuda:
+            torch.cuda.set_device(device)
+        else:  # share the cores between the ranks of this machine
+            per_node = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // per_node))
+        dist.init_process_group("nccl" if cuda else "gloo")
+    return rank, world, device
+
+
+def shard(policy):
+    """Wrap the policy with FSDP2 `fully_shard`: each block class named in the model's
+    `_no_split_modules` (decoder layers, vision layers), then the root, which keeps the
+    embeddings and the (possibly tied) lm_head in one unit. The value head is its own unit so
+    its gradients are averaged across ranks too. bf16 compute with fp32 reduction on GPU.
+    Without a process group (plain python) there is nothing to shard: returned unchanged."""
+    if not dist.is_initialized():
+        return policy
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+    mesh = init_device_mesh(policy.device.type, (dist.get_world_size(),))
+    kwargs = {"mesh": mesh}
+    if policy.device.type == "cuda":
+        kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=torch.bfloat16,
+                                                   reduce_dtype=torch.float32)
+    block_names = set(policy.model._no_split_modules or [])
+    blocks = [m for m in policy.model.modules() if type(m).__name__ in block_names]
+    if not blocks:
+        raise ValueError(f"no FSDP block classes found in {type(policy.model).__name__}")
+    for block in blocks:
+        fully_shard(block, **kwargs)
+    # The root too is resharded after each forward (FSDP2 keeps it gathered by default): else
+    # after a no-grad forward model.parameters() are the gathered copies, and an optimizer
+    # built from them would update copies that the next all-gather overwrites.
+    fully_shard(policy.model, reshard_after_forward=True, **kwargs)
+    fully_shard(policy.value_head, mesh=mesh, reshard_after_forward=True)  # fp32
+    policy.sharded = True
+    return policy
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="tiny", help="'tiny', 'tiny-large' or a checkpoint dir")
+    parser.add_argument("--vision", action="store_true", help="show the cards as an image")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the tiny model's weights")
+    args = parser.parse_args()
+    import generalpoints
+    try:
+        policy = load_policy(args.model, vision=args.vision, seed=args.seed)
+    except ValueError as e:
+        sys.exit(f"error: {e}")
+    obs, _ = generalpoints.make_env(vision=args.vision, seed=args.seed).reset()
+    prompt = policy.prompt_inputs([obs])["input_ids"].shape[1]
+    gen = policy.generate([obs], temperature=0.0, max_new_tokens=40)[0]
+    print(f"{args.model}: {policy.num_params:,} parameters, prompt of {prompt} tokens")
+    print(f"greedy answer ({len(gen.token_ids)} tokens, cut off: {gen.cut_off}): {gen.text!r}")
+
+
+if __name__ == "__main__":
+    main()
