@@ -1,0 +1,597 @@
+"""
+Supervised fine-tuning: the paper's SFT arm (SPEC §3).
+
+The model is trained on optimal single-turn answers of the in-distribution (ID) split only
+(GeneralPoints: black suits, J/Q/K count as 10; V-IRL: the training city, absolute actions), with
+the cross-entropy loss on the answer tokens. Every --eval-every steps it is evaluated on the ID
+split and on the rule (and, with --vision, visual) OOD splits, and the result is logged against
+the training compute spent so far: these are the SFT curves of the paper's figures, where ID
+rises while OOD falls ("SFT memorizes").
+
+Launch (the same file runs alone or under torchrun; it looks at RANK / WORLD_SIZE):
+
+    python sft.py --env generalpoints                  # GP-L, tiny model, CPU, a few minutes
+    python sft.py --env generalpoints --vision         # GP-VL (cards shown in an image)
+    python sft.py --env virl                           # V-IRL-L
+    python sft.py --env generalpoints --resume         # continue runs/sft-gp-l from its last checkpoint
+    python sft.py --env generalpoints --data SFT_data/gp-l/data.json   # the paper's public SFT data
+    torchrun --standalone --nproc_per_node=2 sft.py --env generalpoints          # FSDP on CPU (gloo)
+    torchrun --standalone --nproc_per_node=8 sft.py --env generalpoints \\
+        --model /path/to/Llama-3.2-11B-Vision-Instruct --preset paper            # one 8-GPU node (NCCL)
+    # two nodes: run on each, with NODE_RANK = 0 and 1
+    torchrun --nnodes=2 --node_rank=$NODE_RANK --nproc_per_node=8 --master_addr=$HEAD_NODE \\
+        --master_port=29500 sft.py --env generalpoints --model PATH --preset paper
+
+The run folder runs/NAME/ (default runs/sft-<gp|virl>-<l|vl>) gets config.json, metrics.jsonl
+(read by plots.py), checkpoint-STEP/ folders (the last 2 are kept) and `final`, a link to the last
+checkpoint, which is a policy.py folder: `load_policy("runs/sft-gp-l/final")` or
+`python ppo.py --init runs/sft-gp-l/final`.
+
+Where this departs from the paper's SFT run (a DeepSpeed ZeRO-3 HF Trainer script):
+- Data is generated on the fly by the environment (fresh examples every step, never repeated
+  epochs) unless --data gives the released file. The loss is the token mean of each
+  micro-batch, averaged over the micro-batches of a step, so 1 and N ranks get the same gradient.
+- FSDP2 (PyTorch) instead of DeepSpeed ZeRO-3, written out by hand in policy.py.
+- The CPU defaults (tiny model, lr 1e-3) are there so that a laptop sees the curve in minutes;
+  `--preset paper` restores the paper's hyperparameters.
+
+This file also holds the training plumbing that ppo.py imports (schedule, run log, checkpoints,
+compute axis), so that both arms log and checkpoint the same way.
+"""
+
+import argparse
+import functools
+import json
+import math
+import os
+import random
+import re
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from PIL import Image
+from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_optimizer_state_dict,
+                                                     set_optimizer_state_dict)
+from tqdm import tqdm
+
+from evaluate import ENVS, MAX_NEW_TOKENS, evaluate
+from policy import load_policy, setup_distributed, shard
+
+# -----------------------------------------------------------------------------------------------
+# Training plumbing shared with ppo.py: schedule, run log, checkpoints, compute axis.
+
+
+def cosine_schedule(optimizer, total_steps, warmup_frac):
+    """Linear warm-up over the first warmup_frac of the steps, then cosine decay to 0 (SPEC §3).
+
+    The multiplier of the base lr at step s (0-based, called once per optimizer step):
+    (s + 1) / warmup during warm-up, then 0.5 * (1 + cos(pi * progress)). E.g. 100 steps with
+    warmup_frac 0.03: 1/3, 2/3, 1.0, then 1.0, 0.9997, ... down to 0.0003 at step 99.
+    """
+    warmup = round(warmup_frac * total_steps)
+
+    def multiplier(step):
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, multiplier)
+
+
+class RunLogger:
+    """The run log that plots.py reads: runs/NAME/config.json and runs/NAME/metrics.jsonl.
+
+    Only rank 0 writes. A fresh run starts an empty metrics.jsonl; a resumed run (resume_step
+    given) keeps the lines up to the checkpoint's step and drops what the killed run logged after
+    it, since those steps are trained again.
+    """
+
+    def __init__(self, out_dir, config, rank, resume_step=None):
+        self.path = Path(out_dir) / "metrics.jsonl"
+        self.enabled = rank == 0
+        if not self.enabled:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        (self.path.parent / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        kept = []
+        if resume_step is not None and self.path.exists():
+            for line in self.path.read_text().splitlines():
+                try:
+                    if json.loads(line).get("step", 0) <= resume_step:
+                        kept.append(line + "\n")
+                except (json.JSONDecodeError, AttributeError):
+                    pass
+        self.path.write_text("".join(kept))
+
+    def log(self, record):
+        """Append one JSON line (flushed at once, so a killed run loses nothing logged)."""
+        if self.enabled:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+
+def training_flops(n_params, tokens):
+    """Training compute, SPEC §3: 6 N D (forward 2 N D + backward 4 N D FLOPs for D tokens)."""
+    return 6.0 * n_params * tokens
+
+
+def _rank():
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def _barrier():
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def _trained_modules(policy):
+    """One module holding every parameter an optimizer may train (model and value head), so that
+    optimizer states are saved by parameter name, whatever the sharding."""
+    modules = {"model": policy.model}
+    if getattr(policy, "value_head", None) is not None:
+        modules["value_head"] = policy.value_head
+    return torch.nn.ModuleDict(modules)
+
+
+def save_checkpoint(out_dir, step, policy, optimizer, scheduler, extra, keep=2, final=False):
+    """Write out_dir/checkpoint-STEP/ atomically and keep the newest `keep` checkpoints.
+
+    Every rank calls this (the FSDP state is gathered to rank 0, which writes). The folder holds
+      - policy.save(): the model (save_pretrained, safetensors), tokenizer/processor, value head;
+        load it with load_policy(path), so a checkpoint is also a model to evaluate or fine-tune;
+      - optimizer.pt: the full (unsharded) optimizer state, keyed by parameter name;
+      - scheduler.pt, trainer_state.json (step + `extra`: data position, tokens, flops ...);
+      - rng-rankR.pt: the random states of every rank.
+    Everything is written to .tmp-checkpoint-STEP first and renamed when complete, so a run
+    killed (or a disk filling up) mid-write leaves the previous checkpoint as the latest one.
+    final=True (the end of a run) also points the link out_dir/final at it, so `final` exists
+    only once a run has finished. Assumes a file system shared by all ranks, as on clusters.
+    """
+    out_dir, rank = Path(out_dir), _rank()
+    path, tmp = out_dir / f"checkpoint-{step}", out_dir / f".tmp-checkpoint-{step}"
+    if rank == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    _barrier()
+    policy.save(str(tmp))
+    optim_state = get_optimizer_state_dict(  # a collective under FSDP: every rank takes part
+        _trained_modules(policy), optimizer,
+        options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    if rank == 0:
+        torch.save(optim_state, tmp / "optimizer.pt")
+        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+        (tmp / "trainer_state.json").write_text(json.dumps({"step": step, **extra}, indent=2))
+    torch.save(_rng_state(), tmp / f"rng-rank{rank}.pt")
+    _barrier()
+    if rank == 0:
+        if path.exists():  # the same step saved again (after a resume): swap, then delete
+            os.rename(path, out_dir / f".old-checkpoint-{step}")
+        os.rename(tmp, path)
+        shutil.rmtree(out_dir / f".old-checkpoint-{step}", ignore_errors=True)
+        for old in _checkpoints(out_dir)[:-keep]:
+            shutil.rmtree(old)
+        if final:  # out_dir/final -> checkpoint-STEP, replaced atomically
+            link = out_dir / ".final-tmp"
+            link.unlink(missing_ok=True)
+            link.symlink_to(path.name)
+            os.replace(link, out_dir / "final")
+    _barrier()
+    return str(path)
+
+
+def _checkpoints(out_dir):
+    """Complete checkpoint folders of a run, oldest first."""
+    found = [(int(m.group(1)), p) for p in Path(out_dir).glob("checkpoint-*")
+             if (m := re.fullmatch(r"checkpoint-(\d+)", p.name)) and (p / "trainer_state.json").exists()]
+    return [p for _, p in sorted(found)]
+
+
+def latest_checkpoint(out_dir):
+    """The path of the newest complete checkpoint in out_dir, or None."""
+    found = _checkpoints(out_dir) if Path(out_dir).is_dir() else []
+    return str(found[-1]) if found else None
+
+
+def load_checkpoint(path, policy, optimizer, scheduler):
+    """Restore the training state saved by save_checkpoint around a policy loaded from `path`.
+
+    The weights are restored by loading the policy from the checkpoint folder itself
+    (policy = load_policy(path), then shard it as usual); this restores the optimizer, the
+    scheduler and this rank's random states, and returns trainer_state.json (step, extra).
+    Every rank calls it; rank 0 reads the optimizer state and broadcasts it.
+    """
+    path, rank = Path(path), _rank()
+    optim_state = torch.load(path / "optimizer.pt", weights_only=True) if rank == 0 else {}
+    # strict=False: parameters that never got a gradient (the vision tower in a text-only run)
+    # have no Adam state to restore
+    set_optimizer_state_dict(_trained_modules(policy), optimizer, optim_state,
+                             options=StateDictOptions(full_state_dict=True, strict=False,
+                                                      broadcast_from_rank0=dist.is_initialized()))
+    scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
+    rng_file = path / f"rng-rank{rank}.pt"
+    if rng_file.exists():  # absent when resuming on more ranks than the run was saved with
+        _set_rng_state(torch.load(rng_file, weights_only=True))
+    return json.loads((path / "trainer_state.json").read_text())
+
+
+def _rng_state():
+    state = {"python": random.getstate(), "numpy": np.random.get_state()[1].tolist(),
+             "numpy_pos": int(np.random.get_state()[2]), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state):
+    random.setstate(state["python"])
+    np.random.set_state(("MT19937", np.array(state["numpy"], dtype=np.uint32), state["numpy_pos"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_everything(seed):
+    """Seed python, numpy and torch (seeded, not bit-exact on GPU)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# -----------------------------------------------------------------------------------------------
+# SFT data: optimal single-turn answers of the ID split (the env module's sft_examples, a
+# deterministic function of its seed), or the public release's file.
+
+
+def micro_batch_seed(seed, step, micro):
+    """The data seed of micro-batch `micro` of optimizer step `step`.
+
+    Data depends only on (seed, step, micro-batch index), never on the rank or the number of
+    ranks: rank r trains micro-batches r, r + world, ..., so 1 process and N processes see the
+    same global batch, and a resumed run continues the same stream.
+    """
+    return int(np.random.SeedSequence([seed, step, micro]).generate_state(1)[0])
+
+
+def load_sft_file(path, vision):
+    """Read the public SFT release's format into SFT examples.
+
+    The file is a JSON list of LLaVA-style records:
+        {"image": "images/0001.png",                       # optional, relative to the file
+         "conversations": [{"from": "human", "value": "<image>\\nYou are an expert ..."},
+                           {"from": "gpt", "value": "{\\"cards\\": ...}"}]}
+    "<image>" in the human turn marks where the image goes (it becomes the image part of the
+    first user turn). The loss is on the last "gpt" turn; earlier turns are prompt.
+    Returns a list of (messages, image_path | None). Malformed records are skipped with one
+    counted warning; a file with no usable record is an error.
+    """
+    path = Path(path)
+    if not path.is_file():
+        sys.exit(f"error: --data {path}: no such file")
+    try:
+        records = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        sys.exit(f"error: --data {path}: not valid JSON ({err})")
+    if not isinstance(records, list):
+        sys.exit(f"error: --data {path}: expected a JSON list of records")
+    examples, problems = [], []
+    for i, record in enumerate(records):
+        try:
+            examples.append(_parse_record(record, path.parent, vision))
+        except ValueError as why:
+            problems.append(f"record {i}: {why}")
+    if not examples:
+        sys.exit(f"error: --data {path}: no usable record of {len(records)} ({'; '.join(problems[:3])})")
+    if problems:
+        print(f"warning: --data {path}: skipped {len(problems)} of {len(records)} malformed records "
+              f"({'; '.join(problems[:3])})", file=sys.stderr)
+    return examples
+
+
+def _parse_record(record, root, vision):
+    turns = record.get("conversations") if isinstance(record, dict) else None
+    if not isinstance(turns, list) or len(turns) < 2:
+        raise ValueError("no 'conversations' list of at least 2 turns")
+    messages = []
+    for j, turn in enumerate(turns):
+        want = "human" if j % 2 == 0 else "gpt"
+        if not isinstance(turn, dict) or turn.get("from") != want or not isinstance(turn.get("value"), str):
+            raise ValueError(f"turn {j} is not a {want!r} turn with a string 'value'")
+        text = turn["value"].replace("<image>", "").strip()
+        role = "user" if want == "human" else "assistant"
+        messages.append({"role": role, "content": [{"type": "text", "text": text}]})
+    if messages[-1]["role"] != "assistant" or not messages[-1]["content"][0]["text"]:
+        raise ValueError("the last turn is not a non-empty 'gpt' answer")
+    image = record.get("image")
+    if image is not None:
+        if not vision:
+            raise ValueError("has an image but --vision is off")
+        image = root / str(image)
+        if not image.is_file():
+            raise ValueError(f"image {image} not found")
+        messages[0]["content"].insert(0, {"type": "image"})
+    elif vision:
+        raise ValueError("no 'image' but --vision is on")
+    return messages, image
+
+
+def file_examples(records, start, n, seed):
+    """Examples start .. start+n-1 of the endless stream that walks the file in a fresh random
+    order every epoch (order seeded by (seed, epoch), so a resumed run continues it)."""
+    out = []
+    for i in range(start, start + n):
+        epoch, pos = divmod(i, len(records))
+        messages, image = records[_epoch_order(seed, epoch, len(records))[pos]]
+        out.append({"messages": messages, "image": Image.open(image).convert("RGB") if image else None})
+    return out
+
+
+@functools.lru_cache(maxsize=4)
+def _epoch_order(seed, epoch, n):
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def sft_loss(logits, labels):
+    """Mean cross-entropy over the answer tokens of a batch (SPEC §3: loss on the response only).
+
+    labels are policy.py's Batch.labels: the input ids on answer tokens, -100 (ignored) on the
+    prompt (image tokens included) and on padding. Left-padded prompt "a b", answer "c d" + E:
+        input_ids [P,    a,    b,    c, d, E]        logits at column t predict token t + 1,
+        labels    [-100, -100, -100, c, d, E]        so logits[:, :-1] meet labels[:, 1:]
+    """
+    logits, labels = logits[:, :-1], labels[:, 1:]  # [B, L-1, V], [B, L-1]
+    keep = labels != -100  # [B, L-1]
+    return F.cross_entropy(logits[keep].float(), labels[keep])  # fp32 log-softmax over [T, V]
+
+
+# -----------------------------------------------------------------------------------------------
+# Config
+
+
+PRESETS = {
+    # A tiny model on a CPU: visibly learns GP-L in minutes (PLATFORM.md).
+    "cpu": dict(steps=600, batch_size=32, micro_batch_size=None, log_every=10, eval_every=100,
+                eval_episodes=64, eval_max_new_tokens=64, save_every=200, grad_checkpointing=False),
+    # The paper's run (SPEC §3; public sft_scripts/gp_l.sh): 8 GPUs x 16, save every 20 steps.
+    "paper": dict(steps=400, batch_size=128, micro_batch_size=16, log_every=1, eval_every=20,
+                  eval_episodes=0, eval_max_new_tokens=MAX_NEW_TOKENS, save_every=20,
+                  grad_checkpointing=True),
+}
+ADAM_BETAS, ADAM_EPS = (0.9, 0.98), 1e-7  # the paper's AdamW (SPEC §3), both presets
+
+
+def parse_args(argv=None):
+    """The command line (argv=None reads sys.argv). Flags left out take the --preset's values."""
+    p = argparse.ArgumentParser(description="Supervised fine-tuning on the ID split (the paper's SFT arm).")
+    p.add_argument("--env", choices=sorted(ENVS), default="generalpoints",
+                   help="task: generalpoints (GP) or virl (V-IRL)")
+    p.add_argument("--vision", action="store_true",
+                   help="the VL variant: cards / street views shown as an image (paper: both variants)")
+    p.add_argument("--model", default="tiny",
+                   help="'tiny' (built in code, random init) or a local checkpoint folder "
+                        "(paper: Llama-3.2-11B-Vision-Instruct)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="cpu",
+                   help="default values of the flags below: cpu (tiny model, minutes on a laptop) or "
+                        "paper (SPEC §3, for a real checkpoint on GPUs)")
+    p.add_argument("--steps", type=int, help="optimizer steps (cpu: 600; paper: 400, the public "
+                   "GP-L checkpoint used to start RL; the paper's V-IRL-L one is 25)")
+    p.add_argument("--batch-size", type=int, help="global batch in examples, summed over ranks and "
+                   "accumulation (cpu: 32; paper: 128 = 16 per GPU x 8)")
+    p.add_argument("--micro-batch-size", type=int, help="examples per forward/backward on one rank; "
+                   "batch-size / (micro x ranks) micro-batches are accumulated (cpu: whole batch; paper: 16)")
+    p.add_argument("--lr", type=float, help="peak learning rate (cpu: 1e-3; paper: 1e-6 for L, 5e-7 for VL)")
+    p.add_argument("--warmup-frac", type=float, default=0.03,
+                   help="share of the steps spent in linear warm-up before cosine decay (paper: 0.03)")
+    p.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay (paper: 0)")
+    p.add_argument("--max-grad-norm", type=float, default=1.0,
+                   help="clip the global gradient norm to this (paper: 1.0, the HF Trainer default)")
+    p.add_argument("--grad-checkpointing", action=argparse.BooleanOptionalAction,
+                   help="recompute activations in the backward pass to save memory (cpu: off; paper: on)")
+    p.add_argument("--data", help="train on this file in the public SFT release's format (JSON list "
+                   "of LLaVA-style 'conversations', optional 'image' relative to the file) instead of "
+                   "examples generated from the ID split (paper: the released SFT_data)")
+    p.add_argument("--eval-every", type=int, help="evaluate every N steps, at step 0 and at the end; "
+                   "0 = never (cpu: 100; paper: 20)")
+    p.add_argument("--eval-episodes", type=int, help="episodes per split in those evaluations, a fixed "
+                   "set; 0 = the paper's count: GP 234, V-IRL 48 / 18 (cpu: 64; paper: 0)")
+    p.add_argument("--eval-max-new-tokens", type=int, help="longest answer in those evaluations; longer "
+                   "ones are cut off and fail. The tiny model's answers take <= 35 tokens, and an untrained "
+                   "model always runs to the limit, so it sets the cost of early evaluations (cpu: 64; "
+                   f"paper: {MAX_NEW_TOKENS})")
+    p.add_argument("--log-every", type=int, help="print and log the training loss every N steps (cpu: 10; paper: 1)")
+    p.add_argument("--save-every", type=int, help="checkpoint every N steps and at the end; the last "
+                   "2 are kept (cpu: 200; paper: 20)")
+    p.add_argument("--init-flops", type=float, default=0.0,
+                   help="compute already spent on --model, the D_init term of SFT's 6 N (D_init + D_sft) "
+                        "(SPEC §3); 0 for the tiny model trained from scratch")
+    p.add_argument("--seed", type=int, default=0, help="seed of the model init, the data and the RNGs")
+    p.add_argument("--out", help="run folder (default: runs/sft-<gp|virl>-<l|vl>)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the newest checkpoint in --out (starts fresh if there is none)")
+    preset = p.parse_known_args(argv)[0].preset
+    p.set_defaults(**PRESETS[preset])
+    args = p.parse_args(argv)
+    if args.lr is None:
+        args.lr = 1e-3 if preset == "cpu" else (5e-7 if args.vision else 1e-6)
+    if args.out is None:
+        args.out = f"runs/sft-{'gp' if args.env == 'generalpoints' else 'virl'}-{'vl' if args.vision else 'l'}"
+    for flag in ("steps", "batch_size", "micro_batch_size", "log_every", "eval_max_new_tokens"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            p.error(f"--{flag.replace('_', '-')} must be at least 1")
+    for flag in ("eval_every", "eval_episodes", "save_every"):
+        if getattr(args, flag) < 0:
+            p.error(f"--{flag.replace('_', '-')} must be 0 or more")
+    if args.data is not None and not Path(args.data).is_file():
+        p.error(f"--data {args.data}: no such file")
+    return args
+
+
+def say(text):
+    """Print a log line above the progress bar, at once (also when stdout is a pipe)."""
+    tqdm.write(text)
+    sys.stdout.flush()
+
+
+def eval_summary(results):
+    """'id 45.3% | ood-rule 0.0%' from evaluate()'s dict (GP success, V-IRL per-step accuracy)."""
+    parts = []
+    for split, m in results.items():
+        value = m.get("success", m.get("step_accuracy", float("nan")))
+        parts.append(f"{split} {100 * value:.1f}%")
+    return " | ".join(parts)
+
+
+# -----------------------------------------------------------------------------------------------
+# The training run
+
+
+def run(args):
+    """Train as `args` (from parse_args) says; returns the path of the final checkpoint."""
+    rank, world, device = setup_distributed()
+    env_module = ENVS[args.env]
+    out = Path(args.out)
+    resume_from = latest_checkpoint(out) if args.resume else None
+    if not args.resume and latest_checkpoint(out):
+        sys.exit(f"error: {out} already holds checkpoints; pass --resume to continue it or choose another --out")
+    if resume_from and (out / "config.json").exists():  # the same run, not another one's checkpoint
+        saved = json.loads((out / "config.json").read_text())
+        changed = [k for k in ("env", "vision", "data", "batch_size", "seed") if saved.get(k) != getattr(args, k)]
+        if changed:
+            sys.exit(f"error: --resume of {out} with a different {', '.join(changed)} than the run's config.json")
+    micro = args.micro_batch_size or max(1, args.batch_size // world)
+    if args.batch_size % (micro * world):
+        sys.exit(f"error: --batch-size {args.batch_size} is not a multiple of --micro-batch-size "
+                 f"{micro} x {world} ranks")
+    n_micro = args.batch_size // micro  # micro-batches per optimizer step, over all ranks
+    accum = n_micro // world  # micro-batches per rank per step (gradient accumulation)
+    records = load_sft_file(args.data, args.vision) if args.data else None
+    seed_everything(args.seed + rank)
+
+    # Model: a fresh policy, or the checkpoint's own weights when resuming (see load_checkpoint).
+    try:
+        policy = load_policy(resume_from or args.model, vision=args.vision, seed=args.seed, device=device)
+    except ValueError as err:
+        sys.exit(f"error: {err}")
+    n_params = policy.num_params
+    if args.grad_checkpointing:
+        policy.model.activation_checkpointing_enable()  # before FSDP wraps the blocks
+    shard(policy)  # under torchrun: FSDP2, one unit per block, then the root (policy.py)
+    model = policy.model
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=ADAM_BETAS, eps=ADAM_EPS,
+                                  weight_decay=args.weight_decay)
+    scheduler = cosine_schedule(optimizer, args.steps, args.warmup_frac)
+    state = {"tokens": 0, "flops": args.init_flops, "examples_seen": 0}
+    if resume_from:
+        state = load_checkpoint(resume_from, policy, optimizer, scheduler)
+    start = state.pop("step", 0)
+    if start > args.steps:
+        sys.exit(f"error: {resume_from} is past --steps {args.steps}")
+
+    config = {"method": "sft", **vars(args), "world_size": world, "micro_batch_size": micro,
+              "num_params": n_params, "resumed_from": resume_from}
+    logger = RunLogger(out, config, rank, resume_step=start if resume_from else None)
+    if rank == 0:
+        say(f"sft: {args.env}{' (vision)' if args.vision else ''}, {n_params / 1e6:.2f}M parameters, "
+            f"{world} rank(s), batch {args.batch_size} = {n_micro} x {micro}, steps {start}->{args.steps}, "
+            f"data {args.data or 'generated (ID split)'}, out {out}"
+            + (f", resumed from {resume_from}" if resume_from else ""))
+    splits = tuple(s for s in env_module.SPLITS if args.vision or s != "ood-visual")  # ID, rule-OOD (+ visual-OOD)
+
+    def run_eval(step):
+        # Greedy, on the same fixed episodes every time; under FSDP every rank plays them in
+        # lockstep (evaluate.py) and rank 0 logs.
+        began = time.time()
+        policy.eval()
+        results = evaluate(policy, env=args.env, splits=splits, vision=args.vision,
+                           n=args.eval_episodes or None, temperature=0.0,
+                           max_new_tokens=args.eval_max_new_tokens)
+        policy.train()
+        logger.log({"step": step, "flops": state["flops"], "eval": results})
+        if rank == 0:
+            say(f"eval step {step}: {eval_summary(results)} ({time.time() - began:.0f}s)")
+
+    if args.eval_every and start == 0:
+        run_eval(0)  # the initial checkpoint: the first point of every curve
+
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    policy.train()
+    bar = tqdm(total=args.steps, initial=start, desc="sft", dynamic_ncols=True,
+               disable=rank != 0 or not sys.stderr.isatty())  # a bar for a terminal, not for logs
+    window_losses, window_tokens, window_time = [], 0, 0.0  # since the last log line
+    for step in range(start, args.steps):
+        step_start = time.time()
+        # Forward/backward over this rank's micro-batches: r, r + world, ... of the global batch.
+        loss_sum, tokens = 0.0, 0  # this rank's sum of micro-batch losses, non-padding tokens
+        for k, m in enumerate(range(rank, n_micro, world)):
+            if records is not None:
+                examples = file_examples(records, step * args.batch_size + m * micro, micro, args.seed)
+            else:
+                examples = env_module.sft_examples(micro, vision=args.vision, seed=micro_batch_seed(args.seed, step, m))
+            obs = [{"messages": ex["messages"][:-1], "image": ex["image"]} for ex in examples]
+            answers = [policy.response_ids(ex["messages"][-1]["content"][-1]["text"]) for ex in examples]
+            batch = policy.build_batch(obs, answers)  # prompt left-padded, answer right after
+            answer_len = batch.input_ids.shape[1] - batch.prompt_len  # R
+            if hasattr(model, "set_requires_gradient_sync"):  # FSDP: reduce gradients once per step
+                model.set_requires_gradient_sync(k == accum - 1)
+            with autocast:  # only the last R + 1 columns' logits are needed (and kept in memory)
+                logits = model(**batch.inputs, use_cache=False, logits_to_keep=answer_len + 1).logits  # [B, R+1, V]
+            loss = sft_loss(logits, batch.labels[:, -(answer_len + 1):])  # labels [B, R+1]
+            (loss / accum).backward()  # FSDP averages over ranks: the mean over all micro-batches
+            loss_sum, tokens = loss_sum + loss.item(), tokens + int(batch.attention_mask.sum())
+        stats = torch.tensor([loss_sum, tokens], dtype=torch.float64, device=device)  # [2]
+        if dist.is_initialized():
+            dist.all_reduce(stats)  # summed over ranks (on the GPU under NCCL)
+        loss, tokens = stats[0].item() / n_micro, int(stats[1].item())
+        if not math.isfinite(loss):
+            sys.exit(f"error: the loss is {loss} at step {step + 1}; stopped before updating the "
+                     f"weights (last checkpoint: {latest_checkpoint(out) or 'none'})")
+        torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+
+        # Compute axis (SPEC §3): 6 N D with D = every non-padding token of the batch, prompt and
+        # answer (the prompt goes forward and backward too; an image counts as the image tokens in
+        # input_ids), summed over ranks; N = policy.num_params, the whole model's parameters.
+        state["tokens"] += tokens
+        state["flops"] += training_flops(n_params, tokens)
+        state["examples_seen"] += args.batch_size
+        done = step + 1
+        window_time += time.time() - step_start  # training time only, no evals or saves
+        bar.update(1)
+        window_losses.append(loss)
+        window_tokens += tokens
+        if done % args.log_every == 0 or done == args.steps:
+            record = {"step": done, "loss": sum(window_losses) / len(window_losses),
+                      "lr": scheduler.get_last_lr()[0], "tokens": state["tokens"],
+                      "tokens_per_s": window_tokens / max(window_time, 1e-9), "flops": state["flops"]}
+            logger.log(record)
+            if rank == 0:
+                say(f"step {done}/{args.steps} | loss {record['loss']:.4f} | lr {record['lr']:.2e} | "
+                    f"{record['tokens_per_s']:,.0f} tok/s | {state['flops'] / 1e9:,.1f} GFLOPs")
+            window_losses, window_tokens, window_time = [], 0, 0.0
+        if args.eval_every and (done % args.eval_every == 0 or done == args.steps):
+            run_eval(done)
+        if (args.save_every and done % args.save_every == 0) or done == args.steps:
+            try:
+                save_checkpoint(out, done, policy, optimizer, scheduler, state, final=done == args.steps)
+            except OSError as err:  # e.g. a full disk: the half-written folder is never the latest
+                sys.exit(f"error: writing checkpoint-{done} failed ({err}); the latest complete "
+                         f"checkpoint is {latest_checkpoint(out) or 'none'}")
+    bar.close()
+    final = str(out / f"checkpoint-{args.steps}")
+    if rank == 0:
+        say(f"sft: done, final checkpoint {final} (also {out / 'final'})")
+    return final
+
+
+if __name__ == "__main__":
+    run(parse_args())
+    if dist.is_initialized():
+        dist.destroy_process_group()
