@@ -1,0 +1,625 @@
+"""PPO with a value head and verifier revision: the RL arm of "SFT Memorizes, RL Generalizes".
+
+    python ppo.py --env generalpoints             # the main job: SFT warm start + PPO, ~10 min on 2 CPU cores
+    python ppo.py --env virl --vision             # V-IRL-VL (also: --env generalpoints --vision = GP-VL)
+    python ppo.py --env generalpoints --init runs/sft-gp-l/final --updates 60 --out runs/ppo-long
+    python ppo.py --env generalpoints --resume    # continue a killed run from its last checkpoint
+    torchrun --standalone --nproc_per_node=2 ppo.py --env generalpoints     # FSDP on CPU (gloo)
+    torchrun --standalone --nproc_per_node=8 ppo.py --env generalpoints --model PATH --init CKPT --preset paper
+    # several nodes: run on each with NODE_RANK = 0, 1, ... (a shared file system for runs/)
+    torchrun --nnodes=2 --node_rank=$NODE_RANK --nproc_per_node=8 --master_addr=$HEAD_NODE \
+        --master_port=29500 ppo.py --env virl --vision --model PATH --init CKPT --preset paper
+
+One update, in the order the code runs (SPEC §3):
+  1. rollout: every rank steps --num-envs environments together. Each iteration generates one answer
+     for all of them in a single batched call, the verifiers judge the answers, and a failed attempt
+     continues the same conversation with "You failed this trial because <reason>" (VIter: up to 5
+     attempts per hand in GeneralPoints, 2 per position in V-IRL). Each attempt is one PPO step.
+  2. scoring: one no-grad pass of policy.score, the function the update itself uses, gives the old
+     action log-prob and the value of every attempt, and the bootstrap value of unfinished episodes.
+  3. GAE over the attempts of each environment's trajectory; advantages normalised over the batch.
+  4. --ppo-epochs epochs of shuffled minibatches: clipped surrogate + value loss, gradient
+     clipping, Adam, one cosine learning-rate step per update.
+
+Exactly the paper's (SPEC §3, the public code's rl/trainer): turn-level PPO, i.e. one value (MLP
+value head on the last layer's hidden state at the last prompt token) and one action log-prob per
+attempt, log pi(a|s) = 0.5 x (sum over "thought" tokens before the answer key) + (sum over tokens
+from the answer key on) (RL4VLM's thought_prob_coef), with log-probs of logits / the sampling
+temperature in fp32; GAE gamma 0.9, lambda 0.95; normalised advantages; ratio clip 0.1; value
+coefficient 0.5; no KL penalty and no reference model; no entropy bonus (the public code declares
+entropy_coef 0.01 but never computes it); Adam eps 1e-7, weight decay 0, cosine decay; the reward
+is the verifier's, per attempt. `--preset paper` also restores: lr 1e-6 for everything, value
+clip 0.1, 4 epochs, max grad norm 0.01, T 0.2, 256 attempts per GPU from 1 environment,
+minibatch 128 = 128 micro-batches of 1, 20 updates (GP) / 15 (V-IRL), 512 new tokens, the full
+evaluation sets (explicit flags still win).
+
+Where the CPU defaults differ, and why (measured on the tiny 1.4M-parameter model, 2 cores):
+  - lr 2e-5 (the paper: 1e-6 for 11B parameters): 1e-4 moved the turn-level ratio far outside the
+    clip in one update (approx KL 0.6-2) and success fell from 50% to ~20%; 1e-5..3e-5 is stable.
+  - sampling temperature 0.7 (the paper: 0.2, which barely explores with a tiny model; at 1.0 the
+    600-step SFT model's first answers are only ~15% correct and its revisions mostly illegal).
+  - the value head's own MLP learns at 1e-3 and the value loss is unclipped: the head starts from
+    random weights and returns span about -10..+5, so at the policy's lr with a 0.1 clip it could
+    not follow in a 30-update run (explained variance stayed ~0; with this it reaches 0.3-0.5).
+  - 2 epochs of minibatches of 64 (4 optimizer steps per update; the paper: 4 epochs), max grad
+    norm 1.0, 128 attempts per update from 32 environments, evaluation on 64 fixed hands.
+Where the algorithm differs from the public code, and why:
+  - One verifier outcome per attempt, as in the paper's reward table: the public code's extra
+    per-violation penalties and the extra generation spent only to receive the -1 are left out
+    (the environments add the -1 to the last failed attempt, which ends the episode).
+  - An episode that ends (solved or attempts exhausted) is terminal for GAE; an episode still
+    running when the rollout stops is bootstrapped with the value of its current observation.
+  - The public code replaces min(surr1, surr2) by surr2 when any ratio exceeds 10 and skips
+    minibatches with NaN log-probs; here a non-finite loss or gradient stops the run instead
+    (the last checkpoint stays intact; continue with --resume, e.g. with a lower --lr).
+  - If the answer key never appears in a response, every token counts as "thought" (x 0.5).
+  - Dropout is off in both the scoring and the update passes (eval mode throughout), so the
+    first minibatch's ratio is exactly 1.
+  - The learning rate steps once per update along a cosine over max(--lr-horizon, --updates)
+    updates: 100 as in the public code, whose 20 updates end near the peak lr (it decays to 1e-9).
+
+Scale: under torchrun each rank steps its own environments (seeds offset by rank), the model is
+sharded with FSDP2 (policy.shard) which reduces the gradients, advantages are normalised over all
+ranks, and rank 0 logs, prints and saves. Seeded, not bit-exact (sampling, thread scheduling).
+Compute axis (SPEC §3): flops = 6 N (D_init + D_rl) + 2 N D_buffer, with 6 N D_init the init's own
+training compute (the "flops" in its trainer_state.json, 0 if none), D_rl the non-padding tokens
+(prompt + response) of every forward+backward in the PPO epochs, and D_buffer those of the two
+no-grad passes over every rollout attempt: generation and the scoring pass, counted as sft.py
+counts its batches (an image is its placeholder tokens in input_ids).
+"""
+
+import argparse
+import json
+import math
+import random
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import transformers
+from tqdm import tqdm
+
+import evaluate
+import plots
+import policy as policy_lib
+import sft
+
+# The paper's values (SPEC §3 and the public code's configs), applied by --preset paper to every
+# flag left unset on the command line.
+PAPER = dict(lr=1e-6, vf_lr=0.0, vf_clip=0.1, ppo_epochs=4, temperature=0.2, max_grad_norm=0.01, num_envs=1, rollout_steps=256,
+             minibatch_size=128, grad_accum=128, updates=None, eval_episodes=0, max_new_tokens=512)
+PAPER_UPDATES = {"generalpoints": 20, "virl": 15}
+CPU_UPDATES = {"generalpoints": 30, "virl": 30}
+# Verifier outcomes (generalpoints.py / virl.py); the per-update line reports the share of each.
+OUTCOMES = {"generalpoints": ("correct", "wrong_value", "wrong_numbers", "illegal_formula", "wrong_cards"),
+            "virl": ("correct", "wrong_action", "wrong_observation")}
+
+
+def run_name(env: str, vision: bool) -> str:
+    """gp-l, gp-vl, virl-l, virl-vl: the suffix sft.py names its runs with."""
+    return f"{'gp' if env == 'generalpoints' else 'virl'}-{'vl' if vision else 'l'}"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--env", choices=sorted(evaluate.ENVS), default="generalpoints", help="task (the paper: both)")
+    p.add_argument("--vision", action="store_true", help="VL variant: the observation is an image (GP-VL, V-IRL-VL)")
+    p.add_argument("--model", default="tiny", help="'tiny' (built in code) or a local model path (the paper: Llama-3.2-11B-Vision-Instruct)")
+    p.add_argument("--init", default=None, help="checkpoint to start PPO from; default: the SFT warm start in sft.py's run folder runs/sft-gp-l etc. (trained first if missing); 'base' = --model itself, no SFT")
+    p.add_argument("--out", default=None, help="run folder (default runs/ppo-gp-l, -gp-vl, -virl-l, -virl-vl)")
+    p.add_argument("--preset", choices=["cpu", "paper"], default="cpu", help="'paper' = the paper's hyperparameters for a real checkpoint on GPUs")
+    p.add_argument("--seed", type=int, default=0, help="seed of random/numpy/torch and of the environments (offset per rank)")
+    # rollout
+    p.add_argument("--updates", type=int, default=None, help="PPO updates (the paper: 20 GP / 15 V-IRL; CPU default 30)")
+    p.add_argument("--num-envs", type=int, default=32, help="environments stepped together per rank (the paper: 1 per GPU)")
+    p.add_argument("--rollout-steps", type=int, default=128, help="attempts collected per rank per update (the paper: 256 per GPU x 8)")
+    p.add_argument("--max-attempts", type=int, default=None, help="VIter, attempts per hand/position (the paper: 5 GP / 2 V-IRL)")
+    p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature, also divides the logits when scoring (the paper: 0.2)")
+    p.add_argument("--max-new-tokens", type=int, default=96, help="longest answer; a longer one is cut off and judged as is (the paper: 512)")
+    # the PPO update
+    p.add_argument("--ppo-epochs", type=int, default=2, help="epochs over the rollout per update (the paper: 4)")
+    p.add_argument("--minibatch-size", type=int, default=64, help="attempts per optimizer step per rank (the paper: 128 = 1 x 128 accumulation)")
+    p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per minibatch, gradients accumulated (the paper: 128)")
+    p.add_argument("--lr", type=float, default=2e-5, help="Adam learning rate, cosine-decayed over the updates (the paper: 1e-6)")
+    p.add_argument("--vf-lr", type=float, default=1e-3, help="learning rate of the value head's own MLP; 0 = --lr (the paper: one lr for all)")
+    p.add_argument("--lr-horizon", type=int, default=100, help="the cosine decay spans max(this, --updates) updates (the public code: lr_max_steps 100 for 20 updates, so the lr stays near its peak)")
+    p.add_argument("--adam-eps", type=float, default=1e-7, help="Adam epsilon (the paper: 1e-7)")
+    p.add_argument("--clip-coef", type=float, default=0.1, help="PPO ratio clip (the paper: 0.1)")
+    p.add_argument("--vf-clip", type=float, default=0.0, help="value clip around the old value, 0 = off (the paper: 0.1, its clip_param; CPU default off so a fresh head can reach returns of -10..+5)")
+    p.add_argument("--vf-coef", type=float, default=0.5, help="value loss coefficient (the paper: 0.5)")
+    p.add_argument("--max-grad-norm", type=float, default=1.0, help="gradient clipping norm (the paper: 0.01)")
+    p.add_argument("--gamma", type=float, default=0.9, help="discount over attempts (the paper: 0.9)")
+    p.add_argument("--gae-lambda", type=float, default=0.95, help="GAE lambda (the paper: 0.95)")
+    p.add_argument("--thought-prob-coef", type=float, default=0.5, help="weight of the tokens before the answer key in the action log-prob (the paper: 0.5)")
+    # evaluation, checkpoints
+    p.add_argument("--eval-every", type=int, default=10, help="evaluate every N updates, and always at the start and the end (0: only those)")
+    p.add_argument("--eval-episodes", type=int, default=64, help="fixed hands/routes per split (0 = the paper's full set: 234 GP / 48 V-IRL)")
+    p.add_argument("--eval-temperature", type=float, default=0.0, help="evaluation sampling temperature (0 = greedy)")
+    p.add_argument("--save-every", type=int, default=10, help="checkpoint every N updates (and at the end); 0 = only at the end")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the run folder")
+    p.add_argument("--warm-start-args", default="", help="extra flags for sft.py when the warm start is trained here, e.g. '--steps 100'")
+    args = p.parse_args(argv)
+    if args.preset == "paper":  # paper values for every flag not given explicitly
+        p.set_defaults(**PAPER)
+        args = p.parse_args(argv)
+    # derived values, checked
+    if args.updates is None:
+        args.updates = (PAPER_UPDATES if args.preset == "paper" else CPU_UPDATES)[args.env]
+    if args.max_attempts is None:
+        args.max_attempts = evaluate.ENVS[args.env].MAX_ATTEMPTS
+    if args.out is None:
+        args.out = f"runs/ppo-{run_name(args.env, args.vision)}"
+    for name in ("updates", "num_envs", "rollout_steps", "max_attempts", "max_new_tokens",
+                 "ppo_epochs", "minibatch_size", "grad_accum"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1")
+    for name in ("eval_every", "eval_episodes", "save_every"):
+        if getattr(args, name) < 0:
+            p.error(f"--{name.replace('_', '-')} must be >= 0")
+    if args.rollout_steps % args.num_envs:
+        p.error("--rollout-steps must be a multiple of --num-envs")
+    if args.rollout_steps % args.minibatch_size or args.minibatch_size % args.grad_accum:
+        p.error("--minibatch-size must divide --rollout-steps and be a multiple of --grad-accum")
+    if args.temperature <= 0:
+        p.error("--temperature must be > 0 (PPO needs the sampling distribution's log-probs)")
+    if args.init not in (None, "base") and not Path(args.init).is_dir():
+        p.error(f"--init {args.init}: no such checkpoint folder")
+    args.eval_episodes = args.eval_episodes or None  # None = the paper's count
+    return args
+
+
+def all_sum(values: list[float]) -> list[float]:
+    """Sum a list of floats over all ranks (identity without torch.distributed)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return list(values)
+    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+    t = torch.tensor(values, dtype=torch.float64, device=device)  # [len(values)]
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+# ---------------------------------------------------------------------------------------------
+# ALGO LOGIC: rollout (batched environments, one PPO step per attempt)
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class Rollout:
+    """T iterations x E environments of attempts; lists are flattened t-major (index t * E + e)."""
+    obs: list                       # [T*E] the observation each attempt answered
+    responses: list                 # [T*E] generated token ids (EOS included when produced)
+    rewards: torch.Tensor           # [T, E] verifier reward (+ the -1 when attempts ran out)
+    dones: torch.Tensor             # [T, E] 1.0 where the attempt ended its episode
+    cut_off: torch.Tensor           # [T, E] 1.0 where the answer hit --max-new-tokens
+    outcomes: list                  # [T*E] verdict outcome names
+    last_obs: list                  # [E] current observations after the rollout (bootstrap)
+    episodes: list = field(default_factory=list)  # finished episodes, for samples and success
+    gen_tokens: int = 0             # tokens generated
+    gen_seconds: float = 0.0
+
+
+def _user_text(message: dict) -> str:
+    return " ".join(part.get("text", "") for part in message["content"] if part.get("type") == "text")
+
+
+def new_tracker(obs: dict) -> dict:
+    """The record of an episode in progress: the gist of its prompt (GP-L's cards line, V-IRL's
+    latest observations, else the prompt's tail) and its attempts."""
+    text = _user_text(obs["messages"][0])
+    lines = [ln for ln in text.splitlines() if ln.startswith("Cards:") or re.match(r"[OA]_\d+:", ln)]
+    gist = " / ".join(lines[-3:]) if lines else "..." + text[-100:]
+    return {"prompt": gist + (" (+ image)" if obs.get("image") is not None else ""), "attempts": []}
+
+
+def collect_rollout(policy, envs, obs, steps, args, trackers) -> Rollout:
+    """Step all environments together for `steps` iterations, auto-resetting finished episodes.
+
+    `obs` (one per env) and `trackers` (the episode in progress per env: prompt and attempts) carry
+    over between updates, so episodes continue across rollouts as in CleanRL.
+    """
+    E = len(envs)
+    rewards, dones, cut = torch.zeros(steps, E), torch.zeros(steps, E), torch.zeros(steps, E)
+    roll = Rollout([], [], rewards, dones, cut, [], [])
+    for t in range(steps):
+        t0 = time.perf_counter()
+        gens = policy.generate(obs, temperature=args.temperature, max_new_tokens=args.max_new_tokens)
+        roll.gen_seconds += time.perf_counter() - t0
+        for e, (env, gen) in enumerate(zip(envs, gens)):
+            expected = env.oracle_response()  # shown beside the model's answer in the samples
+            next_obs, reward, terminated, truncated, info = env.step(gen.text)
+            verdict = info["verdict"]
+            roll.obs.append(obs[e])
+            roll.responses.append(list(gen.token_ids))
+            roll.outcomes.append(verdict.outcome)
+            roll.gen_tokens += len(gen.token_ids)
+            rewards[t, e], dones[t, e], cut[t, e] = reward, float(terminated or truncated), float(gen.cut_off)
+            trackers[e]["attempts"].append({"answer": gen.text, "outcome": verdict.outcome, "reward": reward,
+                                            "feedback": verdict.message, "expected": expected})
+            if terminated or truncated:  # episode over: keep its record, start the next one
+                roll.episodes.append({**trackers[e], "success": bool(terminated)})
+                next_obs, _ = env.reset()
+                trackers[e] = new_tracker(next_obs)
+            obs[e] = next_obs
+    roll.last_obs = list(obs)
+    return roll
+
+
+def action_logprob(scores, thought_prob_coef: float) -> torch.Tensor:
+    """Turn-level log pi(a|s) of each attempt (SPEC §3, RL4VLM's thought_prob_coef).
+
+    Example, response `{"number": [4, 6], "formula": "4*6=24"}<eos>` with answer key "formula":
+        tokens       {"number": [4, 6], "  formula": "4*6=24"}  <eos>  <pad>
+        mask          1   1  ...        1    1  ...         1    1      0
+        answer_mask   0   0  ...        0    1  ...         1    1      0
+    -> 0.5 * (log-probs where mask and not answer_mask) + (log-probs where answer_mask).
+    """
+    thought = scores.mask.float() - scores.answer_mask.float()           # [B, R] 1 before the answer key
+    weights = thought_prob_coef * thought + scores.answer_mask.float()   # [B, R]
+    return (scores.logprobs * weights).sum(-1)                           # [B]
+
+
+@torch.no_grad()
+def score_rollout(policy, obs, responses, args, answer_key):
+    """Old action log-probs [N], values [N], the sampled-token entropy estimate and the tokens of
+    each attempt [N] (prompt + response, padding excluded, as sft.py counts them: compute axis).
+
+    The same policy.score the update calls, in eval mode, at the sampling temperature: the first
+    minibatch of the update then sees ratio == 1 exactly.
+    """
+    policy.eval()
+    micro = args.minibatch_size // args.grad_accum
+    logps, values, tokens, nll = [], [], [], 0.0
+    for i in range(0, len(obs), micro):
+        s = policy.score(obs[i:i + micro], responses[i:i + micro], temperature=args.temperature,
+                         answer_key=answer_key)
+        logps.append(action_logprob(s, args.thought_prob_coef).float())  # [b]
+        values.append(s.values.float())                                    # [b]
+        prompt = policy.prompt_inputs(obs[i:i + micro])["attention_mask"].sum(1)            # [b]
+        tokens.append((prompt.to(s.mask.device) + s.mask.sum(1)).float().cpu())             # [b]
+        nll -= float((s.logprobs * s.mask).sum())
+    tokens = torch.cat(tokens)
+    return torch.cat(logps), torch.cat(values), nll / max(float(sum(len(r) for r in responses)), 1.0), tokens
+
+
+def bootstrap_values(policy, obs, args, answer_key) -> torch.Tensor:
+    """V(s) of the environments' current observations [E] (the value head reads the last prompt
+    token, so the one-token dummy response after it does not change the value)."""
+    return score_rollout(policy, obs, [[policy.tokenizer.eos_token_id]] * len(obs), args, answer_key)[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# ALGO LOGIC: advantages (GAE over the attempts of each environment's trajectory)
+# ---------------------------------------------------------------------------------------------
+
+def compute_gae(rewards, values, dones, last_values, gamma: float, lam: float):
+    """Generalised advantage estimation; an attempt with done=1 ended its episode (terminal).
+
+    rewards, values, dones: [T, E]; last_values: [E] = V(current obs) after the rollout.
+    Worked example, one env, gamma 0.9, lambda 0.95, the episode ends at t=1:
+        rewards [-1, 5, -2], values [1, 2, 0.5], dones [0, 1, 0], last_value 1
+        t=2: delta = -2 + 0.9 * 1 - 0.5 = -1.6              A2 = -1.6
+        t=1: delta =  5 - 2 = 3 (terminal: no bootstrap)    A1 = 3
+        t=0: delta = -1 + 0.9 * 2 - 1 = -0.2                A0 = -0.2 + 0.9 * 0.95 * 3 = 2.365
+    Returns (advantages [T, E], returns = advantages + values [T, E]).
+    """
+    T = rewards.shape[0]
+    advantages = torch.zeros_like(rewards)                      # [T, E]
+    gae = torch.zeros_like(last_values)                         # [E]
+    for t in reversed(range(T)):
+        next_values = last_values if t == T - 1 else values[t + 1]   # [E]
+        nonterminal = 1.0 - dones[t]                                 # [E]
+        delta = rewards[t] + gamma * next_values * nonterminal - values[t]
+        gae = delta + gamma * lam * nonterminal * gae
+        advantages[t] = gae
+    return advantages, advantages + values
+
+
+def normalize_advantages(adv: torch.Tensor) -> torch.Tensor:
+    """(adv - mean) / std over the whole batch, all ranks included."""
+    s, sq, n = all_sum([float(adv.sum()), float((adv ** 2).sum()), float(adv.numel())])
+    mean = s / n
+    std = math.sqrt(max(sq / n - mean ** 2, 0.0))
+    return (adv - mean) / (std + 1e-8)
+
+
+# ---------------------------------------------------------------------------------------------
+# ALGO LOGIC: the PPO update
+# ---------------------------------------------------------------------------------------------
+
+class NonFiniteLoss(RuntimeError):
+    """A NaN/inf loss or gradient norm: the run stops before the optimizer step."""
+
+
+def ppo_loss(new_logp, new_values, old_logp, old_values, adv, returns, args):
+    """Clipped surrogate + clipped value loss of one micro-batch; all inputs [b]."""
+    logratio = new_logp - old_logp                                        # [b]
+    ratio = logratio.exp()                                                # [b]
+    pg_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - args.clip_coef, 1 + args.clip_coef)).mean()
+    v_loss = (new_values - returns) ** 2                                                   # [b]
+    if args.vf_clip > 0:  # the new value may move at most vf_clip from the old one
+        v_clipped = old_values + (new_values - old_values).clamp(-args.vf_clip, args.vf_clip)  # [b]
+        v_loss = torch.max(v_loss, (v_clipped - returns) ** 2)
+    v_loss = 0.5 * v_loss.mean()
+    with torch.no_grad():  # diagnostics (CleanRL): k3 estimator of KL(old || new), clipped share
+        approx_kl = ((ratio - 1) - logratio).mean()
+        clipfrac = ((ratio - 1).abs() > args.clip_coef).float().mean()
+    stats = {"policy_loss": pg_loss.item(), "value_loss": v_loss.item(), "approx_kl": approx_kl.item(),
+             "clipfrac": clipfrac.item(), "ratio_max": ratio.max().item()}
+    return pg_loss + args.vf_coef * v_loss, stats
+
+
+def ppo_update(policy, optimizer, params, batch, args, answer_key) -> dict:
+    """--ppo-epochs epochs of shuffled minibatches; `batch` holds obs, responses and [N] tensors
+    old_logp, old_values, advantages, returns. Returns the mean diagnostics and tokens trained on."""
+    policy.eval()  # dropout off: the same function as the scoring pass
+    n = len(batch["obs"])
+    micro = args.minibatch_size // args.grad_accum
+    sums, count, tokens, grad_norms = {}, 0, 0, []
+    for _ in range(args.ppo_epochs):
+        perm = torch.randperm(n)                                          # [N]
+        for start in range(0, n, args.minibatch_size):
+            idx = perm[start:start + args.minibatch_size]                 # [minibatch]
+            for m in range(0, len(idx), micro):
+                mb = idx[m:m + micro].tolist()
+                s = policy.score([batch["obs"][i] for i in mb], [batch["responses"][i] for i in mb],
+                                 temperature=args.temperature, answer_key=answer_key)
+                new_logp = action_logprob(s, args.thought_prob_coef)      # [b]
+                loss, stats = ppo_loss(new_logp, s.values.float(), batch["old_logp"][mb],
+                                       batch["old_values"][mb], batch["advantages"][mb],
+                                       batch["returns"][mb], args)
+                if not torch.isfinite(loss):
+                    raise NonFiniteLoss(f"loss is {loss.item()}")
+                (loss * len(mb) / len(idx)).backward()  # mean over the minibatch
+                for k, v in stats.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                count += 1
+                tokens += int(batch["tokens"][mb].sum())
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm)
+            if hasattr(grad_norm, "full_tensor"):  # a DTensor under FSDP2
+                grad_norm = grad_norm.full_tensor()
+            if not torch.isfinite(grad_norm):      # every rank sees the same reduced norm
+                raise NonFiniteLoss(f"gradient norm is {grad_norm.item()}")
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            grad_norms.append(float(grad_norm))
+    out = {k: v / count for k, v in sums.items()}
+    out["grad_norm"] = sum(grad_norms) / len(grad_norms)
+    out["tokens"] = tokens
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# plumbing: warm start, evaluation, logging, samples
+# ---------------------------------------------------------------------------------------------
+
+def warm_start(args, rank: int) -> tuple[str, float]:
+    """The checkpoint PPO starts from and the compute that produced it (6 N D_init, SPEC §3).
+
+    The paper starts RL from an SFT-initialised checkpoint (RL from the base model never reaches
+    the answer format). Default: sft.py's default run for this task (runs/sft-gp-l, ...), reused
+    once finished (its `final` link), else trained here with sft.py's own run() (or, when a
+    killed SFT run left checkpoints, finished from the last one).
+    """
+    if args.init == "base":
+        return args.model, 0.0
+    if args.init is not None:
+        return args.init, init_flops(args.init)
+    flags = ["--env", args.env, "--model", args.model, "--seed", str(args.seed)]
+    flags += (["--vision"] if args.vision else []) + args.warm_start_args.split()
+    sft_args = sft.parse_args(flags + ["--resume"])  # finishes a killed SFT run, else starts one
+    final = Path(sft_args.out) / "final"             # exists once an SFT run has finished
+    if final.exists():
+        path = final.resolve()
+        if rank == 0:
+            print(f"warm start: reusing {path}", flush=True)
+    else:
+        if rank == 0:
+            print(f"warm start: no finished SFT run in {sft_args.out}; training it first "
+                  f"(python sft.py {' '.join(flags)})", flush=True)
+        path = sft.run(sft_args)
+    return str(path), init_flops(path)
+
+
+def init_flops(path) -> float:
+    """Training compute already in a checkpoint: the 'flops' sft.py / ppo.py store in its
+    trainer_state.json (0 for a model without one)."""
+    state = Path(path) / "trainer_state.json"
+    return float(json.loads(state.read_text()).get("flops", 0.0)) if state.is_file() else 0.0
+
+
+def run_eval(policy, args) -> dict:
+    """ID and rule-OOD (+ visual-OOD with --vision) on the fixed evaluation episodes, greedy."""
+    splits = ("id", "ood-rule") + (("ood-visual",) if args.vision else ())
+    return evaluate.evaluate(policy, env=args.env, splits=splits, vision=args.vision, n=args.eval_episodes,
+                             attempts=args.max_attempts, temperature=args.eval_temperature,
+                             max_new_tokens=args.max_new_tokens)
+
+
+def print_samples(episodes: list, k: int = 2, max_attempts_shown: int = 6) -> None:
+    """Two episodes as a reader wants to see them: the task, each answer, the verdict, the
+    feedback the model got and the answer the oracle would have given."""
+    for j, ep in enumerate(episodes[:k]):
+        status = "solved" if ep.get("success") else ("failed" if "success" in ep else "in progress")
+        print(f"  sample {j + 1} ({status}, {len(ep['attempts'])} attempts): {ep['prompt']}")
+        for i, a in enumerate(ep["attempts"][:max_attempts_shown]):
+            verdict = f"{a['outcome']} {a['reward']:+.1f}"
+            if a["outcome"] != "correct":
+                verdict += f" '{a['feedback']}', expected {a['expected'][:90]!r}"
+            print(f"    attempt {i + 1}: {a['answer'][:110]!r} -> {verdict}")
+        if len(ep["attempts"]) > max_attempts_shown:
+            print(f"    ... {len(ep['attempts']) - max_attempts_shown} more attempts")
+
+
+def update_stats(roll, stats, ret, old_values, entropy, outcomes, world) -> dict:
+    """The per-update diagnostics, rollout counts summed over ranks, PPO stats averaged."""
+    resid, ret = (ret - old_values), ret                                                    # [N]
+    local = [len(roll.outcomes), float(roll.rewards.sum()), len(roll.episodes),
+             sum(ep["success"] for ep in roll.episodes), sum(len(r) for r in roll.responses),
+             float(roll.cut_off.sum()), roll.gen_tokens, roll.gen_seconds,
+             float(resid.var()), float(ret.var()), entropy]
+    local += [sum(o == name for o in roll.outcomes) for name in outcomes]
+    ppo_keys = ("policy_loss", "value_loss", "approx_kl", "clipfrac", "grad_norm")
+    g = all_sum(local + [stats[k] for k in ppo_keys])
+    n, rsum, n_ep, n_ok, rlen, ncut, gtok, gsec, var_res, var_ret, ent = g[:11]
+    shares, ppo = g[11:11 + len(outcomes)], g[11 + len(outcomes):]
+    return {"success": n_ok / n_ep if n_ep else None, "episodes": int(n_ep), "reward": rsum / n,
+            "outcomes": {k: c / n for k, c in zip(outcomes, shares)},
+            **{k: v / world for k, v in zip(ppo_keys, ppo)},
+            "explained_variance": 1 - var_res / var_ret if var_ret > 0 else None,
+            "entropy": ent / world, "response_len": rlen / n, "cut_off": ncut / n,
+            "tokens_per_s": gtok / max(gsec / world, 1e-9)}  # generated tokens / generation time
+
+
+def print_update(update, total, row) -> None:
+    succ = "-" if row["success"] is None else f"{row['success']:.2f}"
+    ev = "-" if row["explained_variance"] is None else f"{row['explained_variance']:+.2f}"
+    shares = " ".join(f"{k} {v:.2f}" for k, v in row["outcomes"].items())
+    print(f"update {update}/{total} | success {succ} ({row['episodes']} ep) reward {row['reward']:+.2f} | "
+          f"{shares} | vloss {row['value_loss']:.3f} ploss {row['policy_loss']:+.4f} "
+          f"kl {row['approx_kl']:.4f} clip {row['clipfrac']:.2f} ev {ev} | len {row['response_len']:.1f} "
+          f"cut {row['cut_off']:.2f} | {row['tokens_per_s']:.0f} tok/s | {row['seconds']:.1f}s", flush=True)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    transformers.utils.logging.disable_progress_bar()  # no per-save bars between the update lines
+    rank, world, device = policy_lib.setup_distributed()
+    if world > 1 and args.eval_temperature > 0:
+        sys.exit("error: under torchrun evaluate greedily (--eval-temperature 0): FSDP ranks must "
+                 "make the same generate() calls")
+    random.seed(args.seed + rank)  # seeded, not bit-exact
+    np.random.seed(args.seed + rank)
+    torch.manual_seed(args.seed + rank)
+    env_mod = evaluate.ENVS[args.env]
+    out = Path(args.out)
+    last = sft.latest_checkpoint(out)
+    if last is not None and not args.resume:
+        sys.exit(f"error: {out} already holds checkpoints; pass --resume to continue it or choose another --out")
+    timing = {"warm start": 0.0, "rollouts": 0.0, "updates": 0.0, "evals": 0.0}
+
+    # ---- the policy: the SFT warm start, or the run's own last checkpoint when resuming ----
+    t0 = time.perf_counter()
+    init_path, flops_init = warm_start(args, rank) if last is None else (None, 0.0)
+    timing["warm start"] = time.perf_counter() - t0
+    try:
+        policy = policy_lib.load_policy(last or init_path, vision=args.vision, seed=args.seed, device=device)
+    except ValueError as err:  # not a model folder, a text-only model with --vision, ...
+        sys.exit(f"error: {err}")
+    n_params = policy.num_params
+    if world > 1:
+        policy_lib.shard(policy)  # FSDP2: blocks, root, value head (policy.py)
+    params = list(policy.parameters())  # the language model's and the value head's
+    groups = [{"params": list(policy.model.parameters()), "lr": args.lr},
+              {"params": list(policy.value_head.parameters()), "lr": args.vf_lr or args.lr}]
+    optimizer = torch.optim.Adam(groups, eps=args.adam_eps, weight_decay=0.0)
+    scheduler = sft.cosine_schedule(optimizer, total_steps=max(args.lr_horizon, args.updates), warmup_frac=0.0)
+    start, d_rl, d_buffer = 0, 0.0, 0.0
+    if last is not None:
+        extra = sft.load_checkpoint(last, policy, optimizer, scheduler)
+        start, d_rl, d_buffer, flops_init = (extra["step"], extra["d_rl"], extra["d_buffer"], extra["flops_init"])
+        init_path = extra["init_path"]
+        if rank == 0:
+            print(f"resuming from {last} (update {start}/{args.updates})", flush=True)
+    elif args.resume and rank == 0:
+        print(f"--resume: no checkpoint in {out}, starting from the beginning", flush=True)
+    config = {"method": "ppo", **vars(args), "init_path": init_path, "world_size": world,
+              "num_params": n_params, "flops_init": flops_init}
+    logger = sft.RunLogger(out, config, rank, resume_step=start if last else None)
+    samples_path = out / "samples.jsonl"
+    if rank == 0 and samples_path.exists():  # keep only what the resumed checkpoint has seen
+        kept = [ln for ln in samples_path.read_text().splitlines(True) if last and json.loads(ln)["step"] <= start]
+        samples_path.write_text("".join(kept))
+    if rank == 0 and last is None:
+        print(f"ppo: {run_name(args.env, args.vision)}, {n_params / 1e6:.2f}M parameters, {world} rank(s) x "
+              f"{args.num_envs} envs, {args.rollout_steps} attempts/rank/update, {args.updates} updates, "
+              f"init {init_path}, out {out}", flush=True)
+
+    def flops() -> float:  # SPEC §3: 6 N (D_init + D_rl) + 2 N D_buffer, with flops_init = 6 N D_init
+        return flops_init + 6 * n_params * d_rl + 2 * n_params * d_buffer
+
+    def do_eval(step: int) -> None:
+        t = time.perf_counter()
+        result = run_eval(policy, args)
+        timing["evals"] += time.perf_counter() - t
+        logger.log({"step": step, "flops": flops(), "eval": result})
+        if rank == 0:
+            print(f"eval @ update {step}: " + " | ".join(  # GP: success, V-IRL: per-step accuracy
+                f"{k} {100 * m.get('success', m.get('step_accuracy', 0.0)):.1f}% (n={m['n']})"
+                for k, m in result.items()), flush=True)
+
+    # ---- this rank's environments: seeds distinct per (seed, rank, env, start), so a resumed run
+    # deals new hands; the evaluation hands are disjoint from all training seeds (env modules) ----
+    envs = [env_mod.make_env("id", vision=args.vision, max_attempts=args.max_attempts,
+                             seed=int(np.random.SeedSequence([args.seed, rank, i, start]).generate_state(1)[0]))
+            for i in range(args.num_envs)]
+    obs = [env.reset()[0] for env in envs]
+    trackers = [new_tracker(o) for o in obs]
+    if start == 0:
+        do_eval(0)  # the initial checkpoint: the first point of every curve
+    bar = tqdm(total=args.updates, initial=start, desc="ppo", disable=rank != 0 or not sys.stderr.isatty())
+
+    for update in range(start + 1, args.updates + 1):
+        # ---- rollout, then one no-grad scoring pass (old log-probs, values, bootstrap) ----
+        t_roll = time.perf_counter()
+        roll = collect_rollout(policy, envs, obs, args.rollout_steps // args.num_envs, args, trackers)
+        old_logp, old_values, entropy, tokens = score_rollout(policy, roll.obs, roll.responses, args,
+                                                              env_mod.ANSWER_KEY)              # [N] each
+        last_values = bootstrap_values(policy, roll.last_obs, args, env_mod.ANSWER_KEY)       # [E]
+        d_buffer += all_sum([2 * float(tokens.sum())])[0]  # two no-grad passes: generation, scoring
+        # ---- advantages (GAE over attempts), normalised over all ranks ----
+        T, E = roll.rewards.shape
+        adv, ret = compute_gae(roll.rewards, old_values.view(T, E), roll.dones, last_values,
+                               args.gamma, args.gae_lambda)                                     # [T, E] each
+        batch = {"obs": roll.obs, "responses": roll.responses, "old_logp": old_logp, "old_values": old_values,
+                 "advantages": normalize_advantages(adv.flatten()), "returns": ret.flatten(), "tokens": tokens}
+        t_upd = time.perf_counter()
+        timing["rollouts"] += t_upd - t_roll
+        # ---- the PPO update ----
+        try:
+            stats = ppo_update(policy, optimizer, params, batch, args, env_mod.ANSWER_KEY)
+        except NonFiniteLoss as err:
+            sys.exit(f"error: non-finite PPO loss at update {update} ({err}); stopped before the optimizer "
+                     f"step. Last good checkpoint: {sft.latest_checkpoint(out) or 'none'} "
+                     f"(continue with --resume, e.g. with a lower --lr)")
+        scheduler.step()
+        d_rl += all_sum([float(stats["tokens"])])[0]
+        timing["updates"] += time.perf_counter() - t_upd
+
+        # ---- logging: one line per update, two sample episodes ----
+        row = {"step": update, "flops": flops(), "lr": scheduler.get_last_lr()[0],
+               **update_stats(roll, stats, ret.flatten(), old_values, entropy, OUTCOMES[args.env], world),
+               "seconds": time.perf_counter() - t_roll}
+        logger.log(row)
+        if rank == 0:
+            print_update(update, args.updates, row)
+            shown = (roll.episodes + [t for t in trackers if t["attempts"]])[:2]  # finished first
+            print_samples(shown)
+            with samples_path.open("a") as f:
+                for ep in shown:
+                    f.write(json.dumps({"step": update, **ep}) + "\n")
+        bar.update(1)
+
+        # ---- checkpoint (atomic, sft.py), evaluation ----
+        if (args.save_every and update % args.save_every == 0) or update == args.updates:
+            sft.save_checkpoint(out, update, policy, optimizer, scheduler,
+                                {"d_rl": d_rl, "d_buffer": d_buffer, "flops_init": flops_init,
+                                 "flops": flops(), "init_path": init_path}, final=update == args.updates)
+        if (args.eval_every and update % args.eval_every == 0) or update == args.updates:
+            do_eval(update)
+    bar.close()
+
+    if rank == 0:
+        plots.plot_run(out, out)
+        split = " | ".join(f"{k} {v:.0f}s" for k, v in timing.items())
+        print(f"done: {out} | time: {split}", flush=True)
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
