@@ -475,7 +475,8 @@ def run(args):
 
     # Model: a fresh policy, or the checkpoint's own weights when resuming (see load_checkpoint).
     try:
-        policy = load_policy(resume_from or args.model, vision=args.vision, seed=args.seed, device=device)
+        policy = load_policy(resume_from or args.model, vision=args.vision, seed=args.seed, device=device,
+                             threads=None if world > 1 else 1)  # torchrun: cores / ranks (setup_distributed)
     except ValueError as err:
         sys.exit(f"error: {err}")
     n_params = policy.num_params

@@ -20,6 +20,7 @@ def args_for(**kw):
     args = ppo.parse_args(["--env", "generalpoints"])
     for k, v in kw.items():
         setattr(args, k, v)
+    args.grad_accum = 1 if "grad_accum" not in kw else args.grad_accum  # one micro-batch each
     return args
 
 
