@@ -1,6 +1,6 @@
 """PPO with a value head and verifier revision: the RL arm of "SFT Memorizes, RL Generalizes".
 
-    python ppo.py --env generalpoints             # the main job: SFT warm start + PPO, ~10 min on 2 CPU cores
+    python ppo.py --env generalpoints             # the main job: SFT warm start + PPO, ~7 min on 2 CPU cores
     python ppo.py --env virl --vision             # V-IRL-VL (also: --env generalpoints --vision = GP-VL)
     python ppo.py --env generalpoints --init runs/sft-gp-l/final --updates 60 --out runs/ppo-long
     python ppo.py --env generalpoints --resume    # continue a killed run from its last checkpoint
@@ -45,7 +45,7 @@ Where the CPU defaults differ, and why (measured on the tiny 1.4M-parameter mode
     update; the paper: 4 epochs of 128 micro-batches of 1), max grad norm 1.0, 128 attempts per
     update from 32 environments, evaluation on 128 fixed hands.
   - On GP-L these defaults leave greedy ID success where the SFT warm start put it (48.4% ->
-    46.9% on 128 hands in the default run): ~70% of the attempts are revisions, which the
+    47.7% on 128 hands in the default run): ~70% of the attempts are revisions, which the
     single-turn SFT model mostly answers with broken JSON. README "What the main job shows".
 Where the algorithm differs from the public code, and why:
   - One verifier outcome per attempt, as in the paper's reward table: the public code's extra
@@ -272,7 +272,8 @@ def action_logprob(scores, thought_prob_coef: float) -> torch.Tensor:
 @torch.no_grad()
 def score_rollout(policy, obs, responses, args, answer_key):
     """Old action log-probs [N], values [N], the sampled-token entropy estimate and the tokens of
-    each attempt [N] (prompt + response, padding excluded, as sft.py counts them: compute axis).
+    each attempt [N] (prompt + response, padding excluded, as sft.py counts them: compute axis),
+    on the CPU with the rest of the rollout buffer (rewards, dones) for GAE.
 
     The same policy.score the update calls, in eval mode, at the sampling temperature: the first
     minibatch of the update then sees ratio == 1 exactly.
@@ -387,9 +388,9 @@ def ppo_update(policy, optimizer, params, batch, args, answer_key) -> dict:
                 s = policy.score([batch["obs"][i] for i in mb], [batch["responses"][i] for i in mb],
                                  temperature=args.temperature, answer_key=answer_key)
                 new_logp = action_logprob(s, args.thought_prob_coef)      # [b]
-                loss, stats = ppo_loss(new_logp, s.values.float(), batch["old_logp"][mb],
-                                       batch["old_values"][mb], batch["advantages"][mb],
-                                       batch["returns"][mb], args)
+                old = [batch[k][mb].to(new_logp.device)  # the rollout buffer lives on the CPU
+                       for k in ("old_logp", "old_values", "advantages", "returns")]
+                loss, stats = ppo_loss(new_logp, s.values.float(), *old, args)
                 if not torch.isfinite(loss):
                     raise NonFiniteLoss(f"loss is {loss.item()}")
                 (loss * len(mb) / len(idx)).backward()  # mean over the minibatch
