@@ -255,6 +255,7 @@ class Scores:
     mask: torch.Tensor         # [B, R] 1 on response tokens
     answer_mask: torch.Tensor  # [B, R] 1 from the token holding the answer key on
     values: torch.Tensor       # [B] value head at the last prompt token
+    prompt_tokens: torch.Tensor  # [B] non-padding prompt tokens (image placeholders included)
 
 
 def value_head(hidden_size):
@@ -467,7 +468,8 @@ class Policy:
         values = self.value_head(hidden).squeeze(-1)  # [B]
         answer = torch.tensor([self.answer_mask(r, answer_key) + [0] * (resp_len - len(r))
                                for r in responses], device=self.device)  # [B, R]
-        return Scores(logprobs, mask, answer * mask, values)
+        prompt_tokens = batch.attention_mask[:, :prompt_len].sum(1)  # [B]
+        return Scores(logprobs, mask, answer * mask, values, prompt_tokens)
 
     # --- checkpoints -------------------------------------------------------------------------
 

@@ -289,8 +289,7 @@ def score_rollout(policy, obs, responses, args, answer_key):
         s = policy.score(o, r, temperature=args.temperature, answer_key=answer_key)
         logps[mb] = action_logprob(s, args.thought_prob_coef).float().cpu()               # [b]
         values[mb] = s.values.float().cpu()                                                 # [b]
-        prompt = policy.prompt_inputs(o)["attention_mask"].sum(1)                          # [b]
-        tokens[mb] = (prompt.to(s.mask.device) + s.mask.sum(1)).float().cpu()              # [b]
+        tokens[mb] = (s.prompt_tokens + s.mask.sum(1)).float().cpu()                       # [b]
         nll -= float((s.logprobs * s.mask).sum())
     return logps, values, nll / max(float(sum(len(r) for r in responses)), 1.0), tokens
 
