@@ -15,6 +15,8 @@ Metrics per split (the numbers sft.py / ppo.py log in metrics.jsonl under "eval"
     success   = hands solved within the attempts / n, with stderr = sqrt(p(1-p)/n)
     solved, n, attempts (model answers given), outcomes = share of each verifier outcome over
     all attempts, cut_off = share of answers cut at max_new_tokens
+    numbers_right = share of hands whose first answer's "number" list holds the hand's numbers
+    (any order): the rule was read right, whatever the formula (ours, for the laptop experiment)
     recognition (vision only) = share of attempts whose cards were recognised correctly, i.e.
     whose verdict is not wrong_cards (the verifier checks the cards first), with its stderr
   V-IRL
@@ -143,6 +145,7 @@ class Attempt(NamedTuple):
     terminated: bool  # the answer ended the episode by success (GP: solved; V-IRL: stop() right)
     truncated: bool  # the answer used up the attempts: the episode ended failed
     cut_off: bool  # the answer hit max_new_tokens before its end-of-turn token
+    numbers_right: bool | None = None  # GP: its "number" list held the hand's numbers (the rule read right)
 
 
 def run_episodes(policy, envs, temperature=0.0, max_new_tokens=MAX_NEW_TOKENS,
@@ -172,7 +175,7 @@ def run_episodes(policy, envs, temperature=0.0, max_new_tokens=MAX_NEW_TOKENS,
                 for i, gen in zip(chunk, gens):
                     ob, _, terminated, truncated, info = envs[i].step(gen.text)
                     attempts[i].append(Attempt(info["verdict"], terminated, truncated,
-                                               bool(getattr(gen, "cut_off", False))))
+                                               bool(getattr(gen, "cut_off", False)), info.get("numbers_correct")))
                     if terminated or truncated:
                         bar.update(1)
                     else:
@@ -200,7 +203,9 @@ def gp_metrics(episodes: list[list[Attempt]], vision: bool) -> dict:
     solved = sum(1 for ep in episodes if ep and ep[-1].terminated)  # ended by a correct answer
     flat = [a for ep in episodes for a in ep]
     p = solved / n if n else 0.0
+    read = sum(1 for ep in episodes if ep and ep[0].numbers_right)  # first answers only: before any feedback
     metrics = {"n": n, "success": p, "stderr": binomial_stderr(p, n), "solved": solved,
+               "numbers_right": read / n if n else 0.0,
                "attempts": len(flat), "outcomes": _outcome_shares(flat),
                "cut_off": _cut_off_share(flat)}
     if vision:  # the verifier checks the cards first: any other verdict means they were right
@@ -234,6 +239,23 @@ def virl_metrics(episodes: list[list[Attempt]], positions: list[int]) -> dict:
             "outcomes": _outcome_shares(flat), "cut_off": _cut_off_share(flat)}
 
 
+def known_splits(env: str) -> tuple:
+    """The splits evaluate() knows for a task: the paper's three, and for GeneralPoints also
+    val-rule (ours, J/Q/K = 3/6/9: the laptop experiment tunes on it, never on ood-rule)."""
+    module = ENVS[env]
+    return tuple(getattr(module, "SPLIT_VARIANTS", module.SPLITS))
+
+
+def parse_splits(text: str, env: str) -> tuple:
+    """'id, ood-rule' -> ('id', 'ood-rule'); ValueError naming the choices on an unknown or empty list."""
+    splits = tuple(s.strip() for s in text.split(",") if s.strip())
+    unknown = [s for s in splits if s not in known_splits(env)]
+    if unknown or not splits:
+        problem = f"unknown split {unknown[0]!r}" if unknown else "no split given"
+        raise ValueError(f"{problem} (choose from {', '.join(known_splits(env))})")
+    return splits
+
+
 def evaluate(policy, env="generalpoints", splits=("id", "ood-rule"), vision=False, n=None,
              attempts=None, temperature=0.0, max_new_tokens=MAX_NEW_TOKENS,
              batch_size=BATCH_SIZE, progress=None) -> dict:
@@ -247,9 +269,9 @@ def evaluate(policy, env="generalpoints", splits=("id", "ood-rule"), vision=Fals
     if env not in ENVS:
         raise ValueError(f"unknown env {env!r} (choose from {', '.join(ENVS)})")
     module = ENVS[env]
-    unknown = [s for s in splits if s not in module.SPLITS]
+    unknown = [s for s in splits if s not in known_splits(env)]
     if unknown:
-        raise ValueError(f"unknown split {unknown[0]!r} (choose from {', '.join(module.SPLITS)})")
+        raise ValueError(f"unknown split {unknown[0]!r} (choose from {', '.join(known_splits(env))})")
     attempts = module.MAX_ATTEMPTS if attempts is None else attempts
     results = {}
     for split in splits:
@@ -300,7 +322,8 @@ def main(argv=None) -> None:
                         help="'tiny' / 'tiny-large' (random init), a saved policy folder, "
                              "'oracle' or 'random'")
     parser.add_argument("--splits", default="id,ood-rule",
-                        help="comma-separated splits among id, ood-rule, ood-visual")
+                        help="comma-separated splits among id, ood-rule, ood-visual "
+                             "(GeneralPoints also val-rule: J/Q/K = 3/6/9)")
     parser.add_argument("--episodes", type=int, default=None,
                         help="episodes per split (default: 234 hands / 48 or 18 routes)")
     parser.add_argument("--attempts", type=int, default=None,
@@ -316,13 +339,10 @@ def main(argv=None) -> None:
     parser.add_argument("--out", default=None, help="write {split: metrics} as JSON to this file")
     args = parser.parse_args(argv)
 
-    module = ENVS[args.env]
-    splits = [s.strip() for s in args.splits.split(",") if s.strip()]
-    for s in splits:
-        if s not in module.SPLITS:
-            sys.exit(f"error: unknown split {s!r} (choose from {', '.join(module.SPLITS)})")
-    if not splits:
-        sys.exit("error: --splits is empty")
+    try:
+        splits = parse_splits(args.splits, args.env)
+    except ValueError as err:
+        sys.exit(f"error: --splits: {err}")
     for flag, value in [("--episodes", args.episodes), ("--attempts", args.attempts)]:
         if value is not None and value < 1:
             sys.exit(f"error: {flag} must be >= 1")

@@ -47,8 +47,9 @@ from PIL import Image, ImageDraw, ImageFont
 
 ANSWER_KEY = "formula"  # the "answer" part of a response starts at this key (SPEC §3, thought_prob_coef)
 MAX_ATTEMPTS = 5  # VIter: attempts per hand in training and evaluation (SPEC §1)
-SPLITS = ("id", "ood-rule", "ood-visual")
-SPLIT_VARIANTS = {"id": ("id", "black"), "ood-rule": ("ood", "black"), "ood-visual": ("id", "red")}
+SPLITS = ("id", "ood-rule", "ood-visual")  # the paper's; val-rule below is ours (the laptop experiment)
+SPLIT_VARIANTS = {"id": ("id", "black"), "ood-rule": ("ood", "black"), "ood-visual": ("id", "red"),
+                  "val-rule": ("val", "black")}
 N_EVAL = 234  # hands per evaluation split in the paper
 TARGET = 24
 IMAGE_SIZE = 224  # default render size: what the tiny VLMs of policy.py see (PLATFORM.md)
@@ -56,7 +57,9 @@ IMAGE_SIZE = 224  # default render size: what the tiny VLMs of policy.py see (PL
 RANKS = ("A", "2", "3", "4", "5", "6", "7", "8", "9", "10", "J", "Q", "K")
 SUITS = ("S", "C", "H", "D")  # spades, clubs, hearts, diamonds
 COLORS = {"black": ("S", "C"), "red": ("H", "D"), "mixed": SUITS}
-RULES = ("id", "ood")
+RULES = ("id", "ood")  # the paper's two rules; a rule can also be any (J, Q, K) values, e.g. (3, 7, 1)
+FACE_VALUES = {"id": (10, 10, 10), "ood": (11, 12, 13),
+               "val": (3, 6, 9)}  # ours: a held-out rule for tuning the laptop experiment without the OOD one
 RULE_SENTENCES = {"id": "'J', 'Q', and 'K' count as '10'",
                   "ood": "'J', 'Q', and 'K' count as '11', '12', and '13' respectively"}
 REWARDS = {"correct": 5.0, "wrong_value": -1.0, "wrong_numbers": -2.0,
@@ -75,11 +78,32 @@ class Verdict:
     message: str  # short reason, used in "You failed this trial because <message>"
 
 
+def face_values(rule):
+    """The (J, Q, K) values of a rule: 'id' -> (10, 10, 10), 'ood' -> (11, 12, 13), or the rule
+    itself when it is a triple of values in 1..13 (the laptop experiment's mixture)."""
+    if isinstance(rule, str):
+        if rule not in FACE_VALUES:
+            raise ValueError(f"unknown rule {rule!r}: use {', '.join(FACE_VALUES)} or three values in 1..13")
+        return FACE_VALUES[rule]
+    faces = tuple(rule)
+    if len(faces) != 3 or not all(isinstance(v, int) and 1 <= v <= 13 for v in faces):
+        raise ValueError(f"a rule is three face values (J, Q, K) in 1..13, not {rule!r}")
+    return faces
+
+
+def rule_sentence(rule):
+    """"'J', 'Q', and 'K' count as '10'" (all three equal) or "... count as '11', '12', and
+    '13' respectively": the paper's two sentences, and the same form for any other values."""
+    j, q, k = face_values(rule)
+    if j == q == k:
+        return f"'J', 'Q', and 'K' count as '{j}'"
+    return f"'J', 'Q', and 'K' count as '{j}', '{q}', and '{k}' respectively"
+
+
 def card_value(card, rule="id"):
-    """'QS' -> 10 under rule id, 12 under rule ood; 'AH' -> 1; '7C' -> 7."""
-    rank = card[:-1]
-    v = RANKS.index(rank) + 1
-    return min(v, 10) if rule == "id" else v
+    """'QS' -> 10 under rule id, 12 under rule ood, q under a rule (j, q, k); 'AH' -> 1; '7C' -> 7."""
+    v = RANKS.index(card[:-1]) + 1
+    return v if v <= 10 else face_values(rule)[v - 11]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -190,7 +214,7 @@ def solve(numbers, target=TARGET):
 # text, so single quotes, trailing commas, code fences and prose around the JSON all work.
 # a quoted key ("formula": / 'formula':) wins over a bare one (formula:), which prose may also hold
 _KEY_RE = {k: (re.compile(r"[\"']" + k + r"[\"']\s*:\s*", re.I), re.compile(k + r"\s*:\s*", re.I))
-           for k in ("formula", "cards")}
+           for k in ("formula", "cards", "number")}
 _UNQUOTED_RE = re.compile(r"[^,}\n]*")
 _TOKEN_RE = re.compile(r"[0-9]+|\S")  # ASCII digit runs, or any single non-space character
 _DIGITS = frozenset("0123456789")  # str.isdigit() would accept '٣'; int('٣') == 3
@@ -220,7 +244,7 @@ def _field(text, key):
             except ValueError:
                 pass
         return value
-    if key == "cards":
+    if key in ("cards", "number"):
         j = text.find("]", i)
         return text[i + 1:j] if i < len(text) and text[i] == "[" and j >= 0 else None
     return _UNQUOTED_RE.match(text, i).group()
@@ -267,6 +291,16 @@ def recognized_cards(response):
     """The "cards" list of a response as strings, or None when there is none."""
     raw = _field(str(response)[:MAX_RESPONSE_CHARS], "cards")
     return None if raw is None else [c for c in (p.strip().strip("\"'") for p in raw.split(",")) if c]
+
+
+def claimed_numbers(response):
+    """The "number" list of a response as ints, or None when there is none or it is not all
+    integers: under a rule, whether it holds the hand's numbers says if the rule was read right."""
+    raw = _field(str(response)[:MAX_RESPONSE_CHARS], "number")
+    parts = None if raw is None else [p.strip().strip("\"'") for p in raw.split(",")]
+    if not parts or not all(p.isascii() and p.isdigit() and len(p) < 4 for p in parts):
+        return None
+    return [int(p) for p in parts]
 
 
 def _apply(op, a, b):
@@ -377,7 +411,7 @@ def _verify(text, cards, rule, vision, target):
         value, used = _parse_formula(tokens)
     except _Illegal as e:
         return _verdict("illegal_formula", str(e))
-    used, wanted = sorted(used), sorted(_VALUES[rule][c] for c in cards)
+    used, wanted = sorted(used), sorted(card_values(rule)[c] for c in cards)
     if used != wanted:
         return _verdict("wrong_numbers", _numbers_message(used, wanted))
     if value is None:
@@ -393,18 +427,29 @@ def _verify(text, cards, rule, vision, target):
 # DEALING AND PROMPTS (SPEC §1). The prompt is the paper's (its public prompt_lib, with the
 # output example); GP-VL shows the image first and leaves the `Cards:` line out.
 _DECKS = {color: [r + s for s in suits for r in RANKS] for color, suits in COLORS.items()}
-_VALUES = {rule: {r + s: card_value(r + s, rule) for r in RANKS for s in SUITS} for rule in RULES}
 _SOLVABLE = {}  # (values, target) -> bool for targets other than 24
+
+
+@lru_cache(maxsize=4096)
+def _card_values(faces):
+    return {r + s: card_value(r + s, faces) for r in RANKS for s in SUITS}
+
+
+def card_values(rule):
+    """{card: value} under a rule, e.g. card_values('ood')['QS'] == 12 (cached per rule)."""
+    return _card_values(face_values(rule))
 
 
 def deal(rng, rule="id", color="black", target=TARGET):
     """4 cards drawn without replacement from the colour's deck, redrawn until solvable (and,
-    for rule ood, until a J, Q or K is among them). A table lookup per draw, never a search."""
-    deck, values, table = _DECKS[color], _VALUES[rule], _solvable_table()
+    for every rule but id, until a J, Q or K is among them, so that the rule matters). A table
+    lookup per draw, never a search."""
+    deck, values, table = _DECKS[color], card_values(rule), _solvable_table()
+    need_face = face_values(rule) != FACE_VALUES["id"]
     for _ in range(100_000):  # ~1.3 draws on average for target 24
         hand = rng.sample(deck, 4)
         nums = tuple(sorted(values[c] for c in hand))
-        if rule == "ood" and nums[-1] <= 10:
+        if need_face and not any(c[:-1] in ("J", "Q", "K") for c in hand):
             continue
         if target == TARGET:
             if table[nums] is not None:
@@ -437,7 +482,7 @@ _EXAMPLE = ('\n[Output Example]\n'
 def prompt_text(cards, rule="id", vision=False, target=TARGET):
     """The user turn's text for a hand (GP-L lists the cards, GP-VL refers to the image)."""
     return _PROMPT.format(
-        target=target, rule=RULE_SENTENCES[rule],
+        target=target, rule=rule_sentence(rule),
         observe="You are observing these four cards in the image." if vision else "You will receive a set of 4 cards.",
         cards="" if vision else f"\n[Input]\nCards: {list(cards)}\n",
         example=_EXAMPLE if target == TARGET else "")
@@ -468,8 +513,9 @@ class GeneralPointsEnv:
 
     def __init__(self, rule="id", color="black", vision=False, max_attempts=MAX_ATTEMPTS, target=TARGET,
                  seed=None, image_size=IMAGE_SIZE):
-        if rule not in RULES or color not in COLORS or max_attempts < 1:
-            raise ValueError(f"bad GeneralPoints settings: rule={rule!r} color={color!r} max_attempts={max_attempts}")
+        face_values(rule)  # raises on an unknown rule
+        if color not in COLORS or max_attempts < 1:
+            raise ValueError(f"bad GeneralPoints settings: color={color!r} max_attempts={max_attempts}")
         self.rule, self.color, self.vision = rule, color, vision
         self.max_attempts, self.target, self.image_size = max_attempts, target, image_size
         self.rng = random.Random(seed)
@@ -483,7 +529,7 @@ class GeneralPointsEnv:
         self.solution = solve(self.numbers, self.target)
         self.image = render(self.cards, self.image_size) if self.vision else None
         self.messages = [_user(prompt_text(self.cards, self.rule, self.vision, self.target), self.vision)]
-        self.attempt, self.verdict, self.done, self.cards_correct = 0, None, False, None
+        self.attempt, self.verdict, self.done, self.cards_correct, self.numbers_correct = 0, None, False, None, None
         return self._obs(), self._info()
 
     def step(self, response):
@@ -491,6 +537,8 @@ class GeneralPointsEnv:
             raise RuntimeError("the episode is over (or never began): call reset()")
         v = self.verdict = verify(response, self.cards, self.rule, self.vision, self.target)
         self.cards_correct = cards_match(recognized_cards(response), self.cards)
+        claimed = claimed_numbers(response)  # the rule read right: the hand's numbers, any order
+        self.numbers_correct = claimed is not None and sorted(claimed) == sorted(self.numbers)
         self.attempt += 1
         self.messages = self.messages + [_assistant(response)]
         terminated = v.outcome == "correct"
@@ -512,7 +560,7 @@ class GeneralPointsEnv:
         v = self.verdict
         return {"cards": list(self.cards), "numbers": list(self.numbers), "rule": self.rule, "color": self.color,
                 "verdict": v, "attempt": self.attempt, "solved": v is not None and v.outcome == "correct",
-                "cards_correct": self.cards_correct, "solution": f"{self.solution}={self.target}"}
+                "cards_correct": self.cards_correct, "numbers_correct": self.numbers_correct, "solution": f"{self.solution}={self.target}"}
 
 
 def _split(split):
@@ -553,6 +601,49 @@ def sft_examples(n, rule="id", color="black", vision=False, seed=0):
     for _ in range(n):
         obs, _ = env.reset()
         out.append({"messages": obs["messages"] + [_assistant(env.oracle_response())], "image": obs["image"]})
+    return out
+
+
+# The laptop experiment's stand-in for pretraining (README, "Reproduce the headline on a laptop").
+# A tiny random model cannot read a rule it has never seen varied, and it cannot revise an answer
+# after feedback; the paper's 11B model brings both from pretraining. The mixture gives them: every
+# hand comes with its own rule, each of J, Q, K drawn uniformly from 1..13 (so 11, 12 and 13 each
+# occur, one face at a time), never the test rule (11, 12, 13) nor the tuning rule (3, 6, 9); half
+# of the conversations first hold 1-4 wrong answers, each with the verifier's feedback, and the
+# target is the correct answer after them (the revision skill that VIter relies on).
+MIXTURE_HELD_OUT = (FACE_VALUES["ood"], FACE_VALUES["val"])
+
+
+def mixture_rule(rng, held_out=MIXTURE_HELD_OUT):
+    """A random rule (J, Q, K) of the mixture: each value uniform in 1..13, never a held-out one."""
+    while True:
+        faces = tuple(rng.randint(1, 13) for _ in range(3))
+        if faces not in held_out:
+            return faces
+
+
+def mixture_examples(n, vision=False, seed=0, revise=0.5, held_out=MIXTURE_HELD_OUT):
+    """n SFT pairs of the pretraining mixture (see above), black suits: {"messages": [user prompt,
+    (wrong answer, feedback) x 0-4, correct answer], "image": PIL or None}. A wrong answer is a near
+    miss of the right one (answer_variants) or the right answer read under another rule."""
+    rng = random.Random(f"generalpoints-mixture/{seed}")
+    out = []
+    for _ in range(n):
+        rule = mixture_rule(rng, held_out)
+        env = GeneralPointsEnv(rule, "black", vision, seed=rng.random())
+        obs, _ = env.reset()
+        wrong = rng.randint(1, MAX_ATTEMPTS - 1) if rng.random() < revise else 0
+        for _ in range(wrong):
+            pool = answer_variants(env.cards, rule, rng)[1:] + [answer_text(env.cards, mixture_rule(rng, ()))]
+            if not vision:
+                pool.pop(3)  # no wrong_cards in GP-L: its cards are in the prompt
+            obs, _, terminated, *_ = env.step(rng.choice(pool))
+            if terminated:  # another rule's answer can still be right (e.g. no face value changed)
+                break
+        if not env.done:
+            out.append({"messages": obs["messages"] + [_assistant(env.oracle_response())], "image": obs["image"]})
+        else:  # that lucky wrong answer was right: use the plain single-turn pair instead
+            out.append({"messages": env.messages[:1] + [_assistant(env.oracle_response())], "image": obs["image"]})
     return out
 
 

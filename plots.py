@@ -313,6 +313,89 @@ def plot_recognition(runs: list[Run], out_path=None) -> Figure:
 
 
 # ---------------------------------------------------------------------------------------------
+# 4. seeds: several runs per method, mean and spread (the laptop experiment; the paper has one seed)
+# ---------------------------------------------------------------------------------------------
+def seed_curve(runs: list[Run], split: str) -> tuple[list[float], list[float], list[float], list[float]]:
+    """(GFLOPs, mean %, min %, max %) over seeds at each eval index that every run has; the x of
+    an index is the seeds' mean compute there (matched-compute runs differ by a few percent)."""
+    series = [r.series(split, r.metric) for r in runs]
+    n = min((len(xs) for xs, _, _ in series), default=0)
+    xs = [sum(s[0][i] for s in series) / len(series) for i in range(n)]
+    values = [[s[1][i] for s in series] for i in range(n)]
+    return (xs, [sum(v) / len(v) for v in values], [min(v) for v in values], [max(v) for v in values])
+
+
+def plot_seeds(groups: dict, out_path=None, splits=("id", "ood-rule")) -> Figure:
+    """One panel per split: for each group of runs ({label: [Run]}, e.g. "SFT" and "RL" over 3
+    seeds each) the mean over seeds against compute, with a band from the lowest to the highest
+    seed and the single seeds as thin lines."""
+    fig = Figure(figsize=(4.5 * len(splits), 3.8), layout="constrained")
+    axes = fig.subplots(1, len(splits), squeeze=False)[0]
+    for ax, split in zip(axes, splits):
+        for i, (label, runs) in enumerate(groups.items()):
+            xs, mean, lo, hi = seed_curve(runs, split)
+            if not xs:
+                continue
+            color = _color(runs[0], i)
+            for run in runs:
+                rx, ry, _ = run.series(split, run.metric)
+                ax.plot(rx, ry, color=color, alpha=0.35, linewidth=0.8)
+            ax.plot(xs, mean, marker="o", markersize=3, color=color, label=f"{label} (mean of {len(runs)})")
+            ax.fill_between(xs, lo, hi, color=color, alpha=0.15, linewidth=0)
+        ax.set_title(SPLIT_TITLES.get(split, split))
+        ax.set_xlabel("training compute (GFLOPs)")
+        ax.set_ylabel("success rate (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best", fontsize="small")
+    if out_path is not None:
+        fig.savefig(out_path, dpi=100)
+    return fig
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    """The regularised incomplete beta function I_x(a, b), by its continued fraction (modified
+    Lentz; Numerical Recipes §6.4), for the t distribution's tail below."""
+    if x <= 0.0 or x >= 1.0:
+        return 0.0 if x <= 0.0 else 1.0
+    if x > (a + 1) / (a + b + 2):  # the fraction converges fast only below this point
+        return 1.0 - _betainc(b, a, 1.0 - x)
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)) / a
+    tiny, f, c, d = 1e-300, 1.0, 1.0, 0.0
+    for i in range(400):
+        m = i // 2
+        if i == 0:
+            num = 1.0
+        elif i % 2 == 0:
+            num = m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m))
+        else:
+            num = -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))
+        d = 1.0 + num * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + num / c
+        c = c if abs(c) > tiny else tiny
+        f *= c * d
+        if abs(1.0 - c * d) < 1e-12:
+            break
+    return front * (f - 1.0)
+
+
+def welch_t_test(a: list[float], b: list[float]) -> tuple[float, float, float]:
+    """(t, degrees of freedom, two-sided p) of Welch's t-test that means of a and b differ (unequal
+    variances; the Welch-Satterthwaite df). Needs 2+ values per side; two constant sides give
+    p = 1 if their means are equal and 0 otherwise."""
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError("Welch's t-test needs at least 2 values per group")
+    ma, mb = sum(a) / len(a), sum(b) / len(b)
+    va = sum((x - ma) ** 2 for x in a) / (len(a) - 1) / len(a)  # squared standard error of the mean
+    vb = sum((x - mb) ** 2 for x in b) / (len(b) - 1) / len(b)
+    if va + vb == 0.0:
+        return (0.0, float("inf"), 1.0) if ma == mb else (math.copysign(math.inf, ma - mb), float("inf"), 0.0)
+    t = (ma - mb) / math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    return t, df, _betainc(df / 2, 0.5, df / (df + t * t))  # P(|T_df| > |t|)
+
+
+# ---------------------------------------------------------------------------------------------
 # Drivers: all figures of a set of runs; the figures of one run
 # ---------------------------------------------------------------------------------------------
 def plot_runs(runs: list[Run], out_dir, smooth: int = 1) -> list[Path]:

@@ -143,6 +143,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--thought-prob-coef", type=float, default=0.5, help="weight of the tokens before the answer key in the action log-prob (the paper: 0.5)")
     # evaluation, checkpoints
     p.add_argument("--eval-every", type=int, default=10, help="evaluate every N updates, and always at the start and the end (0: only those)")
+    p.add_argument("--eval-splits", default=None, help="comma-separated splits to evaluate (default: id,ood-rule, and ood-visual with --vision; GeneralPoints also knows val-rule)")
     p.add_argument("--eval-episodes", type=int, default=128, help="fixed hands/routes per split, capped at the split's set (0 = the paper's full set: 234 GP / 48 V-IRL)")
     p.add_argument("--eval-temperature", type=float, default=0.0, help="evaluation sampling temperature (0 = greedy)")
     p.add_argument("--save-every", type=int, default=10, help="checkpoint every N updates (and at the end); 0 = only at the end")
@@ -176,6 +177,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--temperature must be > 0 (PPO needs the sampling distribution's log-probs)")
     if args.init not in (None, "base") and not Path(args.init).is_dir():
         p.error(f"--init {args.init}: no such checkpoint folder")
+    try:
+        args.eval_splits = ",".join(evaluate.parse_splits(
+            args.eval_splits or "id,ood-rule" + (",ood-visual" if args.vision else ""), args.env))
+    except ValueError as err:
+        p.error(f"--eval-splits: {err}")
     args.eval_episodes = args.eval_episodes or None  # None = the paper's count
     return args
 
@@ -451,9 +457,8 @@ def init_flops(path) -> float:
 
 
 def run_eval(policy, args) -> dict:
-    """ID and rule-OOD (+ visual-OOD with --vision) on the fixed evaluation episodes, greedy."""
-    splits = ("id", "ood-rule") + (("ood-visual",) if args.vision else ())
-    return evaluate.evaluate(policy, env=args.env, splits=splits, vision=args.vision, n=args.eval_episodes,
+    """--eval-splits (ID and rule-OOD, + visual-OOD with --vision) on the fixed evaluation episodes, greedy."""
+    return evaluate.evaluate(policy, env=args.env, splits=tuple(args.eval_splits.split(",")), vision=args.vision, n=args.eval_episodes,
                              attempts=args.max_attempts, temperature=args.eval_temperature,
                              max_new_tokens=args.max_new_tokens)
 

@@ -60,7 +60,8 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_optim
                                                      set_optimizer_state_dict)
 from tqdm import tqdm
 
-from evaluate import ENVS, MAX_NEW_TOKENS, evaluate
+import generalpoints
+from evaluate import ENVS, MAX_NEW_TOKENS, evaluate, parse_splits
 from policy import load_policy, setup_distributed, shard
 
 # -----------------------------------------------------------------------------------------------
@@ -396,6 +397,11 @@ def parse_args(argv=None):
     p.add_argument("--data", help="train on this file in the public SFT release's format (JSON list "
                    "of LLaVA-style 'conversations', optional 'image' relative to the file) instead of "
                    "examples generated from the ID split (paper: the released SFT_data)")
+    p.add_argument("--mixture", action="store_true", help="GeneralPoints only: train on the laptop "
+                   "experiment's stand-in for pretraining, hands under random J/Q/K values with revision "
+                   "turns (generalpoints.mixture_examples), instead of the ID split")
+    p.add_argument("--eval-splits", help="comma-separated splits to evaluate (default: id, ood-rule, and "
+                   "ood-visual with --vision; GeneralPoints also knows val-rule)")
     p.add_argument("--eval-every", type=int, help="evaluate every N steps, at step 0 and at the end; "
                    "0 = never (cpu: 100; paper: 20)")
     p.add_argument("--eval-episodes", type=int, help="episodes per split in those evaluations, a fixed "
@@ -410,6 +416,9 @@ def parse_args(argv=None):
     p.add_argument("--init-flops", type=float, default=0.0,
                    help="compute already spent on --model, the D_init term of SFT's 6 N (D_init + D_sft) "
                         "(SPEC §3); 0 for the tiny model trained from scratch")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads of this process (default 1, or cores / "
+                   "ranks under torchrun; 2 threads trained 1.5x faster on a quiet 2-core machine and far "
+                   "slower beside a busy neighbour, benchmarks/README.md)")
     p.add_argument("--seed", type=int, default=0, help="seed of the model init, the data and the RNGs")
     p.add_argument("--out", help="run folder (default: runs/sft-<gp|virl>-<l|vl>)")
     p.add_argument("--resume", action="store_true",
@@ -421,7 +430,7 @@ def parse_args(argv=None):
         args.lr = 1e-3 if preset == "cpu" else (5e-7 if args.vision else 1e-6)
     if args.out is None:
         args.out = f"runs/sft-{'gp' if args.env == 'generalpoints' else 'virl'}-{'vl' if args.vision else 'l'}"
-    for flag in ("steps", "batch_size", "micro_batch_size", "log_every", "eval_max_new_tokens"):
+    for flag in ("steps", "batch_size", "micro_batch_size", "log_every", "eval_max_new_tokens", "threads"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             p.error(f"--{flag.replace('_', '-')} must be at least 1")
     for flag in ("eval_every", "eval_episodes", "save_every"):
@@ -429,6 +438,13 @@ def parse_args(argv=None):
             p.error(f"--{flag.replace('_', '-')} must be 0 or more")
     if args.data is not None and not Path(args.data).is_file():
         p.error(f"--data {args.data}: no such file")
+    if args.mixture and (args.env != "generalpoints" or args.data):
+        p.error("--mixture is GeneralPoints' generated mixture: not with --env virl or --data")
+    default = "id,ood-rule" + (",ood-visual" if args.vision else "")
+    try:
+        args.eval_splits = ",".join(parse_splits(args.eval_splits or default, args.env))
+    except ValueError as err:
+        p.error(f"--eval-splits: {err}")
     return args
 
 
@@ -461,7 +477,8 @@ def run(args):
         sys.exit(f"error: {out} already holds checkpoints; pass --resume to continue it or choose another --out")
     if resume_from and (out / "config.json").exists():  # the same run, not another one's checkpoint
         saved = json.loads((out / "config.json").read_text())
-        changed = [k for k in ("env", "vision", "data", "batch_size", "seed") if saved.get(k) != getattr(args, k)]
+        changed = [k for k in ("env", "vision", "data", "mixture", "batch_size", "seed")
+                   if saved.get(k, False if k == "mixture" else None) != getattr(args, k)]
         if changed:
             sys.exit(f"error: --resume of {out} with a different {', '.join(changed)} than the run's config.json")
     micro = args.micro_batch_size or max(1, args.batch_size // world)
@@ -476,7 +493,7 @@ def run(args):
     # Model: a fresh policy, or the checkpoint's own weights when resuming (see load_checkpoint).
     try:
         policy = load_policy(resume_from or args.model, vision=args.vision, seed=args.seed, device=device,
-                             threads=None if world > 1 else 1)  # torchrun: cores / ranks (setup_distributed)
+                             threads=args.threads or (None if world > 1 else 1))  # torchrun: cores / ranks (setup_distributed)
     except ValueError as err:
         sys.exit(f"error: {err}")
     n_params = policy.num_params
@@ -500,9 +517,9 @@ def run(args):
     if rank == 0:
         say(f"sft: {args.env}{' (vision)' if args.vision else ''}, {n_params / 1e6:.2f}M parameters, "
             f"{world} rank(s), batch {args.batch_size} = {n_micro} x {micro}, steps {start}->{args.steps}, "
-            f"data {args.data or 'generated (ID split)'}, out {out}"
+            f"data {args.data or ('generated (mixture of rules)' if args.mixture else 'generated (ID split)')}, out {out}"
             + (f", resumed from {resume_from}" if resume_from else ""))
-    splits = tuple(s for s in env_module.SPLITS if args.vision or s != "ood-visual")  # ID, rule-OOD (+ visual-OOD)
+    splits = tuple(args.eval_splits.split(","))  # default ID, rule-OOD (+ visual-OOD)
 
     def run_eval(step):
         # Greedy, on the same fixed episodes every time; under FSDP every rank plays them in
@@ -532,6 +549,9 @@ def run(args):
         for k, m in enumerate(range(rank, n_micro, world)):
             if records is not None:
                 examples = file_examples(records, step * args.batch_size + m * micro, micro, args.seed)
+            elif args.mixture:
+                examples = generalpoints.mixture_examples(micro, vision=args.vision,
+                                                          seed=micro_batch_seed(args.seed, step, m))
             else:
                 examples = env_module.sft_examples(micro, vision=args.vision, seed=micro_batch_seed(args.seed, step, m))
             obs = [{"messages": ex["messages"][:-1], "image": ex["image"]} for ex in examples]

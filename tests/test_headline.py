@@ -1,0 +1,124 @@
+"""The laptop experiment (issue 9): the rule mixture, the val-rule split, the statistics, and the
+whole pipeline in its seconds-long smoke mode (experiments/headline.py --smoke)."""
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import evaluate
+import generalpoints as gp
+import plots
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_any_face_values_give_the_papers_sentences_and_values():
+    assert gp.rule_sentence("id") == gp.RULE_SENTENCES["id"] and gp.rule_sentence((10, 10, 10)) == gp.RULE_SENTENCES["id"]
+    assert gp.rule_sentence("ood") == gp.RULE_SENTENCES["ood"] == gp.rule_sentence((11, 12, 13))
+    assert gp.rule_sentence((3, 7, 1)) == "'J', 'Q', and 'K' count as '3', '7', and '1' respectively"
+    assert [gp.card_value(c, (3, 7, 1)) for c in ("JS", "QC", "KS", "9C", "AS")] == [3, 7, 1, 9, 1]
+    assert gp.card_values("ood")["QS"] == 12
+    for bad in ("odd", (1, 2), (0, 5, 5), (5, 5, 14), (5.0, 5, 5)):
+        with pytest.raises(ValueError):
+            gp.face_values(bad)
+    with pytest.raises(ValueError):
+        gp.GeneralPointsEnv(rule=(1, 2, 3, 4))
+
+
+def test_a_custom_rule_env_deals_face_cards_and_verifies_under_its_values():
+    env = gp.GeneralPointsEnv(rule=(2, 4, 8), seed=1)
+    for _ in range(50):
+        _, info = env.reset()
+        assert any(c[:-1] in "JQK" for c in info["cards"])  # the rule matters on every hand
+        assert gp.prompt_text(info["cards"], (2, 4, 8)) in env.messages[0]["content"][-1]["text"]
+        _, reward, terminated, _, _ = env.step(env.oracle_response())
+        assert terminated and reward == gp.REWARDS["correct"]
+
+
+def test_val_rule_split_is_its_own_fixed_set_of_hands():
+    envs = gp.eval_envs("val-rule", n=20)
+    hands = [e.reset()[1] for e in envs]
+    assert all(gp.face_values(h["rule"]) == (3, 6, 9) and any(c[:-1] in "JQK" for c in h["cards"]) for h in hands)
+    assert [h["cards"] for h in hands] == [e.reset()[1]["cards"] for e in gp.eval_envs("val-rule", n=20)]
+    assert evaluate.parse_splits("id, val-rule", "generalpoints") == ("id", "val-rule")
+    for bad in ("val-rule", ""):
+        with pytest.raises(ValueError, match="choose from"):
+            evaluate.parse_splits(bad, "virl")
+
+
+def test_mixture_holds_out_the_test_and_tuning_rules_and_revises():
+    examples = gp.mixture_examples(400, seed=3)
+    revised = 0
+    for ex in examples:
+        prompt = ex["messages"][0]["content"][-1]["text"]
+        assert gp.RULE_SENTENCES["ood"] not in prompt and gp.rule_sentence("val") not in prompt
+        cards = json.loads(ex["messages"][-1]["content"][-1]["text"])["cards"]
+        roles = [m["role"] for m in ex["messages"]]
+        assert roles[-1] == "assistant" and roles == ["user", "assistant"] * (len(roles) // 2)
+        wrong = len(roles) // 2 - 1
+        assert 0 <= wrong <= gp.MAX_ATTEMPTS - 1
+        revised += wrong > 0
+        for turn in ex["messages"][2:-1:2]:  # the feedback turns
+            assert turn["content"][-1]["text"].startswith("You failed this trial because")
+        assert len(cards) == 4
+    assert 0.4 < revised / len(examples) < 0.6  # half the conversations revise
+    # the target answer is right under the hand's own rule (read back from the prompt's sentence)
+    for ex in examples[:100]:
+        prompt = ex["messages"][0]["content"][-1]["text"]
+        rule = next(r for r in [(j, q, k) for j in range(1, 14) for q in range(1, 14) for k in range(1, 14)]
+                    if f"where {gp.rule_sentence(r)},\n" in prompt)
+        cards = json.loads(ex["messages"][-1]["content"][-1]["text"])["cards"]
+        assert gp.verify(ex["messages"][-1]["content"][-1]["text"], cards, rule).outcome == "correct"
+        for answer in ex["messages"][1:-1:2]:  # every earlier answer was wrong
+            assert gp.verify(answer["content"][-1]["text"], cards, rule).outcome != "correct"
+    assert [e["messages"] for e in gp.mixture_examples(5, seed=3)] == [e["messages"] for e in examples[:5]]
+
+
+def test_welch_t_test_matches_known_values():
+    # the t distribution's two-sided 5% points: df 1 -> 12.706, df 4 -> 2.776, df 10: t=2 -> p 0.0734
+    assert plots._betainc(0.5, 0.5, 1 / (1 + 12.7062 ** 2)) == pytest.approx(0.05, abs=1e-5)
+    assert plots._betainc(2, 0.5, 4 / (4 + 2.776445 ** 2)) == pytest.approx(0.05, abs=1e-6)
+    assert plots._betainc(5, 0.5, 10 / 14) == pytest.approx(0.07339, abs=1e-4)
+    t, df, p = plots.welch_t_test([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])
+    assert t == 0 and p == pytest.approx(1.0)
+    t, df, p = plots.welch_t_test([10.0, 11.0, 12.0], [0.0, 1.0, 2.0])  # equal variances: df = 4
+    assert t == pytest.approx(10 / (2 / 3) ** 0.5) and df == pytest.approx(4.0) and p < 0.001
+    assert plots.welch_t_test([1.0, 1.0], [2.0, 2.0])[2] == 0.0
+    with pytest.raises(ValueError):
+        plots.welch_t_test([1.0], [1.0, 2.0])
+
+
+def test_smoke_pipeline_runs_every_stage_and_matches_compute(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    cmd = [sys.executable, "experiments/headline.py", "--smoke", "--root", str(tmp_path)]
+    out = subprocess.run(cmd, cwd=ROOT, env=env, timeout=300, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    result = json.loads((tmp_path / "results.json").read_text())
+    assert set(result["arms"]) == {"SFT", "RL"} and set(result["init"]) == {"id", "ood-rule"}
+    sft, rl = result["arms"]["SFT"], result["arms"]["RL"]
+    assert 0.75 < sft["gflops"][0] / rl["gflops"][0] < 1.33  # matched training compute
+    assert set(sft["numbers_right"]) == set(result["init"]) and "| RL (1 seeds) |" in out.stdout
+    assert (tmp_path / "headline_curves.png").stat().st_size > 1000 and "Welch" not in out.stdout  # 1 seed: no test
+    for name in ("pretrain", "init", "rl-0", "sft-0"):
+        assert (tmp_path / name / "final").is_dir()
+    pretrain_config = json.loads((tmp_path / "pretrain" / "config.json").read_text())
+    assert pretrain_config["mixture"] is True
+    again = subprocess.run(cmd, cwd=ROOT, env=env, timeout=120, capture_output=True, text=True)
+    assert again.returncode == 0 and again.stdout.count("done before, skipped") == 4  # finished stages are kept
+
+
+def test_numbers_right_measures_whether_the_first_answer_follows_the_rule():
+    assert gp.claimed_numbers('{"cards": ["QS"], "number": [1, 12, 3, 4], "formula": "x"}') == [1, 12, 3, 4]
+    assert gp.claimed_numbers("number: [2,'3', 4]") == [2, 3, 4]
+    for bad in ("no numbers here", '"number": [1, x]', '"number": []', '"number": [١]'):
+        assert gp.claimed_numbers(bad) is None
+    oracle = evaluate.evaluate(evaluate.OraclePolicy(), splits=("ood-rule",), n=8)["ood-rule"]
+    assert oracle["numbers_right"] == 1.0
+    env = gp.GeneralPointsEnv(rule="ood", seed=0)
+    _, info = env.reset()
+    as_if_id = gp.answer_text(info["cards"], "id")  # the ID habit: J/Q/K read as 10
+    assert not env.step(as_if_id)[4]["numbers_correct"]
