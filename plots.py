@@ -34,7 +34,8 @@ matplotlib.use("Agg")  # files only, never a window
 from matplotlib.figure import Figure  # noqa: E402  (after choosing the backend)
 
 SPLITS = ("id", "ood-rule", "ood-visual")  # the order of the panels
-SPLIT_TITLES = {"id": "ID", "ood-rule": "OOD (rule)", "ood-visual": "OOD (visual)"}
+SPLIT_TITLES = {"id": "ID", "ood-rule": "OOD (rule)", "ood-visual": "OOD (visual)",
+                "val-rule": "held-out rule J/Q/K = 3/6/9"}
 METHOD_LABELS = {"sft": "SFT", "ppo": "RL"}  # the paper's names for the two methods
 METHOD_COLORS = {"sft": "tab:orange", "ppo": "tab:blue"}
 
@@ -315,36 +316,37 @@ def plot_recognition(runs: list[Run], out_path=None) -> Figure:
 # ---------------------------------------------------------------------------------------------
 # 4. seeds: several runs per method, mean and spread (the laptop experiment; the paper has one seed)
 # ---------------------------------------------------------------------------------------------
-def seed_curve(runs: list[Run], split: str) -> tuple[list[float], list[float], list[float], list[float]]:
+def seed_curve(runs: list[Run], split: str, metric: str = "success") -> tuple[list, list, list, list]:
     """(GFLOPs, mean %, min %, max %) over seeds at each eval index that every run has; the x of
     an index is the seeds' mean compute there (matched-compute runs differ by a few percent)."""
-    series = [r.series(split, r.metric) for r in runs]
+    series = [r.series(split, metric, None) for r in runs]
     n = min((len(xs) for xs, _, _ in series), default=0)
     xs = [sum(s[0][i] for s in series) / len(series) for i in range(n)]
     values = [[s[1][i] for s in series] for i in range(n)]
     return (xs, [sum(v) / len(v) for v in values], [min(v) for v in values], [max(v) for v in values])
 
 
-def plot_seeds(groups: dict, out_path=None, splits=("id", "ood-rule")) -> Figure:
+def plot_seeds(groups: dict, out_path=None, splits=("id", "ood-rule"), metric: str = "success",
+               ylabel: str = "success rate (%)") -> Figure:
     """One panel per split: for each group of runs ({label: [Run]}, e.g. "SFT" and "RL" over 3
-    seeds each) the mean over seeds against compute, with a band from the lowest to the highest
-    seed and the single seeds as thin lines."""
+    seeds each) the mean of a GeneralPoints metric over seeds against compute, with a band from
+    the lowest to the highest seed and the single seeds as thin lines."""
     fig = Figure(figsize=(4.5 * len(splits), 3.8), layout="constrained")
     axes = fig.subplots(1, len(splits), squeeze=False)[0]
     for ax, split in zip(axes, splits):
         for i, (label, runs) in enumerate(groups.items()):
-            xs, mean, lo, hi = seed_curve(runs, split)
+            xs, mean, lo, hi = seed_curve(runs, split, metric)
             if not xs:
                 continue
             color = _color(runs[0], i)
             for run in runs:
-                rx, ry, _ = run.series(split, run.metric)
+                rx, ry, _ = run.series(split, metric, None)
                 ax.plot(rx, ry, color=color, alpha=0.35, linewidth=0.8)
             ax.plot(xs, mean, marker="o", markersize=3, color=color, label=f"{label} (mean of {len(runs)})")
             ax.fill_between(xs, lo, hi, color=color, alpha=0.15, linewidth=0)
         ax.set_title(SPLIT_TITLES.get(split, split))
         ax.set_xlabel("training compute (GFLOPs)")
-        ax.set_ylabel("success rate (%)")
+        ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         ax.legend(loc="best", fontsize="small")
     if out_path is not None:

@@ -15,17 +15,21 @@ built-in model on 2 CPU cores, several seeds per arm, and a significance test:
   4. sft-S      more ID SFT, seed S, for as many training FLOPs as rl-0 used (SPEC §3 compute
                 axis, matched within a few percent), evaluated at the same compute fractions.
   5. summary    results.md / results.json (ID and OOD, init -> SFT / RL, mean and spread over
-                seeds, Welch's t-test on the final OOD change of RL vs SFT) and two figures.
+                seeds, Welch's t-test on the final OOD change of RL vs SFT), headline_curves.png (success)
+                and headline_numbers.png (first answers whose numbers follow the rule).
 
 Every stage is a run folder under --root; a finished stage (its final/ checkpoint exists) is
 skipped, an unfinished one resumes from its last checkpoint, so a killed experiment goes on
 where it stopped. Each stage's output goes to <root>/<stage>.log. The hyperparameters below were
 fixed on ID success and the val-rule split before any ood-rule number was looked at (README).
 
-    python experiments/headline.py                  # the whole experiment: ~60 min on 2 cores
-    python experiments/headline.py --seeds 5        # more seeds per arm
+    python experiments/headline.py                  # the whole experiment, 5 seeds: ~40 min on 2 cores
+    python experiments/headline.py --seeds 3        # 3 seeds per arm: ~30 min
     python experiments/headline.py --smoke          # a handful of steps, one seed: seconds (tests)
     python experiments/headline.py --summary-only   # redo the table and figures from the runs
+    # an ablation: the same pretrained model, init and RL runs, the SFT arm at another learning rate
+    mkdir -p runs/abl && cp -r runs/headline/{pretrain,init,rl-*} runs/abl/
+    python experiments/headline.py --root runs/abl --sft-lr 1e-5
 """
 import argparse
 import json
@@ -142,7 +146,9 @@ def summarize(root: Path) -> dict:
     start = {s: arms["RL"][0].series(s, "success")[1][0] for s in splits}
     if len(set(firsts)) > len(splits):
         print("warning: the arms' step-0 evaluations of the init differ", file=sys.stderr)
-    result = {"init": start, "arms": {}, "commit": _commit(), "stages": {}}
+    first = arms["RL"][0].evals[0]["eval"]
+    result = {"init": start, "arms": {}, "commit": _commit(), "stages": {},
+              "init_numbers_right": {s: 100 * first[s].get("numbers_right", float("nan")) for s in splits}}
     for name in ("pretrain", "init"):  # their own last evaluation (id, val-rule), when they had one
         try:
             last = plots.load_run(root / name).evals[-1]["eval"]
@@ -165,6 +171,8 @@ def summarize(root: Path) -> dict:
     (root / "results.json").write_text(json.dumps(result, indent=1))
     (root / "results.md").write_text(results_table(result))
     plots.plot_seeds(arms, root / "headline_curves.png", splits)
+    plots.plot_seeds(arms, root / "headline_numbers.png", splits, metric="numbers_right",
+                     ylabel="first answers whose numbers follow the rule (%)")
     print(results_table(result))
     return result
 
@@ -194,7 +202,8 @@ def results_table(result: dict) -> str:
             f"t = {result['test'][s]['t']:.2f}, p = {result['test'][s]['p']:.3g}" if s in result["test"] else "-"
             for s in splits) + " |")
     lines += ["", "| first answer's numbers follow the rule (%) | " + " | ".join(splits) + " |",
-              "|---" * (len(splits) + 1) + "|"]
+              "|---" * (len(splits) + 1) + "|",
+              "| init | " + " | ".join(f"{result['init_numbers_right'][s]:.1f}" for s in splits) + " |"]
     for label, arm in result["arms"].items():
         lines.append(f"| {label} | " + " | ".join(_stats(arm["numbers_right"][s]) for s in splits) + " |")
     for name, values in result["stages"].items():
@@ -215,16 +224,23 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--root", default="runs/headline", help="folder of the stages' run folders and the results")
-    p.add_argument("--seeds", type=int, default=3, help="seeds per arm (at least 2 for the t-test; default 3)")
+    p.add_argument("--seeds", type=int, default=5, help="seeds per arm (at least 2 for the t-test; default 5)")
     p.add_argument("--jobs", type=int, default=2, help="runs at once, one CPU thread each (default 2, for 2 cores)")
+    p.add_argument("--sft-lr", type=float, default=None, help="learning rate of the SFT arm (default 1e-4, as the init)")
+    p.add_argument("--rl-lr", type=float, default=None, help="learning rate of the RL arm (default ppo.py's 2e-5)")
     p.add_argument("--smoke", action="store_true", help="a few steps of every stage, 1 seed: a pipeline check")
     p.add_argument("--summary-only", action="store_true", help="only redo results.md/json and the figures")
     args = p.parse_args(argv)
     if args.seeds < 1 or args.jobs < 1:
         p.error("--seeds and --jobs must be at least 1")
     root = Path(args.root)
+    protocol = dict(SMOKE if args.smoke else FULL)
+    if args.sft_lr is not None:  # the ablations: a later --lr flag wins in argparse
+        protocol["sft"] = protocol["sft"] + ["--lr", str(args.sft_lr)]
+    if args.rl_lr is not None:
+        protocol["rl"] = protocol["rl"] + ["--lr", str(args.rl_lr)]
     if not args.summary_only:
-        run_experiment(root, SMOKE if args.smoke else FULL, 1 if args.smoke else args.seeds, args.jobs)
+        run_experiment(root, protocol, 1 if args.smoke else args.seeds, args.jobs)
     summarize(root)
 
 

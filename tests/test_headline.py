@@ -102,7 +102,7 @@ def test_smoke_pipeline_runs_every_stage_and_matches_compute(tmp_path):
     sft, rl = result["arms"]["SFT"], result["arms"]["RL"]
     assert 0.75 < sft["gflops"][0] / rl["gflops"][0] < 1.33  # matched training compute
     assert set(sft["numbers_right"]) == set(result["init"]) and "| RL (1 seeds) |" in out.stdout
-    assert (tmp_path / "headline_curves.png").stat().st_size > 1000 and "Welch" not in out.stdout  # 1 seed: no test
+    assert (tmp_path / "headline_numbers.png").stat().st_size > 1000 and (tmp_path / "headline_curves.png").stat().st_size > 1000 and "Welch" not in out.stdout  # 1 seed: no test
     for name in ("pretrain", "init", "rl-0", "sft-0"):
         assert (tmp_path / name / "final").is_dir()
     pretrain_config = json.loads((tmp_path / "pretrain" / "config.json").read_text())
