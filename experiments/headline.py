@@ -23,8 +23,8 @@ skipped, an unfinished one resumes from its last checkpoint, so a killed experim
 where it stopped. Each stage's output goes to <root>/<stage>.log. The hyperparameters below were
 fixed on ID success and the val-rule split before any ood-rule number was looked at (README).
 
-    python experiments/headline.py                  # the whole experiment, 5 seeds: ~40 min on 2 cores
-    python experiments/headline.py --seeds 3        # 3 seeds per arm: ~30 min
+    python experiments/headline.py                  # the whole experiment, 5 seeds: 31 min on 2 cores
+    python experiments/headline.py --seeds 3        # 3 seeds per arm: about 22 min
     python experiments/headline.py --smoke          # a handful of steps, one seed: seconds (tests)
     python experiments/headline.py --summary-only   # redo the table and figures from the runs
     # an ablation: the same pretrained model, init and RL runs, the SFT arm at another learning rate
@@ -65,8 +65,9 @@ SMOKE = dict(
 SPLITS = ("id", "ood-rule", "val-rule")  # those the arms evaluated are summarized
 
 
-def say(text: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+def say(text: str) -> None:  # one write per line: the runs' threads print at the same time
+    sys.stdout.write(f"[{time.strftime('%H:%M:%S')}] {text}\n")
+    sys.stdout.flush()
 
 
 def stage(root: Path, name: str, script: str, flags: list[str]) -> Path:
