@@ -30,6 +30,8 @@ fixed on ID success and the val-rule split before any ood-rule number was looked
     # an ablation: the same pretrained model, init and RL runs, the SFT arm at another learning rate
     mkdir -p runs/abl && cp -r runs/headline/{pretrain,init,rl-*} runs/abl/
     python experiments/headline.py --root runs/abl --sft-lr 1e-5
+    # robustness: the whole experiment on top of another pretraining run (another "pretrained model")
+    python experiments/headline.py --root runs/pretrain-seed1 --pretrain-seed 1 --seeds 3
 """
 import argparse
 import json
@@ -229,6 +231,9 @@ def main(argv=None) -> None:
     p.add_argument("--jobs", type=int, default=2, help="runs at once, one CPU thread each (default 2, for 2 cores)")
     p.add_argument("--sft-lr", type=float, default=None, help="learning rate of the SFT arm (default 1e-4, as the init)")
     p.add_argument("--rl-lr", type=float, default=None, help="learning rate of the RL arm (default ppo.py's 2e-5)")
+    p.add_argument("--pretrain-seed", type=int, default=0,
+                   help="seed of the pretraining stand-in (model init and mixture; default 0): another seed is "
+                        "another 'pretrained model' for a robustness check")
     p.add_argument("--smoke", action="store_true", help="a few steps of every stage, 1 seed: a pipeline check")
     p.add_argument("--summary-only", action="store_true", help="only redo results.md/json and the figures")
     args = p.parse_args(argv)
@@ -240,6 +245,7 @@ def main(argv=None) -> None:
         protocol["sft"] = protocol["sft"] + ["--lr", str(args.sft_lr)]
     if args.rl_lr is not None:
         protocol["rl"] = protocol["rl"] + ["--lr", str(args.rl_lr)]
+    protocol["pretrain"] = protocol["pretrain"] + ["--seed", str(args.pretrain_seed)]
     if not args.summary_only:
         run_experiment(root, protocol, 1 if args.smoke else args.seeds, args.jobs)
     summarize(root)

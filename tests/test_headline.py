@@ -94,7 +94,7 @@ def test_welch_t_test_matches_known_values():
 
 def test_smoke_pipeline_runs_every_stage_and_matches_compute(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    cmd = [sys.executable, "experiments/headline.py", "--smoke", "--root", str(tmp_path)]
+    cmd = [sys.executable, "experiments/headline.py", "--smoke", "--root", str(tmp_path), "--pretrain-seed", "3"]
     out = subprocess.run(cmd, cwd=ROOT, env=env, timeout=300, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     result = json.loads((tmp_path / "results.json").read_text())
@@ -106,7 +106,7 @@ def test_smoke_pipeline_runs_every_stage_and_matches_compute(tmp_path):
     for name in ("pretrain", "init", "rl-0", "sft-0"):
         assert (tmp_path / name / "final").is_dir()
     pretrain_config = json.loads((tmp_path / "pretrain" / "config.json").read_text())
-    assert pretrain_config["mixture"] is True
+    assert pretrain_config["mixture"] is True and pretrain_config["seed"] == 3
     again = subprocess.run(cmd, cwd=ROOT, env=env, timeout=120, capture_output=True, text=True)
     assert again.returncode == 0 and again.stdout.count("done before, skipped") == 4  # finished stages are kept
 
