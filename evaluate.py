@@ -42,12 +42,14 @@ Usage:
 """
 
 import argparse
+import functools
 import json
 import math
 import os
 import random
 import sys
 from dataclasses import dataclass, field
+from itertools import combinations_with_replacement
 from pathlib import Path
 from typing import NamedTuple
 
@@ -256,13 +258,34 @@ def parse_splits(text: str, env: str) -> tuple:
     return splits
 
 
+@functools.lru_cache
+def distinct_episodes(env: str, split: str) -> int:
+    """How many different evaluation episodes a split has; asking for more would repeat them.
+
+    V-IRL: its fixed routes (48 ID / rule-OOD, 18 visual-OOD). GeneralPoints: the hands
+    generalpoints.deal can give, counted from the module itself: 4-card multisets of the split's
+    suits (ranks are drawn with replacement), solvable under its rule, and holding a J, Q or K
+    when the rule's face values are not the ID ones. ~17,000 ID hands, ~11,000 rule-OOD.
+    """
+    if env == "virl":
+        return len(virl.eval_routes(split))
+    gp = generalpoints
+    rule, color = gp.SPLIT_VARIANTS[split]
+    values, need_face = gp.card_values(rule), gp.face_values(rule) != gp.FACE_VALUES["id"]
+    cards = [rank + suit for rank in gp.RANKS for suit in gp.COLORS[color]]
+    return sum(1 for hand in combinations_with_replacement(cards, 4)
+               if gp.solve([values[c] for c in hand]) is not None
+               and (not need_face or any(c[:-1] in ("J", "Q", "K") for c in hand)))
+
+
 def evaluate(policy, env="generalpoints", splits=("id", "ood-rule"), vision=False, n=None,
              attempts=None, temperature=0.0, max_new_tokens=MAX_NEW_TOKENS,
              batch_size=BATCH_SIZE, progress=None) -> dict:
     """{split: metrics} of `policy` on the fixed evaluation episodes of each split.
 
     policy: a policy.py policy or a stand-in (OraclePolicy / RandomPolicy). n=None -> the paper's
-    episode count; attempts=None -> the environment's VIter budget (GP 5, V-IRL 2); temperature
+    episode count, and n is capped at the split's distinct_episodes (the CLI says so);
+    attempts=None -> the environment's VIter budget (GP 5, V-IRL 2); temperature
     0 = greedy. Under FSDP every rank must make the same generate() calls: evaluate greedily
     (temperature 0), so all ranks play identical episodes in lockstep.
     """
@@ -275,7 +298,8 @@ def evaluate(policy, env="generalpoints", splits=("id", "ood-rule"), vision=Fals
     attempts = module.MAX_ATTEMPTS if attempts is None else attempts
     results = {}
     for split in splits:
-        envs = module.eval_envs(split, n=n, vision=vision, max_attempts=attempts)
+        cap = n if n is None else min(n, distinct_episodes(env, split))
+        envs = module.eval_envs(split, n=cap, vision=vision, max_attempts=attempts)
         played = run_episodes(policy, envs, temperature, max_new_tokens, batch_size,
                               desc=f"{env} {split}", progress=progress)
         if env == "virl":
@@ -283,6 +307,67 @@ def evaluate(policy, env="generalpoints", splits=("id", "ood-rule"), vision=Fals
         else:
             results[split] = gp_metrics(played, vision)
     return results
+
+
+# ---------------------------------------------------------------------------------------------
+# Command-line checks, shared with sft.py, ppo.py and experiments/headline.py (this is the file
+# they all import that needs no torch): a bad flag gets one line before any model is loaded.
+# ---------------------------------------------------------------------------------------------
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose errors are one line, `sft.py: error: argument --lr: must be > 0, not -1`,
+    without the usage block before it (--help shows that)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def number(kind=float, at_least=None, above=None, at_most=None):
+    """An argparse `type`: the flag's text as `kind` (float or int), refused with one line unless
+    it is finite and within the bounds. type=number(above=0) for a learning rate,
+    number(at_least=0, at_most=1) for a share, number(int, at_least=1) for a count:
+        --lr nan  ->  "argument --lr: must be a finite number, not nan"
+        --lr -1   ->  "argument --lr: must be > 0, not -1"
+    """
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"must be {'an integer' if kind is int else 'a number'}, not {text!r}") from None
+        if kind is float and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, not {text}")
+        if at_least is not None and value < at_least:
+            raise argparse.ArgumentTypeError(f"must be >= {at_least}, not {text}")
+        if above is not None and value <= above:
+            raise argparse.ArgumentTypeError(f"must be > {above}, not {text}")
+        if at_most is not None and value > at_most:
+            raise argparse.ArgumentTypeError(f"must be <= {at_most}, not {text}")
+        return value
+
+    return parse
+
+
+COUNT, COUNT_OR_0 = number(int, at_least=1), number(int, at_least=0)
+SEED = number(int, at_least=0, at_most=2**32 - 1)  # the range numpy accepts as a seed
+
+
+def out_problem(path, folder=True):
+    """Why `path` cannot be written, as a run folder (folder=True) or a file, or None when it can.
+    Checked before any work, so a run or an evaluation is never lost at its end:
+        out_problem("notes.txt") -> "notes.txt is a file, not a folder"
+        out_problem("notes.txt/run") -> "notes.txt/run is under notes.txt, which is a file"
+    """
+    path = Path(path)
+    if path.exists() and path.is_dir() != folder:
+        return f"{path} is {'a file, not a folder' if folder else 'a folder, not a file'}"
+    for parent in path.parents:  # the nearest one that exists must be a writable folder
+        if parent.exists():
+            if not parent.is_dir():
+                return f"{path} is under {parent}, which is a file"
+            if not os.access(parent, os.W_OK):
+                return f"{path}: cannot write in {parent}"
+            break
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -314,7 +399,7 @@ def format_table(results: dict, env: str) -> str:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--env", required=True, choices=sorted(ENVS), help="the task")
     parser.add_argument("--vision", action="store_true",
                         help="the VL variant: cards / street views as an image")
@@ -325,7 +410,8 @@ def main(argv=None) -> None:
                         help="comma-separated splits among id, ood-rule, ood-visual "
                              "(GeneralPoints also val-rule: J/Q/K = 3/6/9)")
     parser.add_argument("--episodes", type=int, default=None,
-                        help="episodes per split (default: 234 hands / 48 or 18 routes)")
+                        help="episodes per split, at most the split's distinct hands / routes "
+                             "(default: 234 hands / 48 or 18 routes)")
     parser.add_argument("--attempts", type=int, default=None,
                         help="attempts per hand / position (VIter; default GP 5, V-IRL 2)")
     parser.add_argument("--temperature", type=float, default=0.0,
@@ -343,11 +429,20 @@ def main(argv=None) -> None:
         splits = parse_splits(args.splits, args.env)
     except ValueError as err:
         sys.exit(f"error: --splits: {err}")
-    for flag, value in [("--episodes", args.episodes), ("--attempts", args.attempts)]:
+    for flag, value in [("--episodes", args.episodes), ("--attempts", args.attempts),
+                        ("--max-new-tokens", args.max_new_tokens), ("--batch-size", args.batch_size)]:
         if value is not None and value < 1:
             sys.exit(f"error: {flag} must be >= 1")
-    if args.max_new_tokens < 1 or args.batch_size < 1 or args.temperature < 0:
-        sys.exit("error: --max-new-tokens and --batch-size must be >= 1, --temperature >= 0")
+    if not 0 <= args.temperature < math.inf:  # nan fails too
+        sys.exit(f"error: --temperature must be a finite number >= 0, not {args.temperature}")
+    if not 0 <= args.seed < 2**32:
+        sys.exit(f"error: --seed must be in 0 .. 2**32 - 1, not {args.seed}")
+    if args.out and (why := out_problem(args.out, folder=False)):  # before hours of evaluation
+        sys.exit(f"error: --out {why}")
+    for split in splits:
+        if args.episodes and args.episodes > (most := distinct_episodes(args.env, split)):
+            print(f"note: {split} has {most} distinct {'routes' if args.env == 'virl' else 'hands'}; "
+                  f"evaluating those, not {args.episodes}", file=sys.stderr)
 
     if args.model in STAND_INS:
         policy = stand_in(args.model, args.seed)
@@ -360,7 +455,7 @@ def main(argv=None) -> None:
 
         try:
             policy = load_policy(args.model, vision=args.vision, seed=args.seed)
-        except (OSError, ValueError) as err:
+        except ValueError as err:  # policy.py says why in one line
             sys.exit(f"error: cannot load {args.model!r}: {err}")
         torch.manual_seed(args.seed)  # sampling (--temperature > 0) is seeded, not bit-exact on GPU
     random.seed(args.seed)
@@ -370,8 +465,11 @@ def main(argv=None) -> None:
                        max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
     print(format_table(results, args.env))
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+        try:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+        except OSError as err:  # e.g. a full disk; the table above has the results
+            sys.exit(f"error: --out {args.out}: {err.strerror or err}")
 
 
 if __name__ == "__main__":

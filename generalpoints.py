@@ -1,33 +1,39 @@
-"""GeneralPoints: the 24-points card game of "SFT Memorizes, RL Generalizes" (SPEC.md §1).
+"""GeneralPoints: the 24-points card game of "SFT Memorizes, RL Generalizes" (Chu, Zhai et al.
+2025, Section 4.1; public code: gym_cards/envs/general_points_oneline.py, utils_rl.py).
 
-Four playing cards are dealt. The player answers with a JSON object naming the cards, their
-numbers and a formula that uses each number exactly once with + - * / and brackets to make 24:
-    {"cards": ["AS", "3C", "QS", "7S"], "number": [1, 3, 10, 7], "formula": "1+3*10-7=24"}
+Four playing cards are dealt. The player answers with a JSON object naming the cards (by rank),
+their numbers and a formula that uses each number exactly once with + - * / and brackets to
+make 24:
+    {"cards": ["A", "3", "Q", "7"], "number": [1, 3, 10, 7], "formula": "1+3*10-7=24"}
 A verifier scores each attempt; after a wrong one the conversation goes on with the user turn
-`You failed this trial because <reason>` and the player tries again, up to 5 attempts per hand
-(the paper's sequential revision, VIter). Rewards per attempt: correct +5 (the episode ends),
-right numbers but wrong value -1, wrong numbers -2, illegal formula -3, and for GP-VL cards
-recognised wrongly -1.5 (checked first); failing the last attempt costs -1 more.
+`You failed this trial because <reasons>` and the player tries again, up to 5 attempts per
+hand (the paper's sequential revision, VIter). Rewards per attempt: correct +5 (the episode
+ends), right numbers but wrong value -1, wrong numbers -2, illegal formula -3, and for GP-VL
+cards recognised wrongly -1.5 (checked first); failing the last attempt costs -1 more.
 
 The paper's variants, i.e. our splits (A = 1 always):
     id          J, Q, K count as 10;                             black suits (S, C)
     ood-rule    J, Q, K count as 11, 12, 13, and every hand
                 holds at least one of them;                      black suits
     ood-visual  J, Q, K count as 10;                             red suits (H, D)
-GP-L lists the cards in the prompt (`Cards: ['AS', '3C', 'QS', '7S']`); GP-VL shows them in an
-image instead (four cards on a casino-green table, drawn by `render`), image first in the turn.
+GP-L lists the plain ranks in the prompt (`Cards: ['A', '3', 'Q', '7']`); GP-VL shows the cards
+in an image instead (four cards on a casino-green table, drawn by `render`), image first.
+Prompts, the deal and the feedback messages are the public code's, word for word. Recognition
+is by rank, as in the public code: a red QH read as "Q" (or "QS") is recognised right.
 
-Where we differ from the paper and its public code (the SPEC's "ours" points):
-  * the deck is first restricted to the variant's colour (black / red / mixed); 4 cards are
-    drawn without replacement and redrawn until they can make 24. Solvability comes from a
-    table of all 1820 multisets of 4 values in 1..13, built once in memory in ~0.3 s, so a deal
-    never searches (the public code brute-forces with `eval` on every deal: ~1 reset/s);
-  * one outcome per attempt, exactly the table above (no summed penalties, no +1 for a prefix
-    of a solution, no extra generation spent only to receive the -1);
-  * the -1 for exhausting the attempts is added to the last failed attempt, which ends the
-    episode (truncated=True);
-  * cards are drawn in code (no image files); cards carry their suit in the text prompt too
-    ('QS', the paper lists 'Q'), so the answer's "cards" repeat the prompt's strings.
+Where we differ from the public code, and why:
+  * one outcome per attempt, exactly the paper's table: no summed penalties, no +1 for a
+    prefix of a solution that fails to parse, no extra generation spent only to receive the -1
+    (the -1 is added to the last failed attempt, which ends the episode: truncated=True);
+  * its bugs are not copied: the formula's value is exact (its float eval never rewards
+    8/(3-8/3)); an unclosed '(' or a trailing operator is illegal (its scan never checks the
+    end: we add "unmatched opening parenthesis" / "invalid sequence at the end"); spaces in a
+    formula are allowed; a GP-VL cards list is read leniently ("Q", "QS", "'Q'", "Queen");
+  * formulas over 200 characters are illegal ("your formula is too long."), to bound the work;
+  * solvability comes from a table of all 1820 multisets of 4 values in 1..13, built once in
+    ~0.3 s, so a deal never searches (the public code brute-forces with eval: ~1 reset/s);
+  * cards are drawn in code (no image files); the SFT answer is one compact JSON line (the
+    public ResponseEqn spreads it over lines with a trailing comma): shorter for a tiny model.
 
 Play against the same verifier the model faces, or look at a hand:
     python generalpoints.py --play [--rule id|ood] [--color black|red|mixed] [--seed N]
@@ -38,21 +44,24 @@ import json
 import random
 import re
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
-from itertools import combinations, combinations_with_replacement
+from itertools import combinations, combinations_with_replacement, permutations, product
 
+import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-ANSWER_KEY = "formula"  # the "answer" part of a response starts at this key (SPEC §3, thought_prob_coef)
-MAX_ATTEMPTS = 5  # VIter: attempts per hand in training and evaluation (SPEC §1)
+ANSWER_KEY = "formula"  # the "answer" part of a response starts here (the paper's thought_prob_coef, Section 5)
+MAX_ATTEMPTS = 5  # VIter: attempts per hand in training and evaluation (the paper's Section 5)
 SPLITS = ("id", "ood-rule", "ood-visual")  # the paper's; val-rule below is ours (the laptop experiment)
 SPLIT_VARIANTS = {"id": ("id", "black"), "ood-rule": ("ood", "black"), "ood-visual": ("id", "red"),
                   "val-rule": ("val", "black")}
 N_EVAL = 234  # hands per evaluation split in the paper
 TARGET = 24
-IMAGE_SIZE = 224  # default render size: what the tiny VLMs of policy.py see (PLATFORM.md)
+IMAGE_SIZE = 224  # default render size: what the tiny VLMs of policy.py see (one 224 px image tile)
+PAPER_IMAGE_SIZE = 1200  # the public code's table image (resolution=1200), used by --preset paper
 
 RANKS = ("A", "2", "3", "4", "5", "6", "7", "8", "9", "10", "J", "Q", "K")
 SUITS = ("S", "C", "H", "D")  # spades, clubs, hearts, diamonds
@@ -60,21 +69,18 @@ COLORS = {"black": ("S", "C"), "red": ("H", "D"), "mixed": SUITS}
 RULES = ("id", "ood")  # the paper's two rules; a rule can also be any (J, Q, K) values, e.g. (3, 7, 1)
 FACE_VALUES = {"id": (10, 10, 10), "ood": (11, 12, 13),
                "val": (3, 6, 9)}  # ours: a held-out rule for tuning the laptop experiment without the OOD one
-RULE_SENTENCES = {"id": "'J', 'Q', and 'K' count as '10'",
-                  "ood": "'J', 'Q', and 'K' count as '11', '12', and '13' respectively"}
 REWARDS = {"correct": 5.0, "wrong_value": -1.0, "wrong_numbers": -2.0,
            "illegal_formula": -3.0, "wrong_cards": -1.5}
 EXHAUSTED_PENALTY = -1.0  # added by the env to the last failed attempt
 FEEDBACK = "You failed this trial because {}"
 MAX_RESPONSE_CHARS = 65536  # verify reads at most this much of a response
 MAX_FORMULA_CHARS = 200  # longer formulas are illegal (bounds the parser's work)
-MAX_DEPTH = 20  # bracket nesting allowed in a formula
 
 
 @dataclass(frozen=True)
 class Verdict:
     outcome: str  # correct | wrong_value | wrong_numbers | illegal_formula | wrong_cards (virl: its own)
-    reward: float  # the SPEC table; the attempts-exhausted -1 is added by the env, not here
+    reward: float  # the paper's table; the attempts-exhausted -1 is added by the env, not here
     message: str  # short reason, used in "You failed this trial because <message>"
 
 
@@ -209,23 +215,21 @@ def solve(numbers, target=TARGET):
 
 
 # ---------------------------------------------------------------------------------------------
-# VERIFIER (SPEC §1 table). Order: cards (GP-VL only) -> formula legal -> numbers -> value.
-# The answer is read leniently: we look for the "formula" (and "cards") keys anywhere in the
-# text, so single quotes, trailing commas, code fences and prose around the JSON all work.
+# VERIFIER (the paper's Section 5 reward table; public code: utils_rl.py, step_rewards).
+# Order: cards (GP-VL only) -> formula legal -> numbers -> value, one outcome per attempt.
+# The feedback messages are the public code's words: its reasons joined with ', ' and a final
+# '.', e.g. "you used invalid numbers: [7], you didn't use numbers: [3]." The answer is read
+# leniently: we look for the "formula" (and "cards") keys anywhere in the text, so single
+# quotes, trailing commas, code fences and prose around the JSON all work; when a key appears
+# twice, the first one counts (as in virl.py).
 # a quoted key ("formula": / 'formula':) wins over a bare one (formula:), which prose may also hold
 _KEY_RE = {k: (re.compile(r"[\"']" + k + r"[\"']\s*:\s*", re.I), re.compile(k + r"\s*:\s*", re.I))
            for k in ("formula", "cards", "number")}
 _UNQUOTED_RE = re.compile(r"[^,}\n]*")
 _TOKEN_RE = re.compile(r"[0-9]+|\S")  # ASCII digit runs, or any single non-space character
 _DIGITS = frozenset("0123456789")  # str.isdigit() would accept '٣'; int('٣') == 3
-_OPERATORS = frozenset("+-*/()=")
-_SUIT_NAMES = {"SPADES": "S", "SPADE": "S", "CLUBS": "C", "CLUB": "C", "HEARTS": "H", "HEART": "H",
-               "DIAMONDS": "D", "DIAMOND": "D", "♠": "S", "♣": "C", "♥": "H", "♦": "D"}
+_OPERATORS = frozenset("+-*/()")
 _RANK_NAMES = {"ACE": "A", "1": "A", "T": "10", "JACK": "J", "QUEEN": "Q", "KING": "K"}
-
-
-class _Illegal(Exception):
-    """An illegal formula; the argument is the message for the model."""
 
 
 def _field(text, key):
@@ -250,41 +254,24 @@ def _field(text, key):
     return _UNQUOTED_RE.match(text, i).group()
 
 
-def _parse_card(text):
-    """'QS' / 'qs' / 'SQ' / 'Q' / '10 of spades' / 'Q♠' -> (rank, suit or None); None if not a card."""
+def card_rank(text):
+    """The rank a recognised card names, or None: 'Q', 'q', 'QS', 'Q♥', '10', 'T', 'Queen of
+    hearts' -> 'Q' / '10'. Recognition is by rank: the paper compares plain ranks, never suits."""
     s = text.strip().strip("\"'` ").upper()
-    if " OF " in s:
-        rank, _, suit = s.partition(" OF ")
-        rank, suit = rank.strip(), _SUIT_NAMES.get(suit.strip())
-        if suit is None:
-            return None
-    else:
-        s = s.replace(" ", "")
-        if s[-1:] in _SUIT_NAMES or s[-1:] in SUITS:
-            rank, suit = s[:-1], _SUIT_NAMES.get(s[-1], s[-1])
-        elif s[:1] in SUITS and s[1:] in RANKS:  # suit first, as the public code's 'HA'
-            rank, suit = s[1:], s[0]
-        else:
-            rank, suit = s, None
-    rank = _RANK_NAMES.get(rank, rank)
-    return (rank, suit) if rank in RANKS else None
+    s = s.partition(" OF ")[0].strip().replace(" ", "")
+    for rank in (s, s[:-1], s[1:]):  # the rank alone, rank + suit letter or symbol, suit + rank
+        rank = _RANK_NAMES.get(rank, rank)
+        if rank in RANKS:
+            return rank
+    return None
 
 
 def cards_match(recognized, cards):
-    """Whether the recognised card strings are the true cards (any order). A card written
-    without its suit ('Q') matches on rank alone; one with a suit must match exactly."""
+    """Whether the recognised cards have the true cards' ranks, in any order (suits are ignored,
+    as in the public code, which compares plain ranks such as 'Q' and '10')."""
     if recognized is None or len(recognized) != len(cards):
         return False
-    parsed = [_parse_card(c) for c in recognized]
-    if None in parsed:
-        return False
-    left = [(c[:-1], c[-1]) for c in cards]
-    for rank, suit in sorted(parsed, key=lambda p: p[1] is None):  # exact matches first
-        hit = next((t for t in left if t[0] == rank and (suit is None or t[1] == suit)), None)
-        if hit is None:
-            return False
-        left.remove(hit)
-    return True
+    return sorted(map(str, map(card_rank, recognized))) == sorted(c[:-1] for c in cards)
 
 
 def recognized_cards(response):
@@ -310,123 +297,202 @@ def _apply(op, a, b):
     return a + b if op == "+" else a - b if op == "-" else a * b if op == "*" else Fraction(a) / b
 
 
-def _parse_formula(tokens):
-    """Recursive descent over expr := term (+|- term)*, term := factor (*|/ factor)*,
-    factor := number | ( expr ). Returns (value or None if it divides by zero, numbers used)."""
-    numbers, pos = [], 0
+def _parse(tokens, leaf, node):
+    """Recursive descent over a well-formed token list: expr := term (+|- term)*, term := factor
+    (*|/ factor)*, factor := operand | ( expr ), combined left to right with node(op, left, right)
+    over leaf(token). _evaluate gives the exact value; _public_shapes builds expression trees."""
+    pos = 0
 
-    def chain(depth, ops, operand):  # operand (op operand)*, evaluated left to right
+    def chain(ops, operand):  # operand (op operand)*
         nonlocal pos
-        value = operand(depth)
+        value = operand()
         while pos < len(tokens) and tokens[pos] in ops:
+            op = tokens[pos]
             pos += 1
-            value = _apply(tokens[pos - 1], value, operand(depth))
+            value = node(op, value, operand())
         return value
 
-    def expr(depth):
-        return chain(depth, ("+", "-"), term)
+    def expr():
+        return chain("+-", term)
 
-    def term(depth):
-        return chain(depth, ("*", "/"), factor)
+    def term():
+        return chain("*/", factor)
 
-    def factor(depth):
+    def factor():
         nonlocal pos
-        tok = tokens[pos] if pos < len(tokens) else ""
         pos += 1
-        if tok and tok[0] in _DIGITS:
-            numbers.append(int(tok))
-            return numbers[-1]
-        if tok == "(":
-            if depth >= MAX_DEPTH:
-                raise _Illegal("your formula has too many nested brackets.")
-            value = expr(depth + 1)
-            if pos < len(tokens) and tokens[pos] == ")":
-                pos += 1
-                return value
-        raise _Illegal("your formula has an operator or number in the wrong place.")
+        if tokens[pos - 1] != "(":
+            return leaf(tokens[pos - 1])
+        value = expr()
+        pos += 1  # the closing bracket
+        return value
 
-    value = expr(0)
-    if pos != len(tokens):
-        raise _Illegal("your formula has an operator or number in the wrong place.")
-    return value, numbers
+    return expr()
 
 
-def _numbers_message(used, wanted):
-    """Why the numbers used differ from the card numbers (both sorted lists)."""
-    for v in used:
-        if v not in wanted:
-            return f"your formula uses {v}, which is not on the cards."
-    for v in sorted(set(used)):
-        if used.count(v) > wanted.count(v):
-            return f"your formula uses {v} too often."
-    missing = next(v for v in wanted if used.count(v) < wanted.count(v))
-    return f"your formula does not use {missing}."
+def _evaluate(tokens):
+    """The exact value of a well-formed formula's tokens, or None if it divides by zero:
+    _evaluate(['(', '1', '+', '3', ')', '*', '6']) == 24."""
+    return _parse(tokens, int, _apply)
 
 
-def _verdict(outcome, message):
-    return Verdict(outcome, REWARDS[outcome], message)
+def _syntax_errors(tokens):
+    """The public code's token-order scan (utils_rl.py, step_rewards), one message per violation,
+    plus the two end checks it lacks (an unclosed '(' and a trailing operator pass there)."""
+    errors, prev, depth = [], None, 0
+    for tok in tokens:
+        kind = "number" if tok[0] in _DIGITS else "operator" if tok in "+-*/" else tok
+        if kind == "number" and prev not in (None, "operator", "("):
+            errors.append("invalid sequence after number")
+        elif kind == "operator" and prev not in ("number", ")"):
+            errors.append("invalid sequence after operator")
+        elif kind == "(":
+            if prev in (None, "operator", "("):
+                depth += 1
+            else:
+                errors.append("invalid sequence before '('")
+        elif kind == ")":
+            if prev not in ("number", ")"):
+                errors.append("invalid sequence after ')'")
+            elif depth:
+                depth -= 1
+            else:
+                errors.append("unmatched closing parenthesis")
+        prev = kind
+    if depth:  # ours: the public scan never checks what is left open at the end
+        errors.append("unmatched opening parenthesis")
+    if prev == "operator":  # ours, likewise
+        errors.append("invalid sequence at the end")
+    return errors
+
+
+def _numbers_errors(used, wanted):
+    """The public code's number messages, in its order: numbers not on the cards (else numbers
+    used too often), then card numbers left unused. Lists in order of first appearance."""
+    used_n, wanted_n = Counter(used), Counter(wanted)
+    invalid = [v for v in used_n if v not in wanted_n]
+    overused = [v for v in used_n if used_n[v] > wanted_n[v]]
+    unused = [v for v in wanted_n if wanted_n[v] > used_n[v]]
+    errors = [f"you used invalid numbers: {invalid}"] if invalid else \
+        [f"you used numbers: {overused} too many times"] if overused else []
+    return errors + ([f"you didn't use numbers: {unused}"] if unused else [])
+
+
+# The public code's solutions of a hand: every formula its brute-force solver writes (digits in
+# every order, every operator triple, 6 bracket placements and one double-bracket one; public
+# code: general_points_oneline.py, solve). The wrong-value message names the longest prefix of
+# the model's formula that starts one of them, as the public verifier does.
+def _public_shapes():
+    """The public solver's 448 formula shapes, grouped by the shape of their expression tree
+    (5 binary trees over a, b, c, d in order): {tree: (texts with {0}..{3} for the digits,
+    operator codes of the tree's 3 nodes in post-order [n, 3])}. Built once."""
+    placements = [()] + [(x, y) for x in range(0, 7, 2) for y in range(x + 4, 9, 2) if (x, y) != (0, 8)]
+    placements.append((0, 4, 6, 10))  # the double-bracket case, (a o b) o (c o d)
+    groups = {}
+    for ops in product("+-*/", repeat=3):
+        for brackets in placements:
+            exp = ["a", ops[0], "b", ops[1], "c", ops[2], "d"]
+            for point, bracket in zip(brackets, "()" * (len(brackets) // 2)):
+                exp.insert(point, bracket)
+            codes = []  # the tree's operators in post-order
+            tree = _parse(exp, "abcd".index, lambda op, left, right: codes.append("+-*/".index(op)) or (left, right))
+            texts, opcodes = groups.setdefault(tree, ([], []))
+            texts.append("".join("{%d}" % "abcd".index(t) if t in "abcd" else t for t in exp))
+            opcodes.append(codes)
+    return {tree: (texts, np.array(opcodes)) for tree, (texts, opcodes) in groups.items()}
+
+
+def _tree_values(tree, opcodes, leaves, nodes):
+    """Values of every shape of one tree for every digit order: [shapes, orders] (float64)."""
+    if isinstance(tree, int):
+        return leaves[tree]  # [1, orders]
+    x = _tree_values(tree[0], opcodes, leaves, nodes)
+    y = _tree_values(tree[1], opcodes, leaves, nodes)
+    op = opcodes[:, next(nodes)][:, None]  # [shapes, 1], post-order like the codes
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(op == 0, x + y, np.where(op == 1, x - y, np.where(op == 2, x * y, x / y)))
+
+
+_SHAPES = {}  # filled on first use
+
+
+@lru_cache(maxsize=2048)
+def public_solutions(numbers, target=TARGET):
+    """The public solver's formulas for a sorted tuple of 4 numbers, e.g. (1, 3, 7, 10) -> a
+    tuple holding '1+3*10-7', '(1+3*10)-7'... (brackets only where its placements put them).
+    All 448 shapes x 24 digit orders at once in float64; with 4 numbers up to 13 two different
+    values differ by more than 1e-7, so |value - target| < 1e-9 is exact equality."""
+    if not _SHAPES:
+        _SHAPES.update(_public_shapes())
+    orders = sorted(set(permutations(numbers)))
+    leaves = np.array(orders, dtype=np.float64).T[:, None, :]  # [4, 1, orders]
+    out = []
+    for tree, (texts, opcodes) in _SHAPES.items():
+        values = _tree_values(tree, opcodes, leaves, iter(range(3)))  # [shapes, orders]
+        for i, j in zip(*np.nonzero(np.abs(values - target) < 1e-9)):
+            out.append(texts[i].format(*orders[j]))
+    return tuple(sorted(out))
+
+
+def _value_message(tokens, numbers, target):
+    """Why a formula with the right numbers misses the target, in the public verifier's words."""
+    solutions, register = public_solutions(tuple(sorted(numbers)), target), ""
+    for tok in tokens:
+        if not any(s.startswith(register + tok) for s in solutions):
+            return (f"{register} is partially correct but the full formula does not match any solution"
+                    if register else "your formula does not match any solution")
+        register += tok
+    return "your formula does not match any solution"
+
+
+def _verdict(outcome, *messages):
+    return Verdict(outcome, REWARDS[outcome], ", ".join(messages) + ".")
 
 
 def verify(response, cards, rule="id", vision=False, target=TARGET):
-    """Score one answer against the true cards (SPEC §1 table). Never raises, whatever the text.
+    """Score one answer against the true cards (the paper's reward table). Never raises.
 
-    Decisions: the "number" list of the answer is not checked; the numbers the formula uses
-    are what counts (an answer claiming QS = 10 under rule ood is right iff its formula uses
-    12). A formula that divides by zero is legal with an undefined value: wrong_value. A
-    formula may end with '=<integer>'; an integer other than the target is a wrong_value.
+    As in the public code, the formula is the text before its first '=' (what follows is
+    ignored), the "number" list of the answer is not checked (the numbers the formula uses are
+    what counts: QS = 10 under rule ood is right iff the formula uses 12), and a formula that
+    divides by zero simply misses the target.
+    >>> verify('{"cards": ["A", "3", "Q", "7"], "number": [1, 3, 10, 7], "formula": "1+3*10-7=24"}', ["AS", "3C", "QS", "7S"]).outcome
+    'correct'
     """
     try:
         return _verify(str(response)[:MAX_RESPONSE_CHARS], cards, rule, vision, target)
     except Exception:  # a safety net: every expected failure returns a Verdict on its own
-        return _verdict("illegal_formula", "your answer could not be read.")
+        return _verdict("illegal_formula", "illegal characters")
 
 
 def _verify(text, cards, rule, vision, target):
     if vision and not cards_match(recognized_cards(text), cards):  # GP-VL: checked first
-        return _verdict("wrong_cards", "the cards in your answer are not the cards shown.")
+        return Verdict("wrong_cards", REWARDS["wrong_cards"], "you recognized wrong cards")  # sic: no period
     formula = _field(text, "formula")
-    if formula is None:
-        return _verdict("illegal_formula", "your answer has no formula.")
-    formula = formula.strip()
-    if not formula:
-        return _verdict("illegal_formula", "your formula is empty.")
-    if len(formula) > MAX_FORMULA_CHARS:
-        return _verdict("illegal_formula", "your formula is too long.")
-    tokens = _TOKEN_RE.findall(formula)
-    for tok in tokens:
-        if tok[0] not in _DIGITS and tok not in _OPERATORS:
-            return _verdict("illegal_formula", f"your formula has an illegal character {tok!r}.")
-    claimed = None
-    if "=" in tokens:  # 'expr' or 'expr=<integer>'
-        i = tokens.index("=")
-        tokens, right = tokens[:i], tokens[i + 1:]
-        if len(right) != 1 or right[0][0] not in _DIGITS:
-            return _verdict("illegal_formula", "your formula needs a single number after '='.")
-        claimed = int(right[0])
-        if not tokens:
-            return _verdict("illegal_formula", "your formula is empty.")
-    if tokens.count("(") != tokens.count(")"):  # brackets out of order are caught by the parser
-        return _verdict("illegal_formula", "your formula has unbalanced brackets.")
-    try:
-        value, used = _parse_formula(tokens)
-    except _Illegal as e:
-        return _verdict("illegal_formula", str(e))
-    used, wanted = sorted(used), sorted(card_values(rule)[c] for c in cards)
-    if used != wanted:
-        return _verdict("wrong_numbers", _numbers_message(used, wanted))
-    if value is None:
-        return _verdict("wrong_value", "your formula divides by zero.")
-    if value != target:
-        return _verdict("wrong_value", f"your formula evaluates to {value}, not {target}.")
-    if claimed is not None and claimed != target:
-        return _verdict("wrong_value", f"your formula must equal {target}, not {claimed}.")
-    return _verdict("correct", "your formula is correct.")
+    if formula is None:  # the public reader then returns the string "None": illegal characters
+        return _verdict("illegal_formula", "illegal characters")
+    formula = formula.partition("=")[0]
+    if len(formula) > MAX_FORMULA_CHARS:  # ours: bounds the work on a runaway answer
+        return _verdict("illegal_formula", "your formula is too long")
+    tokens = _TOKEN_RE.findall(formula)  # ours: spaces are allowed (the public scan rejects them)
+    if any(t[0] not in _DIGITS and t not in _OPERATORS for t in tokens):
+        return _verdict("illegal_formula", "illegal characters")
+    errors = _syntax_errors(tokens)
+    if errors:
+        return _verdict("illegal_formula", *errors)
+    used, wanted = [int(t) for t in tokens if t[0] in _DIGITS], [card_values(rule)[c] for c in cards]
+    errors = _numbers_errors(used, wanted)
+    if errors:  # an empty formula lands here too, as in the public code ("you didn't use ...")
+        return _verdict("wrong_numbers", *errors)
+    if _evaluate(tokens) != target:
+        return _verdict("wrong_value", _value_message(tokens, wanted, target))
+    return _verdict("correct", "Correct solution")
 
 
 # ---------------------------------------------------------------------------------------------
-# DEALING AND PROMPTS (SPEC §1). The prompt is the paper's (its public prompt_lib, with the
-# output example); GP-VL shows the image first and leaves the `Cards:` line out.
-_DECKS = {color: [r + s for s in suits for r in RANKS] for color, suits in COLORS.items()}
+# DEALING AND PROMPTS. The deal is the public code's (general_points_oneline.py,
+# _generate_cards); the prompt is its `Q_GeneralPoint_EQN_L` / `_VL` (prompt_lib/prompts.py),
+# the templates of the paper's Llama runs, word for word and whitespace for whitespace.
 _SOLVABLE = {}  # (values, target) -> bool for targets other than 24
 
 
@@ -441,16 +507,19 @@ def card_values(rule):
 
 
 def deal(rng, rule="id", color="black", target=TARGET):
-    """4 cards drawn without replacement from the colour's deck, redrawn until solvable (and,
-    for every rule but id, until a J, Q or K is among them, so that the rule matters). A table
-    lookup per draw, never a search."""
-    deck, values, table = _DECKS[color], card_values(rule), _solvable_table()
+    """4 cards as the public code deals them: each rank uniform in A..K with replacement (under
+    any rule but id, three uniform ranks and one J, Q or K, shuffled, so that the rule matters),
+    each suit drawn from the colour's suits; redrawn until the numbers can make the target.
+    So triples and quadruples occur, e.g. ['7S', '7C', '7S', '3C']. A table lookup per draw."""
+    suits, values, table = COLORS[color], card_values(rule), _solvable_table()
     need_face = face_values(rule) != FACE_VALUES["id"]
-    for _ in range(100_000):  # ~1.3 draws on average for target 24
-        hand = rng.sample(deck, 4)
+    for _ in range(100_000):  # ~1.4 draws on average for target 24
+        ranks = [rng.randint(1, 13) for _ in range(3 if need_face else 4)]
+        if need_face:
+            ranks.append(rng.randint(11, 13))
+            rng.shuffle(ranks)
+        hand = [RANKS[r - 1] + rng.choice(suits) for r in ranks]
         nums = tuple(sorted(values[c] for c in hand))
-        if need_face and not any(c[:-1] in ("J", "Q", "K") for c in hand):
-            continue
         if target == TARGET:
             if table[nums] is not None:
                 return hand
@@ -459,12 +528,37 @@ def deal(rng, rule="id", color="black", target=TARGET):
     raise ValueError(f"no solvable {rule}/{color} hand found for target {target}")
 
 
-_PROMPT = """[Task Description]
-You are an expert {target} points card game player. {observe}
+def plain_ranks(cards):
+    """['AS', '3C', 'QS', '10C'] -> ['A', '3', 'Q', '10']: the cards as the paper writes them."""
+    return [c[:-1] for c in cards]
+
+
+# Kept quirks of the public text: the leading newline and trailing blank line, the rule
+# sentence's own period before ", and" ("count as '10'., and"), the single-quoted formula
+# placeholder and the trailing comma inside the braces.
+_PROMPT_L = """
+[Task Description]
+You are an expert {target} points card game player. You will receive a set of 4 cards.
 Note that {rule}, and each card must be used once.
-Your goal is to output a formula that evaluates to {target} using numbers from the cards and \
-operators such as '+', '-', '*', '/', '(', ')', and '='.
-{cards}
+Your goal is to output a formula that evaluates to {target} using numbers from the cards and operators such as '+', '-', '*', '/', '(', ')', and '='.
+
+[Input]
+Cards: {cards}
+
+[Output]
+{{
+  "cards": [x, y, z, w], where {rule},
+  "number": [a, b, c, d], where a, b, c, and d are the numbers on the cards,
+  "formula": 'an equation that equals {target}',
+}}
+
+"""
+_PROMPT_VL = """
+[Task Description]
+You are an expert {target} points card game player. You are observing these four cards in the image.
+Note that {rule}, and each card must be used once.
+Your goal is to output a formula that evaluates to {target} using numbers from the cards and operators such as '+', '-', '*', '/', '(', ')', and '='.
+
 [Output]
 Your response should be a valid json file in the following format:
 {{
@@ -472,28 +566,24 @@ Your response should be a valid json file in the following format:
   "number": [a, b, c, d], where a, b, c, and d are the numbers on the cards,
   "formula": 'an equation that equals {target}',
 }}
-{example}
-Please only output the json."""
-# the example uses no face card so that it is right under both rules
-_EXAMPLE = ('\n[Output Example]\n'
-            '{"cards": ["4S", "3C", "2S", "10C"], "number": [4, 3, 2, 10], "formula": "4*3+2+10=24"}\n')
+
+"""
 
 
 def prompt_text(cards, rule="id", vision=False, target=TARGET):
-    """The user turn's text for a hand (GP-L lists the cards, GP-VL refers to the image)."""
-    return _PROMPT.format(
-        target=target, rule=rule_sentence(rule),
-        observe="You are observing these four cards in the image." if vision else "You will receive a set of 4 cards.",
-        cards="" if vision else f"\n[Input]\nCards: {list(cards)}\n",
-        example=_EXAMPLE if target == TARGET else "")
+    """The user turn's text for a hand: GP-L lists the plain ranks (`Cards: ['A', '3', 'Q', '7']`),
+    GP-VL refers to the image instead. The rule sentence ends with its own '.', as in the public
+    code's face_card_msg."""
+    template = _PROMPT_VL if vision else _PROMPT_L
+    return template.format(target=target, rule=rule_sentence(rule) + ".", cards=plain_ranks(cards))
 
 
 def answer_text(cards, rule="id", formula=None, target=TARGET):
-    """The optimal answer, one compact JSON line with "formula" last:
-    {"cards": ["AS", "3C", "QS", "7S"], "number": [1, 3, 10, 7], "formula": "1+3*10-7=24"}"""
+    """The optimal answer, one compact JSON line, ranks only, "formula" last:
+    {"cards": ["A", "3", "Q", "7"], "number": [1, 3, 10, 7], "formula": "1+3*10-7=24"}"""
     numbers = [card_value(c, rule) for c in cards]
     formula = solve(numbers, target) if formula is None else formula
-    return json.dumps({"cards": list(cards), "number": numbers, "formula": f"{formula}={target}"})
+    return json.dumps({"cards": plain_ranks(cards), "number": numbers, "formula": f"{formula}={target}"})
 
 
 def _user(text, image=False):
@@ -569,14 +659,14 @@ def _split(split):
     return SPLIT_VARIANTS[split]
 
 
-def make_env(split="id", vision=False, max_attempts=MAX_ATTEMPTS, seed=None):
+def make_env(split="id", vision=False, max_attempts=MAX_ATTEMPTS, seed=None, image_size=IMAGE_SIZE):
     """A training / rollout env of a split: id = rule id + black, ood-rule = rule ood + black,
     ood-visual = rule id + red."""
     rule, color = _split(split)
-    return GeneralPointsEnv(rule, color, vision, max_attempts, seed=seed)
+    return GeneralPointsEnv(rule, color, vision, max_attempts, seed=seed, image_size=image_size)
 
 
-def eval_envs(split, n=None, vision=False, max_attempts=MAX_ATTEMPTS):
+def eval_envs(split, n=None, vision=False, max_attempts=MAX_ATTEMPTS, image_size=IMAGE_SIZE):
     """The fixed evaluation hands of a split (n=None: the paper's 234): env i's first reset()
     deals hand i, the same in every call and process. Their seeds are strings
     'generalpoints-eval/<split>/<i>/<k>' (training seeds are ints, so the two never meet); k skips
@@ -586,22 +676,45 @@ def eval_envs(split, n=None, vision=False, max_attempts=MAX_ATTEMPTS):
     for i in range(N_EVAL if n is None else n):
         for k in range(1000):
             seed = f"generalpoints-eval/{split}/{i}/{k}"
-            hand = frozenset(deal(random.Random(seed), rule, color))
+            hand = tuple(sorted(deal(random.Random(seed), rule, color)))
             if hand not in seen:
                 break
         seen.add(hand)
-        envs.append(GeneralPointsEnv(rule, color, vision, max_attempts, seed=seed))
+        envs.append(GeneralPointsEnv(rule, color, vision, max_attempts, seed=seed, image_size=image_size))
     return envs
 
 
-def sft_examples(n, rule="id", color="black", vision=False, seed=0):
-    """n optimal single-turn SFT pairs: {"messages": [user prompt, assistant answer], "image": PIL or None}."""
-    env = GeneralPointsEnv(rule, color, vision, seed=seed)
+def sft_examples(n, rule="id", color="black", vision=False, seed=0, revise=0.0):
+    """n SFT conversations ending in the optimal answer: {"messages": [...], "image": PIL or None}.
+    revise = 0: single-turn pairs [user prompt, answer] (the paper's SFT data). revise > 0: that
+    share of them first hold 1-4 failed attempts, each followed by the verifier's feedback turn
+    (`with_revisions`): the multi-turn skill an instruct model brings to VIter, for the PPO
+    warm start. The hands and answers of the rule's own split only."""
+    env, rng = GeneralPointsEnv(rule, color, vision, seed=seed), random.Random(f"generalpoints-revise/{seed}")
     out = []
     for _ in range(n):
-        obs, _ = env.reset()
-        out.append({"messages": obs["messages"] + [_assistant(env.oracle_response())], "image": obs["image"]})
+        env.reset()
+        wrong = rng.randint(1, MAX_ATTEMPTS - 1) if revise and rng.random() < revise else 0
+        out.append(with_revisions(env, wrong, rng))
     return out
+
+
+def with_revisions(env, wrong, rng, other_rule=None):
+    """The conversation of env's freshly dealt hand: `wrong` failed attempts, each a near miss of the
+    right answer (answer_variants) or, given other_rule(rng), the answer under another rule, each
+    followed by the verifier's feedback; then the correct answer. A wrong answer that happens to
+    be right ends the revisions: the example is then the plain single-turn pair."""
+    for _ in range(wrong):
+        pool = answer_variants(env.cards, env.rule, rng)[1:]
+        if not env.vision:
+            pool.pop(3)  # no wrong_cards in GP-L: its cards are in the prompt
+        if other_rule is not None:
+            pool.append(answer_text(env.cards, other_rule(rng)))
+        env.step(rng.choice(pool))
+        if env.done:
+            break
+    messages = env.messages[:1] if env.done else env.messages
+    return {"messages": messages + [_assistant(env.oracle_response())], "image": env.image}
 
 
 # The laptop experiment's stand-in for pretraining (README, "Reproduce the headline on a laptop").
@@ -629,21 +742,10 @@ def mixture_examples(n, vision=False, seed=0, revise=0.5, held_out=MIXTURE_HELD_
     rng = random.Random(f"generalpoints-mixture/{seed}")
     out = []
     for _ in range(n):
-        rule = mixture_rule(rng, held_out)
-        env = GeneralPointsEnv(rule, "black", vision, seed=rng.random())
-        obs, _ = env.reset()
+        env = GeneralPointsEnv(mixture_rule(rng, held_out), "black", vision, seed=rng.random())
+        env.reset()
         wrong = rng.randint(1, MAX_ATTEMPTS - 1) if rng.random() < revise else 0
-        for _ in range(wrong):
-            pool = answer_variants(env.cards, rule, rng)[1:] + [answer_text(env.cards, mixture_rule(rng, ()))]
-            if not vision:
-                pool.pop(3)  # no wrong_cards in GP-L: its cards are in the prompt
-            obs, _, terminated, *_ = env.step(rng.choice(pool))
-            if terminated:  # another rule's answer can still be right (e.g. no face value changed)
-                break
-        if not env.done:
-            out.append({"messages": obs["messages"] + [_assistant(env.oracle_response())], "image": obs["image"]})
-        else:  # that lucky wrong answer was right: use the plain single-turn pair instead
-            out.append({"messages": env.messages[:1] + [_assistant(env.oracle_response())], "image": obs["image"]})
+        out.append(with_revisions(env, wrong, rng, other_rule=lambda r: mixture_rule(r, ())))
     return out
 
 
@@ -652,19 +754,22 @@ def answer_variants(cards, rule="id", rng=None):
     misses of the right answer: [correct, wrong_value, wrong_numbers, illegal_formula,
     wrong_cards (under vision), no formula]. For the benchmark and the tokenizer corpus."""
     rng = rng or random.Random(0)
-    numbers = [card_value(c, rule) for c in cards]
+    numbers, ranks = [card_value(c, rule) for c in cards], plain_ranks(cards)
     formula = solve(numbers)
     swapped = formula.replace("+", "#").replace("-", "+").replace("#", "-") if "+" in formula or "-" in formula \
         else formula.replace("*", "+", 1)
     off = [v + 1 if i == 0 else v for i, v in enumerate(numbers)]
-    other = next(s for s in SUITS if s != cards[0][-1])
+    misread = [RANKS[RANKS.index(ranks[0]) - 1]] + ranks[1:]  # the first card read one rank lower
+
     def answer(cs, nums, f):
         return json.dumps({"cards": cs, "number": nums, "formula": f})
-    return [answer(cards, numbers, f"{formula}=24"),
-            answer(cards, numbers, f"{swapped}=24"),
-            answer(cards, off, f"{solve(off) or '+'.join(map(str, off))}=24"),
-            answer(cards, numbers, rng.choice([f"{formula.replace('*', 'x')}=24", f"({formula}=24", f"{formula}**2=24"])),
-            answer([cards[0][:-1] + other] + cards[1:], numbers, f"{formula}=24"),
+
+    return [answer(ranks, numbers, f"{formula}=24"),
+            answer(ranks, numbers, f"{swapped}=24"),
+            answer(ranks, off, f"{solve(off) or '+'.join(map(str, off))}=24"),
+            answer(ranks, numbers, rng.choice([f"{formula.replace('*', 'x')}=24", f"({formula}=24",
+                                               f"{formula}**2=24"])),
+            answer(misread, numbers, f"{formula}=24"),
             "The answer is " + "+".join(map(str, numbers)) + "."]
 
 
@@ -674,12 +779,12 @@ def tokenizer_corpus(n=2000):
     rng = random.Random("generalpoints-corpus")
     variants = [(r, c, v) for r in RULES for c in COLORS for v in (False, True)]
     texts = [FEEDBACK.format(m) for m in (
-        "your answer has no formula.", "your formula is empty.", "your formula is too long.",
-        "your formula has unbalanced brackets.", "your formula has too many nested brackets.",
-        "your formula has an operator or number in the wrong place.", "your answer could not be read.",
-        "your formula needs a single number after '='.", "your formula divides by zero.",
-        "the cards in your answer are not the cards shown.", "your formula has an illegal character 'x'.",
-        *(f"your formula does not use {v}." for v in range(1, 14)), "your formula must equal 24, not 25.")]
+        "illegal characters.", "invalid sequence after number, invalid sequence after operator.",
+        "invalid sequence before '(', invalid sequence after ')', unmatched closing parenthesis.",
+        "unmatched opening parenthesis, invalid sequence at the end.", "your formula is too long.",
+        "you recognized wrong cards", "you used invalid numbers: [11, 12], you didn't use numbers: [10, 13].",
+        "you used numbers: [3] too many times, you didn't use numbers: [1].", "you didn't use numbers: [1, 7].",
+        "your formula does not match any solution.")]
     for i in range(n):
         rule, color, vision = variants[i % len(variants)]
         cards = deal(rng, rule, color)
@@ -793,7 +898,7 @@ def play(env, inp=sys.stdin, out=sys.stdout):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="GeneralPoints, the 24-points card game of SFT vs RL (SPEC §1).")
+    parser = argparse.ArgumentParser(description="GeneralPoints, the 24-points card game of SFT vs RL (the paper's Section 4.1).")
     parser.add_argument("--play", action="store_true", help="play in the terminal (reads answers from stdin)")
     parser.add_argument("--show", metavar="FILE.png", help="write the image of a dealt hand to this PNG file")
     parser.add_argument("--rule", choices=RULES, default="id", help="id: J/Q/K = 10; ood: J/Q/K = 11/12/13")
@@ -803,8 +908,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.play == bool(args.show):
         parser.error("choose one of --play or --show FILE.png")
-    if args.size < 32:
-        parser.error("--size must be at least 32 pixels")
+    if not 32 <= args.size <= 4096:
+        parser.error("--size must be between 32 and 4096 pixels")
     env = GeneralPointsEnv(args.rule, args.color, seed=args.seed)
     if args.play:
         try:

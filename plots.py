@@ -84,20 +84,27 @@ class Run:
         xs, ys, es = [], [], []
         for e in self.evals:
             m = e["eval"].get(split)
-            if not isinstance(m, dict) or not isinstance(m.get(key), (int, float)):
-                continue  # split not evaluated at this point, or a null value
+            if not isinstance(m, dict) or not _finite(m.get(key)):
+                continue  # split not evaluated at this point, or a null / NaN value
             err = m.get(err_key, 0.0) if err_key else 0.0
             xs.append(float(e.get("flops", 0.0)) / 1e9)
             ys.append(100.0 * float(m[key]))
-            es.append(100.0 * float(err) if isinstance(err, (int, float)) else 0.0)
+            es.append(100.0 * float(err) if _finite(err) else 0.0)
         return xs, ys, es
+
+
+def _finite(x) -> bool:
+    """A number that can be drawn: int or float, not bool, not NaN or inf."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def load_run(run_dir) -> Run:
     """Read config.json and the eval lines of metrics.jsonl; RunError when nothing can be plotted.
 
     A line that is not valid JSON is skipped with a warning on stderr (a run killed mid-write
-    leaves half a line); a run with no readable eval line is an error.
+    leaves half a line), and so is an eval line with no finite flops; a run with no eval line
+    that has a finite headline metric (GP success, V-IRL step_accuracy) in some split is an
+    error, so no empty figure is ever written.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -118,27 +125,31 @@ def load_run(run_dir) -> Run:
         text = metrics_path.read_text()
     except (OSError, UnicodeDecodeError) as err:
         raise RunError(f"{metrics_path}: cannot be read ({err})") from None
-    evals, bad = [], 0
+    run, bad, unusable = Run(name=run_dir.name, config=config), 0, 0
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             bad += 1
             print(f"warning: {metrics_path}:{lineno}: not valid JSON, skipped", file=sys.stderr)
             continue
         if isinstance(record, dict) and isinstance(record.get("eval"), dict) and record["eval"]:
-            if not isinstance(record.get("flops", 0.0), (int, float)):
-                print(f"warning: {metrics_path}:{lineno}: no numeric flops, line skipped",
+            if not _finite(record.get("flops", 0.0)):
+                print(f"warning: {metrics_path}:{lineno}: no finite flops, line skipped",
                       file=sys.stderr)
                 continue
-            evals.append(record)
-    if not evals:
-        why = f" ({bad} unreadable lines)" if bad else ""
-        raise RunError(f"{metrics_path}: no evaluation lines{why}")
-    evals.sort(key=lambda e: float(e.get("flops", 0.0)))  # stable: file order among equals
-    return Run(name=run_dir.name, config=config, evals=evals)
+            if not any(isinstance(m, dict) and _finite(m.get(run.metric)) for m in record["eval"].values()):
+                unusable += 1  # e.g. {"id": {}} or a null / NaN metric: nothing to draw
+                continue
+            run.evals.append(record)
+    if not run.evals:
+        why = ([f"{bad} unreadable lines"] if bad else []) + \
+              ([f"{unusable} eval lines without a finite {run.metric}"] if unusable else [])
+        raise RunError(f"{metrics_path}: no evaluation lines to plot" + (f" ({', '.join(why)})" if why else ""))
+    run.evals.sort(key=lambda e: float(e.get("flops", 0.0)))  # stable: file order among equals
+    return run
 
 
 def _labels(runs: list[Run]) -> list[str]:
@@ -436,12 +447,14 @@ def main(argv=None) -> None:
                         help="moving average over this many evaluations (1 = none)")
     args = parser.parse_args(argv)
     if args.smooth < 1:
-        parser.error("--smooth must be >= 1")
+        sys.exit(f"error: --smooth must be >= 1, not {args.smooth}")
     try:
         runs = [load_run(d) for d in args.runs]
         paths = plot_runs(runs, args.out, smooth=args.smooth)
     except RunError as err:
         sys.exit(f"error: {err}")
+    except OSError as err:  # --out is a file or under one, not writable, a full disk
+        sys.exit(f"error: cannot write the figures to --out {args.out} ({err.strerror or err})")
     for path in paths:
         print(path)
 

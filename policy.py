@@ -28,12 +28,14 @@ import inspect
 import json
 import logging
 import os
+import pickle
 import sys
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 import torch.nn as nn
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (AutoConfig, AutoImageProcessor, AutoModelForCausalLM,
@@ -183,9 +185,11 @@ def load_checkpoint(path, vision=False, device="cpu", dtype=None):
     if not os.path.isdir(path):
         raise ValueError(f"--model {path!r} is neither 'tiny', 'tiny-large' nor a directory")
 
-    def unusable(e):  # missing files, bad JSON, an unknown model type: one line
-        reason = (str(e).strip() or type(e).__name__).splitlines()[0]
-        return ValueError(f"--model {path!r} is not a Hugging Face checkpoint: {reason}")
+    def unusable(e):  # missing files, bad JSON, an unknown model type, truncated weights: one line
+        reason = (str(e).strip() or type(e).__name__).splitlines()[0][:200]
+        if isinstance(e, pickle.UnpicklingError):  # a .bin that is more than tensors: never run
+            reason = "its pickled weights hold more than tensors (refused by torch.load weights_only)"
+        return ValueError(f"{path!r} is not a Hugging Face checkpoint that loads: {reason}")
 
     try:
         config = AutoConfig.from_pretrained(path)
@@ -201,7 +205,8 @@ def load_checkpoint(path, vision=False, device="cpu", dtype=None):
         model = auto.from_pretrained(path, **kwargs).to(device)
         processor = _processor(path, config) if is_vlm else None
         tokenizer = processor.tokenizer if is_vlm else AutoTokenizer.from_pretrained(path)
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, RuntimeError, EOFError, SafetensorError,
+            pickle.UnpicklingError) as e:
         raise unusable(e) from e
     tokenizer.padding_side = "left"  # batched generation appends on the right
     if tokenizer.pad_token is None:
@@ -521,9 +526,19 @@ def load_policy(model="tiny", vision=False, seed=0, device=None, dtype=None, cor
     head = value_head(net.config.get_text_config().hidden_size)
     if head_path is not None:
         if os.path.exists(head_path):
-            head.load_state_dict(load_file(head_path))
+            try:
+                head.load_state_dict(load_file(head_path))
+            except (OSError, RuntimeError, SafetensorError) as e:  # truncated, or another model's head
+                reason = (str(e).strip() or type(e).__name__).splitlines()[0][:200]
+                raise ValueError(f"{head_path} cannot be loaded: {reason}") from e
         else:
             log.warning("%s has no value_head.safetensors: starting a fresh value head", model)
+    # A NaN in the weights (a diverged run saved, a damaged file) would evaluate to 0% without
+    # a word: refuse it here, where it is one pass over the weights.
+    weights = {**net.state_dict(), **{f"value_head.{k}": v for k, v in head.state_dict().items()}}
+    bad = next((k for k, v in weights.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if bad is not None:
+        raise ValueError(f"{model}: the weights hold NaN or inf (first in {bad})")
     return Policy(net, tokenizer, processor, head.to(device), device)
 
 
@@ -585,6 +600,8 @@ def main():
     parser.add_argument("--vision", action="store_true", help="show the cards as an image")
     parser.add_argument("--seed", type=int, default=0, help="seed of the tiny model's weights")
     args = parser.parse_args()
+    if args.seed < 0:
+        sys.exit(f"error: --seed must be >= 0, not {args.seed}")
     import generalpoints
     try:
         policy = load_policy(args.model, vision=args.vision, seed=args.seed)

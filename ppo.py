@@ -75,7 +75,6 @@ counts its batches (an image is its placeholder tokens in input_ids).
 import argparse
 import json
 import math
-import random
 import re
 import sys
 import time
@@ -92,6 +91,7 @@ import evaluate
 import plots
 import policy as policy_lib
 import sft
+from evaluate import COUNT, COUNT_OR_0, SEED, number  # argparse types: nan, inf, out of range -> one line
 
 # The paper's values (SPEC §3 and the public code's configs), applied by --preset paper to every
 # flag left unset on the command line.
@@ -110,7 +110,7 @@ def run_name(env: str, vision: bool) -> str:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="\n\n".join(__doc__.split("\n\n")[:2]),  # title + launch lines
+    p = evaluate.ArgumentParser(description="\n\n".join(__doc__.split("\n\n")[:2]),  # title + launch lines
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--env", choices=sorted(evaluate.ENVS), default="generalpoints", help="task (the paper: both)")
     p.add_argument("--vision", action="store_true", help="VL variant: the observation is an image (GP-VL, V-IRL-VL)")
@@ -118,35 +118,35 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--init", default=None, help="checkpoint to start PPO from; default: the SFT warm start in sft.py's run folder runs/sft-gp-l etc. (trained first if missing); 'base' = --model itself, no SFT")
     p.add_argument("--out", default=None, help="run folder (default runs/ppo-gp-l, -gp-vl, -virl-l, -virl-vl)")
     p.add_argument("--preset", choices=["cpu", "paper"], default="cpu", help="'paper' = the paper's hyperparameters for a real checkpoint on GPUs")
-    p.add_argument("--seed", type=int, default=0, help="seed of random/numpy/torch and of the environments (offset per rank)")
+    p.add_argument("--seed", type=SEED, default=0, help="seed of random/numpy/torch and of the environments (offset per rank)")
     # rollout
-    p.add_argument("--updates", type=int, default=None, help="PPO updates (the paper: 20 GP / 15 V-IRL; CPU default 30)")
-    p.add_argument("--num-envs", type=int, default=32, help="environments stepped together per rank (the paper: 1 per GPU)")
-    p.add_argument("--rollout-steps", type=int, default=128, help="attempts collected per rank per update (the paper: 256 per GPU x 8)")
-    p.add_argument("--max-attempts", type=int, default=None, help="VIter, attempts per hand/position (the paper: 5 GP / 2 V-IRL)")
-    p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature, also divides the logits when scoring (the paper: 0.2)")
-    p.add_argument("--max-new-tokens", type=int, default=96, help="longest answer; a longer one is cut off and judged as is (the paper: 512)")
+    p.add_argument("--updates", type=COUNT, default=None, help="PPO updates (the paper: 20 GP / 15 V-IRL; CPU default 30)")
+    p.add_argument("--num-envs", type=COUNT, default=32, help="environments stepped together per rank (the paper: 1 per GPU)")
+    p.add_argument("--rollout-steps", type=COUNT, default=128, help="attempts collected per rank per update (the paper: 256 per GPU x 8)")
+    p.add_argument("--max-attempts", type=COUNT, default=None, help="VIter, attempts per hand/position (the paper: 5 GP / 2 V-IRL)")
+    p.add_argument("--temperature", type=number(above=0), default=0.7, help="sampling temperature, > 0: it also divides the logits when scoring, PPO needs those log-probs (the paper: 0.2)")
+    p.add_argument("--max-new-tokens", type=COUNT, default=96, help="longest answer; a longer one is cut off and judged as is (the paper: 512)")
     # the PPO update
-    p.add_argument("--ppo-epochs", type=int, default=2, help="epochs over the rollout per update (the paper: 4)")
-    p.add_argument("--minibatch-size", type=int, default=64, help="attempts per optimizer step per rank (the paper: 128 = 1 x 128 accumulation)")
-    p.add_argument("--grad-accum", type=int, default=None, help="micro-batches per minibatch, gradients accumulated; the micro-batch is also the scoring pass's batch (default: micro-batches of gcd(--minibatch-size, 8), which ran 1.8x faster than 64 on 2 CPU cores, benchmarks/train_speed.py; the paper: 128)")
-    p.add_argument("--lr", type=float, default=2e-5, help="Adam learning rate, cosine-decayed over the updates (the paper: 1e-6)")
-    p.add_argument("--vf-lr", type=float, default=1e-3, help="learning rate of the value head's own MLP; 0 = --lr (the paper: one lr for all)")
-    p.add_argument("--lr-horizon", type=int, default=100, help="the cosine decay spans max(this, --updates) updates (the public code: lr_max_steps 100 for 20 updates, so the lr stays near its peak)")
-    p.add_argument("--adam-eps", type=float, default=1e-7, help="Adam epsilon (the paper: 1e-7)")
-    p.add_argument("--clip-coef", type=float, default=0.1, help="PPO ratio clip (the paper: 0.1)")
-    p.add_argument("--vf-clip", type=float, default=0.0, help="value clip around the old value, 0 = off (the paper: 0.1, its clip_param; CPU default off so a fresh head can reach returns of -10..+5)")
-    p.add_argument("--vf-coef", type=float, default=0.5, help="value loss coefficient (the paper: 0.5)")
-    p.add_argument("--max-grad-norm", type=float, default=1.0, help="gradient clipping norm (the paper: 0.01)")
-    p.add_argument("--gamma", type=float, default=0.9, help="discount over attempts (the paper: 0.9)")
-    p.add_argument("--gae-lambda", type=float, default=0.95, help="GAE lambda (the paper: 0.95)")
-    p.add_argument("--thought-prob-coef", type=float, default=0.5, help="weight of the tokens before the answer key in the action log-prob (the paper: 0.5)")
+    p.add_argument("--ppo-epochs", type=COUNT, default=2, help="epochs over the rollout per update (the paper: 4)")
+    p.add_argument("--minibatch-size", type=COUNT, default=64, help="attempts per optimizer step per rank (the paper: 128 = 1 x 128 accumulation)")
+    p.add_argument("--grad-accum", type=COUNT, default=None, help="micro-batches per minibatch, gradients accumulated; the micro-batch is also the scoring pass's batch (default: micro-batches of gcd(--minibatch-size, 8), which ran 1.8x faster than 64 on 2 CPU cores, benchmarks/train_speed.py; the paper: 128)")
+    p.add_argument("--lr", type=number(above=0), default=2e-5, help="Adam learning rate, cosine-decayed over the updates (the paper: 1e-6)")
+    p.add_argument("--vf-lr", type=number(at_least=0), default=1e-3, help="learning rate of the value head's own MLP; 0 = --lr (the paper: one lr for all)")
+    p.add_argument("--lr-horizon", type=COUNT, default=100, help="the cosine decay spans max(this, --updates) updates (the public code: lr_max_steps 100 for 20 updates, so the lr stays near its peak)")
+    p.add_argument("--adam-eps", type=number(above=0), default=1e-7, help="Adam epsilon (the paper: 1e-7)")
+    p.add_argument("--clip-coef", type=number(above=0), default=0.1, help="PPO ratio clip (the paper: 0.1)")
+    p.add_argument("--vf-clip", type=number(at_least=0), default=0.0, help="value clip around the old value, 0 = off (the paper: 0.1, its clip_param; CPU default off so a fresh head can reach returns of -10..+5)")
+    p.add_argument("--vf-coef", type=number(at_least=0), default=0.5, help="value loss coefficient (the paper: 0.5)")
+    p.add_argument("--max-grad-norm", type=number(above=0), default=1.0, help="gradient clipping norm (the paper: 0.01)")
+    p.add_argument("--gamma", type=number(at_least=0, at_most=1), default=0.9, help="discount over attempts (the paper: 0.9)")
+    p.add_argument("--gae-lambda", type=number(at_least=0, at_most=1), default=0.95, help="GAE lambda (the paper: 0.95)")
+    p.add_argument("--thought-prob-coef", type=number(at_least=0), default=0.5, help="weight of the tokens before the answer key in the action log-prob (the paper: 0.5)")
     # evaluation, checkpoints
-    p.add_argument("--eval-every", type=int, default=10, help="evaluate every N updates, and always at the start and the end (0: only those)")
+    p.add_argument("--eval-every", type=COUNT_OR_0, default=10, help="evaluate every N updates, and always at the start and the end (0: only those)")
     p.add_argument("--eval-splits", default=None, help="comma-separated splits to evaluate (default: id,ood-rule, and ood-visual with --vision; GeneralPoints also knows val-rule)")
-    p.add_argument("--eval-episodes", type=int, default=128, help="fixed hands/routes per split, capped at the split's set (0 = the paper's full set: 234 GP / 48 V-IRL)")
-    p.add_argument("--eval-temperature", type=float, default=0.0, help="evaluation sampling temperature (0 = greedy)")
-    p.add_argument("--save-every", type=int, default=10, help="checkpoint every N updates (and at the end); 0 = only at the end")
+    p.add_argument("--eval-episodes", type=COUNT_OR_0, default=128, help="fixed hands/routes per split, capped at the split's set (0 = the paper's full set: 234 GP / 48 V-IRL)")
+    p.add_argument("--eval-temperature", type=number(at_least=0), default=0.0, help="evaluation sampling temperature (0 = greedy)")
+    p.add_argument("--save-every", type=COUNT_OR_0, default=10, help="checkpoint every N updates (and at the end); 0 = only at the end")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the run folder")
     p.add_argument("--warm-start-args", default="", help="extra flags for sft.py when the warm start is trained here, e.g. '--steps 100'")
     args = p.parse_args(argv)
@@ -162,19 +162,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.max_attempts = evaluate.ENVS[args.env].MAX_ATTEMPTS
     if args.out is None:
         args.out = f"runs/ppo-{run_name(args.env, args.vision)}"
-    for name in ("updates", "num_envs", "rollout_steps", "max_attempts", "max_new_tokens",
-                 "ppo_epochs", "minibatch_size", "grad_accum"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be >= 1")
-    for name in ("eval_every", "eval_episodes", "save_every"):
-        if getattr(args, name) < 0:
-            p.error(f"--{name.replace('_', '-')} must be >= 0")
+    if why := evaluate.out_problem(args.out):
+        p.error(f"--out {why}")
     if args.rollout_steps % args.num_envs:
         p.error("--rollout-steps must be a multiple of --num-envs")
     if args.rollout_steps % args.minibatch_size or args.minibatch_size % args.grad_accum:
         p.error("--minibatch-size must divide --rollout-steps and be a multiple of --grad-accum")
-    if args.temperature <= 0:
-        p.error("--temperature must be > 0 (PPO needs the sampling distribution's log-probs)")
     if args.init not in (None, "base") and not Path(args.init).is_dir():
         p.error(f"--init {args.init}: no such checkpoint folder")
     try:
@@ -453,7 +446,15 @@ def init_flops(path) -> float:
     """Training compute already in a checkpoint: the 'flops' sft.py / ppo.py store in its
     trainer_state.json (0 for a model without one)."""
     state = Path(path) / "trainer_state.json"
-    return float(json.loads(state.read_text()).get("flops", 0.0)) if state.is_file() else 0.0
+    if not state.is_file():
+        return 0.0
+    try:
+        flops = float(json.loads(state.read_text()).get("flops", 0.0))
+    except (OSError, ValueError, TypeError, AttributeError, RecursionError) as err:  # not JSON, not a dict, ...
+        sys.exit(f"error: {state} cannot be read ({sft.one_line(err)}); fix or delete it")
+    if not (math.isfinite(flops) and flops >= 0):
+        sys.exit(f"error: {state} gives flops {flops}; it must be a finite number >= 0")
+    return flops
 
 
 def run_eval(policy, args) -> dict:
@@ -515,14 +516,14 @@ def main(argv=None) -> None:
     if world > 1 and args.eval_temperature > 0:
         sys.exit("error: under torchrun evaluate greedily (--eval-temperature 0): FSDP ranks must "
                  "make the same generate() calls")
-    random.seed(args.seed + rank)  # seeded, not bit-exact
-    np.random.seed(args.seed + rank)
-    torch.manual_seed(args.seed + rank)
+    sft.seed_everything(args.seed + rank)  # random, numpy, torch: seeded, not bit-exact
     env_mod = evaluate.ENVS[args.env]
     out = Path(args.out)
-    last = sft.latest_checkpoint(out)
-    if last is not None and not args.resume:
+    if not args.resume and sft.latest_checkpoint(out):
         sys.exit(f"error: {out} already holds checkpoints; pass --resume to continue it or choose another --out")
+    last = sft.resume_checkpoint(out) if args.resume else None  # the newest intact checkpoint
+    if last is not None:  # the same run, not another one's checkpoint
+        sft.check_same_run(out, args, ("env", "vision", "model", "seed"))
     timing = {"warm start": 0.0, "rollouts": 0.0, "updates": 0.0, "evals": 0.0}
 
     # ---- the policy: the SFT warm start, or the run's own last checkpoint when resuming ----
@@ -544,9 +545,14 @@ def main(argv=None) -> None:
     scheduler = sft.cosine_schedule(optimizer, total_steps=max(args.lr_horizon, args.updates), warmup_frac=0.0)
     start, d_rl, d_buffer = 0, 0.0, 0.0
     if last is not None:
-        extra = sft.load_checkpoint(last, policy, optimizer, scheduler)
-        start, d_rl, d_buffer, flops_init = (extra["step"], extra["d_rl"], extra["d_buffer"], extra["flops_init"])
-        init_path = extra["init_path"]
+        try:
+            extra = sft.load_checkpoint(last, policy, optimizer, scheduler)
+            start, d_rl, d_buffer, flops_init = (extra["step"], extra["d_rl"], extra["d_buffer"], extra["flops_init"])
+            init_path = extra["init_path"]
+        except ValueError as err:
+            sys.exit(f"error: cannot resume from {last}: {err}")
+        except KeyError as key:
+            sys.exit(f"error: cannot resume from {last}: its trainer_state.json has no {key}")
         if rank == 0:
             print(f"resuming from {last} (update {start}/{args.updates})", flush=True)
     elif args.resume and rank == 0:
@@ -556,8 +562,7 @@ def main(argv=None) -> None:
     logger = sft.RunLogger(out, config, rank, resume_step=start if last else None)
     samples_path = out / "samples.jsonl"
     if rank == 0 and samples_path.exists():  # keep only what the resumed checkpoint has seen
-        kept = [ln for ln in samples_path.read_text().splitlines(True) if last and json.loads(ln)["step"] <= start]
-        samples_path.write_text("".join(kept))
+        samples_path.write_text(sft.lines_up_to(samples_path, start) if last else "")
     if rank == 0 and last is None:
         print(f"ppo: {run_name(args.env, args.vision)}, {n_params / 1e6:.2f}M parameters, {world} rank(s) x "
               f"{args.num_envs} envs, {args.rollout_steps} attempts/rank/update, {args.updates} updates, "

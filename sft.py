@@ -44,11 +44,13 @@ import functools
 import json
 import math
 import os
+import pickle
 import random
 import re
 import shutil
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -56,12 +58,14 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from PIL import Image
+from safetensors import SafetensorError, safe_open
 from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_optimizer_state_dict,
                                                      set_optimizer_state_dict)
 from tqdm import tqdm
 
 import generalpoints
-from evaluate import ENVS, MAX_NEW_TOKENS, evaluate, parse_splits
+from evaluate import (COUNT, COUNT_OR_0, ENVS, MAX_NEW_TOKENS, SEED, ArgumentParser, evaluate, number,
+                      out_problem, parse_splits)
 from policy import load_policy, setup_distributed, shard
 
 # -----------------------------------------------------------------------------------------------
@@ -101,21 +105,30 @@ class RunLogger:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         (self.path.parent / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-        kept = []
-        if resume_step is not None and self.path.exists():
-            for line in self.path.read_text().splitlines():
-                try:
-                    if json.loads(line).get("step", 0) <= resume_step:
-                        kept.append(line + "\n")
-                except (json.JSONDecodeError, AttributeError):
-                    pass
-        self.path.write_text("".join(kept))
+        resumed = resume_step is not None and self.path.exists()
+        self.path.write_text(lines_up_to(self.path, resume_step) if resumed else "")
 
     def log(self, record):
         """Append one JSON line (flushed at once, so a killed run loses nothing logged)."""
         if self.enabled:
             with open(self.path, "a") as f:
                 f.write(json.dumps(record) + "\n")
+
+
+def lines_up_to(path, step):
+    """The lines of a JSONL log (metrics.jsonl, ppo.py's samples.jsonl) whose "step" is at most
+    `step`, for a resumed run: what the killed run logged after its checkpoint is done again.
+    A half-written last line (kill -9 mid-write) is dropped, with any other line that does not parse."""
+    kept = []
+    for line in Path(path).read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except (ValueError, RecursionError):
+            continue
+        logged_at = record.get("step", 0) if isinstance(record, dict) else None
+        if isinstance(logged_at, (int, float)) and logged_at <= step:
+            kept.append(line + "\n")
+    return "".join(kept)
 
 
 def training_flops(n_params, tokens):
@@ -188,16 +201,108 @@ def save_checkpoint(out_dir, step, policy, optimizer, scheduler, extra, keep=2, 
 
 
 def _checkpoints(out_dir):
-    """Complete checkpoint folders of a run, oldest first."""
+    """Checkpoint folders of a run, oldest first. A checkpoint-STEP folder only ever appears by the
+    rename that completes it, so a file missing from one later was lost (checkpoint_problem)."""
     found = [(int(m.group(1)), p) for p in Path(out_dir).glob("checkpoint-*")
-             if (m := re.fullmatch(r"checkpoint-(\d+)", p.name)) and (p / "trainer_state.json").exists()]
+             if (m := re.fullmatch(r"checkpoint-(\d+)", p.name)) and p.is_dir()]
     return [p for _, p in sorted(found)]
 
 
 def latest_checkpoint(out_dir):
-    """The path of the newest complete checkpoint in out_dir, or None."""
+    """The path of the newest checkpoint in out_dir, or None."""
     found = _checkpoints(out_dir) if Path(out_dir).is_dir() else []
     return str(found[-1]) if found else None
+
+
+CHECKPOINT_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt", "rng-rank0.pt",
+                    "config.json", "value_head.safetensors")  # and the weights, one file or shards
+
+
+def checkpoint_problem(path):
+    """What makes a checkpoint folder unusable for --resume, in one line, or None if it looks intact.
+
+    Cheap, so it runs before any model is loaded: every file save_checkpoint writes must be there,
+    every JSON file must parse, every safetensors header must describe exactly the bytes present
+    (a truncated copy fails), every .pt must be a complete zip (torch.save's format, whose
+    directory is at the very end). Values inside the files are not read here: load_checkpoint
+    and load_policy still fail with one line on what this cannot see.
+        checkpoint_problem("runs/x/checkpoint-20") -> "runs/x/checkpoint-20/optimizer.pt is missing"
+    """
+    path = Path(path)
+    weights, index = ["model.safetensors"], path / "model.safetensors.index.json"
+    if index.exists():  # a large model is saved in shards, which the index names
+        try:
+            weights = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return f"{index} is corrupt"
+    for name in [*CHECKPOINT_FILES, *weights]:
+        if not (path / name).is_file():
+            return f"{path / name} is missing"
+    for file in sorted(path.iterdir()):
+        try:
+            if file.suffix == ".json":
+                json.loads(file.read_text())
+            elif file.suffix == ".safetensors":
+                with safe_open(file, "pt"):
+                    pass
+            elif file.suffix == ".pt":
+                zipfile.ZipFile(file).close()
+        except (OSError, ValueError, RecursionError, zipfile.BadZipFile, SafetensorError) as err:
+            return f"{file} is corrupt or truncated ({one_line(err)})"
+    state = json.loads((path / "trainer_state.json").read_text())
+    if not isinstance(state, dict) or not isinstance(state.get("step"), int):
+        return f"{path / 'trainer_state.json'} holds no step"
+    return None
+
+
+def resume_checkpoint(out_dir):
+    """The checkpoint --resume continues from: the newest intact one in out_dir, or None if the run
+    has none. A damaged newest checkpoint is named on stderr and the older kept one used instead;
+    when every checkpoint is damaged the run stops with one line naming the files."""
+    problems = []
+    for path in reversed(_checkpoints(out_dir) if Path(out_dir).is_dir() else []):
+        if (why := checkpoint_problem(path)) is None:
+            if problems and _rank() == 0:
+                print(f"warning: {'; '.join(problems)}; resuming from the older {path} instead",
+                      file=sys.stderr, flush=True)
+            return str(path)
+        problems.append(why)
+    if problems:
+        sys.exit(f"error: cannot resume {out_dir}, no intact checkpoint: {'; '.join(problems)}")
+    return None
+
+
+def check_same_run(out_dir, args, keys):
+    """Stop with one line when --resume would continue out_dir with other settings `keys` (e.g.
+    env, seed) than its config.json records: that would train another task's checkpoint, or
+    another run, and overwrite its config."""
+    path = Path(out_dir) / "config.json"
+    if not path.is_file():
+        return
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError) as err:
+        sys.exit(f"error: {path} cannot be read ({one_line(err)}); fix or delete it to resume")
+    changed = [k for k in keys if isinstance(saved, dict) and k in saved and saved[k] != getattr(args, k)]
+    if changed:
+        sys.exit(f"error: --resume of {out_dir} with a different {', '.join(changed)} than the run's "
+                 f"config.json ({', '.join(f'{k} {saved[k]!r}' for k in changed)})")
+
+
+def one_line(err):
+    """An exception as one short line (torch's and safetensors' messages run to paragraphs)."""
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+
+
+def _load_pt(file):
+    """torch.load of a checkpoint file, weights only (a pickle never runs code); ValueError with one
+    line naming the file when it cannot be read."""
+    try:
+        return torch.load(file, weights_only=True)
+    except pickle.UnpicklingError:
+        raise ValueError(f"{file}: refused, it holds more than tensors (torch.load weights_only)") from None
+    except (OSError, RuntimeError, EOFError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{file} is corrupt or truncated ({one_line(err)})") from None
 
 
 def load_checkpoint(path, policy, optimizer, scheduler):
@@ -206,19 +311,20 @@ def load_checkpoint(path, policy, optimizer, scheduler):
     The weights are restored by loading the policy from the checkpoint folder itself
     (policy = load_policy(path), then shard it as usual); this restores the optimizer, the
     scheduler and this rank's random states, and returns trainer_state.json (step, extra).
-    Every rank calls it; rank 0 reads the optimizer state and broadcasts it.
+    Every rank calls it; rank 0 reads the optimizer state and broadcasts it. A file that cannot
+    be read raises ValueError naming it (resume_checkpoint has already checked the obvious).
     """
     path, rank = Path(path), _rank()
-    optim_state = torch.load(path / "optimizer.pt", weights_only=True) if rank == 0 else {}
+    optim_state = _load_pt(path / "optimizer.pt") if rank == 0 else {}
     # strict=False: parameters that never got a gradient (the vision tower in a text-only run)
     # have no Adam state to restore
     set_optimizer_state_dict(_trained_modules(policy), optimizer, optim_state,
                              options=StateDictOptions(full_state_dict=True, strict=False,
                                                       broadcast_from_rank0=dist.is_initialized()))
-    scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
+    scheduler.load_state_dict(_load_pt(path / "scheduler.pt"))
     rng_file = path / f"rng-rank{rank}.pt"
     if rng_file.exists():  # absent when resuming on more ranks than the run was saved with
-        _set_rng_state(torch.load(rng_file, weights_only=True))
+        _set_rng_state(_load_pt(rng_file))
     return json.loads((path / "trainer_state.json").read_text())
 
 
@@ -279,6 +385,10 @@ def load_sft_file(path, vision):
         records = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         sys.exit(f"error: --data {path}: not valid JSON ({err})")
+    except RecursionError:  # json gives up on ~1000 levels of [[[...
+        sys.exit(f"error: --data {path}: JSON nested too deeply to read")
+    except OSError as err:
+        sys.exit(f"error: --data {path}: cannot be read ({err.strerror or err})")
     if not isinstance(records, list):
         sys.exit(f"error: --data {path}: expected a JSON list of records")
     examples, problems = [], []
@@ -314,8 +424,10 @@ def _parse_record(record, root, vision):
         if not vision:
             raise ValueError("has an image but --vision is off")
         image = root / str(image)
-        if not image.is_file():
-            raise ValueError(f"image {image} not found")
+        try:  # reads the header only; file_examples decodes the image when its batch comes
+            Image.open(image).close()
+        except (OSError, ValueError) as err:  # missing, not an image (PIL.UnidentifiedImageError), ...
+            raise ValueError(f"image {image} cannot be opened ({one_line(err)})") from None
         messages[0]["content"].insert(0, {"type": "image"})
     elif vision:
         raise ValueError("no 'image' but --vision is on")
@@ -329,8 +441,28 @@ def file_examples(records, start, n, seed):
     for i in range(start, start + n):
         epoch, pos = divmod(i, len(records))
         messages, image = records[_epoch_order(seed, epoch, len(records))[pos]]
-        out.append({"messages": messages, "image": Image.open(image).convert("RGB") if image else None})
+        try:
+            out.append({"messages": messages, "image": Image.open(image).convert("RGB") if image else None})
+        except OSError as err:  # a truncated image: its header read well in load_sft_file
+            sys.exit(f"error: --data: image {image} cannot be decoded ({one_line(err)})")
     return out
+
+
+def drop_too_long(records, policy):
+    """The records whose prompt and answer fit the model's context, in text tokens (an image counts
+    as the placeholder tokens of its chat template); the others are skipped with one counted
+    warning, like malformed records. A file with none that fits is an error."""
+    def length(messages):  # the prompt's tokens, then the answer's and its end-of-turn token
+        prompt = policy.tokenizer(policy.chat_text(messages[:-1]), add_special_tokens=False)["input_ids"]
+        return len(prompt) + len(policy.response_ids(messages[-1]["content"][0]["text"]))
+
+    kept = [(messages, image) for messages, image in records if length(messages) <= policy.context]
+    if not kept:
+        sys.exit(f"error: --data: no record fits the model's context of {policy.context} tokens")
+    if len(kept) < len(records) and _rank() == 0:
+        print(f"warning: --data: skipped {len(records) - len(kept)} of {len(records)} records longer than "
+              f"the model's context of {policy.context} tokens", file=sys.stderr)
+    return kept
 
 
 @functools.lru_cache(maxsize=4)
@@ -369,7 +501,7 @@ ADAM_BETAS, ADAM_EPS = (0.9, 0.98), 1e-7  # the paper's AdamW (SPEC §3), both p
 
 def parse_args(argv=None):
     """The command line (argv=None reads sys.argv). Flags left out take the --preset's values."""
-    p = argparse.ArgumentParser(description="Supervised fine-tuning on the ID split (the paper's SFT arm).")
+    p = ArgumentParser(description="Supervised fine-tuning on the ID split (the paper's SFT arm).")
     p.add_argument("--env", choices=sorted(ENVS), default="generalpoints",
                    help="task: generalpoints (GP) or virl (V-IRL)")
     p.add_argument("--vision", action="store_true",
@@ -380,17 +512,17 @@ def parse_args(argv=None):
     p.add_argument("--preset", choices=sorted(PRESETS), default="cpu",
                    help="default values of the flags below: cpu (tiny model, minutes on a laptop) or "
                         "paper (SPEC §3, for a real checkpoint on GPUs)")
-    p.add_argument("--steps", type=int, help="optimizer steps (cpu: 600; paper: 400, the public "
+    p.add_argument("--steps", type=COUNT, help="optimizer steps (cpu: 600; paper: 400, the public "
                    "GP-L checkpoint used to start RL; the paper's V-IRL-L one is 25)")
-    p.add_argument("--batch-size", type=int, help="global batch in examples, summed over ranks and "
+    p.add_argument("--batch-size", type=COUNT, help="global batch in examples, summed over ranks and "
                    "accumulation (cpu: 32; paper: 128 = 16 per GPU x 8)")
-    p.add_argument("--micro-batch-size", type=int, help="examples per forward/backward on one rank; "
+    p.add_argument("--micro-batch-size", type=COUNT, help="examples per forward/backward on one rank; "
                    "batch-size / (micro x ranks) micro-batches are accumulated (cpu: whole batch; paper: 16)")
-    p.add_argument("--lr", type=float, help="peak learning rate (cpu: 1e-3; paper: 1e-6 for L, 5e-7 for VL)")
-    p.add_argument("--warmup-frac", type=float, default=0.03,
+    p.add_argument("--lr", type=number(above=0), help="peak learning rate (cpu: 1e-3; paper: 1e-6 for L, 5e-7 for VL)")
+    p.add_argument("--warmup-frac", type=number(at_least=0, at_most=1), default=0.03,
                    help="share of the steps spent in linear warm-up before cosine decay (paper: 0.03)")
-    p.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay (paper: 0)")
-    p.add_argument("--max-grad-norm", type=float, default=1.0,
+    p.add_argument("--weight-decay", type=number(at_least=0), default=0.0, help="AdamW weight decay (paper: 0)")
+    p.add_argument("--max-grad-norm", type=number(above=0), default=1.0,
                    help="clip the global gradient norm to this (paper: 1.0, the HF Trainer default)")
     p.add_argument("--grad-checkpointing", action=argparse.BooleanOptionalAction,
                    help="recompute activations in the backward pass to save memory (cpu: off; paper: on)")
@@ -402,24 +534,24 @@ def parse_args(argv=None):
                    "turns (generalpoints.mixture_examples), instead of the ID split")
     p.add_argument("--eval-splits", help="comma-separated splits to evaluate (default: id, ood-rule, and "
                    "ood-visual with --vision; GeneralPoints also knows val-rule)")
-    p.add_argument("--eval-every", type=int, help="evaluate every N steps, at step 0 and at the end; "
+    p.add_argument("--eval-every", type=COUNT_OR_0, help="evaluate every N steps, at step 0 and at the end; "
                    "0 = never (cpu: 100; paper: 20)")
-    p.add_argument("--eval-episodes", type=int, help="episodes per split in those evaluations, a fixed "
+    p.add_argument("--eval-episodes", type=COUNT_OR_0, help="episodes per split in those evaluations, a fixed "
                    "set; 0 = the paper's count: GP 234, V-IRL 48 / 18 (cpu: 64; paper: 0)")
-    p.add_argument("--eval-max-new-tokens", type=int, help="longest answer in those evaluations; longer "
+    p.add_argument("--eval-max-new-tokens", type=COUNT, help="longest answer in those evaluations; longer "
                    "ones are cut off and fail. The tiny model's answers take <= 35 tokens, and an untrained "
                    "model always runs to the limit, so it sets the cost of early evaluations (cpu: 64; "
                    f"paper: {MAX_NEW_TOKENS})")
-    p.add_argument("--log-every", type=int, help="print and log the training loss every N steps (cpu: 10; paper: 1)")
-    p.add_argument("--save-every", type=int, help="checkpoint every N steps and at the end; the last "
+    p.add_argument("--log-every", type=COUNT, help="print and log the training loss every N steps (cpu: 10; paper: 1)")
+    p.add_argument("--save-every", type=COUNT_OR_0, help="checkpoint every N steps and at the end; the last "
                    "2 are kept (cpu: 200; paper: 20)")
-    p.add_argument("--init-flops", type=float, default=0.0,
+    p.add_argument("--init-flops", type=number(at_least=0), default=0.0,
                    help="compute already spent on --model, the D_init term of SFT's 6 N (D_init + D_sft) "
                         "(SPEC §3); 0 for the tiny model trained from scratch")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads of this process (default 1, or cores / "
+    p.add_argument("--threads", type=COUNT, default=None, help="CPU threads of this process (default 1, or cores / "
                    "ranks under torchrun; 2 threads trained 1.5x faster on a quiet 2-core machine and far "
                    "slower beside a busy neighbour, benchmarks/README.md)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the model init, the data and the RNGs")
+    p.add_argument("--seed", type=SEED, default=0, help="seed of the model init, the data and the RNGs")
     p.add_argument("--out", help="run folder (default: runs/sft-<gp|virl>-<l|vl>)")
     p.add_argument("--resume", action="store_true",
                    help="continue from the newest checkpoint in --out (starts fresh if there is none)")
@@ -430,12 +562,8 @@ def parse_args(argv=None):
         args.lr = 1e-3 if preset == "cpu" else (5e-7 if args.vision else 1e-6)
     if args.out is None:
         args.out = f"runs/sft-{'gp' if args.env == 'generalpoints' else 'virl'}-{'vl' if args.vision else 'l'}"
-    for flag in ("steps", "batch_size", "micro_batch_size", "log_every", "eval_max_new_tokens", "threads"):
-        if getattr(args, flag) is not None and getattr(args, flag) < 1:
-            p.error(f"--{flag.replace('_', '-')} must be at least 1")
-    for flag in ("eval_every", "eval_episodes", "save_every"):
-        if getattr(args, flag) < 0:
-            p.error(f"--{flag.replace('_', '-')} must be 0 or more")
+    if why := out_problem(args.out):
+        p.error(f"--out {why}")
     if args.data is not None and not Path(args.data).is_file():
         p.error(f"--data {args.data}: no such file")
     if args.mixture and (args.env != "generalpoints" or args.data):
@@ -472,15 +600,11 @@ def run(args):
     rank, world, device = setup_distributed()
     env_module = ENVS[args.env]
     out = Path(args.out)
-    resume_from = latest_checkpoint(out) if args.resume else None
     if not args.resume and latest_checkpoint(out):
         sys.exit(f"error: {out} already holds checkpoints; pass --resume to continue it or choose another --out")
-    if resume_from and (out / "config.json").exists():  # the same run, not another one's checkpoint
-        saved = json.loads((out / "config.json").read_text())
-        changed = [k for k in ("env", "vision", "data", "mixture", "batch_size", "seed")
-                   if saved.get(k, False if k == "mixture" else None) != getattr(args, k)]
-        if changed:
-            sys.exit(f"error: --resume of {out} with a different {', '.join(changed)} than the run's config.json")
+    resume_from = resume_checkpoint(out) if args.resume else None  # the newest intact checkpoint
+    if resume_from:  # the same run, not another one's checkpoint
+        check_same_run(out, args, ("env", "vision", "data", "mixture", "batch_size", "seed"))
     micro = args.micro_batch_size or max(1, args.batch_size // world)
     if args.batch_size % (micro * world):
         sys.exit(f"error: --batch-size {args.batch_size} is not a multiple of --micro-batch-size "
@@ -496,6 +620,8 @@ def run(args):
                              threads=args.threads or (None if world > 1 else 1))  # torchrun: cores / ranks (setup_distributed)
     except ValueError as err:
         sys.exit(f"error: {err}")
+    if records is not None:
+        records = drop_too_long(records, policy)
     n_params = policy.num_params
     if args.grad_checkpointing:
         policy.model.activation_checkpointing_enable()  # before FSDP wraps the blocks
@@ -506,7 +632,10 @@ def run(args):
     scheduler = cosine_schedule(optimizer, args.steps, args.warmup_frac)
     state = {"tokens": 0, "flops": args.init_flops, "examples_seen": 0}
     if resume_from:
-        state = load_checkpoint(resume_from, policy, optimizer, scheduler)
+        try:
+            state = load_checkpoint(resume_from, policy, optimizer, scheduler)
+        except ValueError as err:
+            sys.exit(f"error: cannot resume from {resume_from}: {err}")
     start = state.pop("step", 0)
     if start > args.steps:
         sys.exit(f"error: {resume_from} is past --steps {args.steps}")

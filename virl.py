@@ -1,53 +1,65 @@
-"""V-IRL navigation, the second task of "SFT Memorizes, RL Generalizes" (SPEC.md §2), offline.
+"""V-IRL navigation, the second task of "SFT Memorizes, RL Generalizes" (the paper's Section 4.2), offline.
 
 The task. An agent stands in a city and is given numbered route instructions, e.g.
     1. First, turn slightly left to face north.
     2. Move forward until you reach next intersection where Alder Cafe is on your right front.
     3. Turn right to face east.
     4. Move forward until you reach destination where Quill Books is on your left.
-It walks a "rail" of positions: the route's intersections, points interpolated between them
-(`straight_line_length` points per street, each dropped with probability `drop_rate`), and the
-destination. At every position it answers one JSON object
+It walks a "rail" of positions: the start, then for each street its forward points and its end
+(an intersection, or the destination). At every position it answers one JSON object
     {"current observation": ..., "current instruction": ..., "action": ...}
 whose action must be `turn_direction(<x>)` at the start and at intersections, `forward()`
 between, and `stop()` at the destination. The action space is absolute (x = one of the 8
 compass directions; the ID split) or relative (x = left / right / slightly left / slightly
 right; the rule-OOD split); the instructions always carry both words.
 
-The paper's protocol (SPEC §2): V-IRL-L sees its observation history as text ("O_i: Alder Cafe
-is on your right front; You observe an intersection" / "A_i: turn_direction(east)"); V-IRL-VL
-sees the current position as a 2x2 grid of street views instead. Rewards per attempt: correct
-action +1 (the agent moves, or the route ends at the destination); wrong observation -1.5;
-wrong action -1 (not executed); 2 attempts per position (VIter), the second after a user turn
-"You failed this trial because <reason>"; exhausting them adds -1 and ends the route, failed.
-Evaluation: ID and rule-OOD on the same 48 routes, visual-OOD on 2 routes in each of 9 cities.
+The protocol follows the public code (gym_virl navigation_environment.py, utils_rl.py,
+prompt_lib/prompts.py, rl/trainer/llama_trainer.py). The user turn is the public Q_VIRL_L /
+Q_VIRL_VL text word for word (`prompt_text`): V-IRL-L sees its observation history as text
+("O_2: Alder Cafe is on your right front; You observe an intersection" / "A_2:
+turn_direction(east)"); V-IRL-VL sees the current position as a 2x2 grid of street views.
+Rewards per attempt: correct action +1 (the agent moves, or the route ends at the destination);
+wrong observation -1.5; wrong action -1 (not executed). 2 attempts per position (VIter), the
+second after the user turn "You failed this trial because <reason>." in the public words, which
+restate the output format; exhausting them adds -1 and ends the route, failed. Evaluation: ID
+and rule-OOD on the same 48 routes, visual-OOD on 2 routes in each of 9 cities.
 
 The verifier checks, in this order (the public code's order): (1) the action equals the ground
 truth -> correct, +1, whatever the observation says; (2) otherwise the "current observation"
 is checked: it must say "intersection" exactly when the agent is at one, and must name exactly
 the landmarks of the route that are in view (none between intersections) -> else
-wrong_observation, -1.5; (3) otherwise wrong_action, -1. An answer without a readable action is
-a wrong action. JSON is read leniently (code fences, text around it, single quotes, trailing
-commas); the verifier never raises.
+wrong_observation, -1.5; (3) otherwise wrong_action, -1. It reads at most MAX_RESPONSE_CHARS of
+an answer, in linear time, and never raises.
 
-What is ours (not the paper's):
-  * synthetic cities instead of Google Street View: a jittered street grid with bent streets and
-    two diagonal avenues (so all 8 headings and all 4 turn classes occur), named shops at
-    intersection corners and along streets, drawn in code in 10 visual styles ("train" plus 9
-    for visual-OOD: palette, facade pattern, sign font and colours, landmark names). Routes are
-    written in the public route_infos.json format, so a real route file loads the same way
-    (`load_routes`) and is drawn from the route alone;
-  * the relative turn is wrapped into (-180, 180] (north -> west is "left"; the public code
-    says "right");
-  * the grid layout is [front, right / back, left], as the prompt says (the public code's
-    order differs); V-IRL-VL's current step says only "You observe an image of 4 views" (the
-    public code also tells it whether it is at an intersection);
-  * the observation check covers the landmarks too (SPEC §2; the public verifier checks only
-    the intersection); the rail's interpolated points lie strictly between intersections, at
-    i / (straight_line_length + 1) (the public code's last one falls on the intersection);
-  * fixed route pools: 1000 training routes in the training city (seed 0), 100 in each other
-    city; evaluation routes come from seed 1, leaving out any route of the training pool;
-  * the prompt wording is the paper's, shortened; one observation wording "No landmark nearby".
+Where we differ from the public code, and why (everything else is word for word):
+  * synthetic cities instead of Google Street View, whose panoramas cannot be downloaded: a
+    jittered street grid with bent streets and two diagonal avenues (so all 8 headings and all
+    4 turn classes occur), named shops, drawn in code in 10 visual styles ("train" plus 9 for
+    visual-OOD). Routes use the public route_infos.json format, so a real route file loads
+    the same way (`load_routes`) and is drawn from the route alone;
+  * the relative turn is wrapped into (-180, 180]: the public code does not wrap, so north ->
+    west says "right" (a bug; it changes about 22% of the turn words);
+  * the grid is laid out [front, right / back, left], as the prompt says it is (the public
+    code pastes its diagonal views in another order);
+  * V-IRL-VL's current step reads "O_n: You observe an image of 4 views; " everywhere: the
+    public code appends "You observe an intersection" at intersections, which gives the
+    intersection away in text;
+  * the observation check compares with the true position: the public code compares with the
+    landmark-only field, so its "you are at an intersection" never fires (a bug). It also
+    checks the landmarks the observation names (a wrong one is a wrong observation too); that
+    outcome has our own message in the public style;
+  * the action is read leniently (case, spaces, quotes; JSON in code fences or with trailing
+    commas; a repeated key counts once, the first); an unreadable action is a wrong action
+    without an observation check; "no intersection" counts as a negation. The public code
+    compares exact strings, which scores the format rather than the decision;
+  * exhausting the attempts adds -1 to the last failed attempt and ends the route (the public
+    code generates a third answer only to give it -1): one outcome per attempt;
+  * forward points sit exactly on the street (the public code snaps them to the nearest
+    panorama; there are none here); the count rule is the public one;
+  * fixed route pools, the same in every run: 1000 training routes in the training city
+    (seed 0), 100 in each other city; evaluation routes from seed 1, leaving out any training
+    route (the public code draws 48 routes with replacement from its route file);
+  * street views are 448 px grids by default, for the CPU; `PAPER_GRID_SIZE` is the public size.
 
 Run it:
     python virl.py --show out/ [--city harbor] [--seed 3]   # route map + the views along the route
@@ -59,7 +71,7 @@ import math
 import random
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -67,25 +79,49 @@ from PIL import Image, ImageDraw, ImageFont
 
 from generalpoints import Verdict
 
-ANSWER_KEY = "action"  # the "answer" part of a response starts at this key (SPEC §3)
-MAX_ATTEMPTS = 2  # VIter: attempts per position (SPEC §2)
+ANSWER_KEY = "action"  # the "answer" part of a response starts here (public configs: pattern_language ["action"])
+MAX_ATTEMPTS = 2  # VIter: attempts per position (public configs: verify_iter 2)
 SPLITS = ("id", "ood-rule", "ood-visual")
 ACTIONS = ("absolute", "relative")
 COMPASS = ("north", "northeast", "east", "southeast", "south", "southwest", "west", "northwest")
 TURNS = ("left", "right", "slightly left", "slightly right")
 SIDES = ("front", "right front", "right", "right behind", "behind", "left behind", "left", "left front")
+# Observation texts, as the public env writes them (navigation_environment.py): a milestone block
+# without a landmark says "No landmark nearby", the start and the forward points "No landmarks
+# nearby" (plural); the oracle observation is "<landmark text>; <intersection text>", where the
+# intersection text is empty at the start, the forward points and the destination.
 NO_LANDMARK = "No landmark nearby"
+NO_LANDMARKS = "No landmarks nearby"
 AT_INTERSECTION = "You observe an intersection"
-OBSERVATION_CHOICES = (NO_LANDMARK, f"{NO_LANDMARK}; {AT_INTERSECTION}")  # for random stand-ins
+OBSERVATION_CHOICES = (f"{NO_LANDMARKS}; ", f"{NO_LANDMARK}; {AT_INTERSECTION}")  # for random stand-ins
 REWARDS = {"correct": 1.0, "wrong_action": -1.0, "wrong_observation": -1.5}
-MESSAGES = {"correct": "the action is correct", "no_action": 'your answer has no "action" from the action space',
-            "at": "you are at an intersection", "not_at": "you are not at any intersection",
-            "landmarks": "your observation of the landmarks is wrong", "wrong_action": "you made an incorrect action"}
+# Feedback (public code: utils_rl.py, step_rewards_virl). format_token there is a plain string, so
+# the model really sees "{{" and "}}"; the message is then joined as reason + "." (aggregate_fn).
+OUTPUT_FORMAT = """
+[Output]
+{{
+  "current observation": latest observation from the streetview grid,
+  "current instruction": analyze the full instruction and identify the sentence to be executed,
+  "action": the action to be taken chosen from the action space,
+}}"""
+MESSAGES = {"correct": "Correct action",
+            "wrong_action": "you make incorrect action. Please avoid this action and try again in the same format:"
+                            + OUTPUT_FORMAT,
+            "not_at": "you are not at any intersection. Please avoid this observation and try again in the same "
+                      "format:" + OUTPUT_FORMAT,
+            "at": "you are at an intersection. Please avoid this observation and try again in the same format:"
+                  + OUTPUT_FORMAT,
+            # ours: the public verifier has no landmark check; worded like its other observation
+            # messages and like GP-VL's "you recognized wrong cards"
+            "landmarks": "you recognized wrong landmarks. Please avoid this observation and try again in the same "
+                         "format:" + OUTPUT_FORMAT}
 EXHAUSTED_PENALTY = -1.0  # added by the env to the last failed attempt
-FEEDBACK = "You failed this trial because {}."
+FEEDBACK = "You failed this trial because {}."  # llama_trainer.py's user turn, with aggregate_fn's "."
 N_TRAIN_ROUTES, N_CITY_ROUTES, N_EVAL_ROUTES, N_EVAL_PER_CITY = 1000, 100, 48, 2
 GRID_SIZE = 448  # default street-view grid, pixels per side (two 222-pixel views + a 4-pixel line)
+PAPER_GRID_SIZE = 2 * 1200 + 5  # the public grid: resolution 1200 per view + a 5-pixel line (navigation_environment.py)
 LANDMARK_RADIUS = 30.0  # metres: a corner shop this close to an intersection is seen there
+MIN_GAP_M = 8.0  # metres: a forward point this close to a street's end is dropped (public code, relocation: true)
 M_PER_DEG = 111_320.0  # metres per degree of latitude (flat-earth conversion, fine for a city)
 
 
@@ -154,7 +190,8 @@ def wrap(deg):
 
 
 def relative_turn(prev_heading, next_heading):
-    """SPEC §2: below -45 left, above 45 right, [-45, 0] slightly left, (0, 45] slightly right."""
+    """Below -45 left, above 45 right, [-45, 0] slightly left, (0, 45] slightly right (public code:
+    navigation_environment.py, _parse_instruction_and_rail), on the wrapped difference (ours)."""
     d = wrap(next_heading - prev_heading)
     if d < -45:
         return "left"
@@ -369,7 +406,7 @@ def route_from_json(d):
 
 
 def load_routes(path):
-    """Routes from a route_infos.json file: [route_list, route_count] (SPEC §2)."""
+    """Routes from a route_infos.json file: [route_list, route_count] (the public format)."""
     data = json.loads(Path(path).read_text())
     return [route_from_json(d) for d in data[0]]
 
@@ -397,12 +434,15 @@ def landmark_names(route):
 
 
 def instructions(route):
-    """The numbered sentences of SPEC §2 (without the numbers), two per milestone block."""
+    """The instruction sentences (without their numbers), two per milestone block, as the public
+    code words them (navigation_environment.py, _parse_instruction_and_rail): the last block
+    always says "Turn", even when it is also the first."""
     out, prev = [], route.init_heading
+    last = len(route.headings) - 1
     for k, (h, word, seen) in enumerate(zip(route.headings, route.directions, route.landmarks)):
-        out.append(f"{'First, turn' if k == 0 else 'Turn'} {relative_turn(prev, h)} to face {word}.")
+        out.append(f"{'First, turn' if 0 == k < last else 'Turn'} {relative_turn(prev, h)} to face {word}.")
         prev = h
-        if k == len(route.headings) - 1:
+        if k == last:
             out.append(f"Move forward until you reach destination where {seen}.")
         else:
             where = "." if seen == NO_LANDMARK else f" where {seen}."
@@ -426,85 +466,142 @@ class Position:
 
 
 def build_rail(route, straight_line_length=5, drop_rate=0.5, rng=None):
-    """The rail of positions (as the public code): start, then for each street the interpolated
-    forward() points (each dropped with probability drop_rate) and its end."""
+    """The rail of positions, as the public code lays it (navigation_environment.py,
+    _parse_instruction_and_rail, with relocation: true as in every public config): the start,
+    then for each street longer than 5 m its forward() points and its end. The candidates lie at
+    i / straight_line_length of the street (i = 1 .. straight_line_length); each is dropped with
+    probability drop_rate, and any within MIN_GAP_M of either end is dropped as well, so the last
+    one (on the end itself) never stays. A 100 m street keeps 4 x 0.5 = 2.0 points on average.
+
+    Observations are the public oracle texts: "No landmarks nearby; " at the start and the
+    forward points, "<landmarks>; You observe an intersection" at an intersection, "<landmarks>; "
+    at the destination. The start heading is the route's init_heading (see `start_heading`)."""
     rng = rng or random.Random(0)
     sent = instructions(route)
     points = [route.start] + route.geocodes
     heads = [route.init_heading] + route.headings
     last = len(points) - 1
-    rail = []
-    for k, geo in enumerate(points):
-        if k > 0:
-            prev = points[k - 1]
+    rail = [_end_position(route, sent, heads, 0, last)]
+    for k in range(1, len(points)):
+        prev, geo = points[k - 1], points[k]
+        if distance(prev, geo) > 5:
             for i in range(1, straight_line_length + 1):
-                if rng.random() < drop_rate:
+                if rng.random() < drop_rate:  # drawn for every candidate, as the public code does
                     continue
-                f = i / (straight_line_length + 1)
+                f = i / straight_line_length
                 p = (prev[0] + f * (geo[0] - prev[0]), prev[1] + f * (geo[1] - prev[1]))
-                rail.append(Position(p, heads[k], "forward()", "forward()", NO_LANDMARK, False, None, None,
+                if distance(prev, p) <= MIN_GAP_M or distance(geo, p) <= MIN_GAP_M:
+                    continue
+                rail.append(Position(p, heads[k], "forward()", "forward()", f"{NO_LANDMARKS}; ", False, None, None,
                                      (heads[k], (heads[k] + 180) % 360), sent[2 * k - 1]))
-        seen = NO_LANDMARK if k == 0 else route.landmarks[k - 1]
-        inter = 0 < k < last
-        name, where = _name(seen)
-        if k < last:
-            turn = relative_turn(heads[k], heads[k + 1])
-            action, rel = f"turn_direction({route.directions[k]})", f"turn_direction({turn})"
-        else:
-            action = rel = "stop()"
-        rail.append(Position(geo, heads[k], action, rel, f"{seen}; {AT_INTERSECTION}" if inter else seen, inter,
-                             name, where, tuple(route.roads[k]), sent[2 * k] if k < last else sent[-1]))
+        rail.append(_end_position(route, sent, heads, k, last))
     return rail
+
+
+def _end_position(route, sent, heads, k, last):
+    """Point k of [start] + route.geocodes: the start (k = 0), an intersection or the destination."""
+    seen = NO_LANDMARKS if k == 0 else route.landmarks[k - 1]
+    inter = 0 < k < last
+    name, where = _name(seen)
+    if k < last:
+        action = f"turn_direction({route.directions[k]})"
+        rel = f"turn_direction({relative_turn(heads[k], heads[k + 1])})"
+    else:
+        action = rel = "stop()"
+    return Position(route.geocodes[k - 1] if k else route.start, heads[k], action, rel,
+                    f"{seen}; {AT_INTERSECTION if inter else ''}", inter, name, where, tuple(route.roads[k]),
+                    sent[2 * k] if k < last else sent[-1])
+
+
+def start_heading(route, rng):
+    """The route as one episode starts it: init_heading 0 (unknown, in the public format) becomes a
+    random heading in 0..359, drawn anew on every reset (public code: navigation_environment.py,
+    reset). Our synthetic routes have 1..359 and are returned unchanged."""
+    if route.init_heading != 0:
+        return route
+    return replace(route, init_heading=rng.randint(0, 359))
 
 
 # ---------------------------------------------------------------------------------------------
 # THE VERIFIER
 # ---------------------------------------------------------------------------------------------
-_KEY_RE = {k: re.compile(r"""(["'])%s\1\s*:\s*(["'])(.*?)\2""" % k, re.S | re.I)
+_KEY_RE = {k: re.compile(r"""(["'])%s\1\s*:\s*(["'])""" % k, re.I)
            for k in ("current observation", "current instruction", "action")}
 _ACTION_RE = re.compile(r"(forward|stop|turn_direction)\s*\(\s*[\"']?([a-z ]*?)[\"']?\s*\)")
-MAX_RESPONSE_CHARS = 65536
+_NEGATION_RE = re.compile(r"\b(no|not)\b")
+_CLAUSE_RE = re.compile(r"[.;,]")
+MAX_RESPONSE_CHARS = 65536  # the verifier reads at most this much of a response (as GeneralPoints)
+
+
+def _first_keys(pairs):
+    """json.loads hook: a key given twice keeps its first value (GeneralPoints reads the first too)."""
+    d = {}
+    for k, v in pairs:
+        d.setdefault(k, v)
+    return d
 
 
 def parse_answer(text):
-    """A response -> {key: str}; lenient: the outermost {...}, trailing commas, single quotes."""
+    """A response -> {key: str}; lenient: the outermost {...}, trailing commas, single quotes.
+    A key that appears twice counts once, the first time. Linear in the (capped) length."""
     text = str(text)[:MAX_RESPONSE_CHARS]
     a, b = text.find("{"), text.rfind("}")
     body = text[a:b + 1] if 0 <= a < b else text
     for candidate in (body, re.sub(r",\s*([}\]])", r"\1", body)):
         try:
-            d = json.loads(candidate)
-            if isinstance(d, dict):
-                return {str(k).strip().lower(): v if isinstance(v, str) else json.dumps(v) for k, v in d.items()}
+            d = json.loads(candidate, object_pairs_hook=_first_keys)
         except (ValueError, RecursionError):
             continue
-    return {k: m[3] for k, r in _KEY_RE.items() if (m := r.search(body))}
+        if isinstance(d, dict):
+            out = {}
+            for k, v in d.items():
+                out.setdefault(str(k).strip().lower(), v if isinstance(v, str) else json.dumps(v))
+            return out
+    out = {}  # not JSON: the first `"key": "value"` of each key, in either quotes
+    for k, r in _KEY_RE.items():
+        if m := r.search(body):
+            end = body.find(m[2], m.end())
+            if end >= 0:
+                out[k] = body[m.end():end]
+    return out
 
 
 def normalize_action(text):
     """' Turn_Direction( "North" ) ' -> 'turn_direction(north)'; unreadable -> ''."""
-    m = _ACTION_RE.fullmatch(re.sub(r"\s+", " ", str(text).strip().lower()))
+    m = _ACTION_RE.fullmatch(re.sub(r"\s+", " ", str(text)[:MAX_RESPONSE_CHARS].strip().lower()))
     return f"{m[1]}({m[2].strip()})" if m else ""
 
 
 def says_intersection(text):
-    t = text.lower()
-    return "intersection" in t and not re.search(r"\b(no|not)\b[^.;,]*intersection", t)
+    """Whether an observation says the agent is at an intersection: "intersection" appears, and no
+    clause (text between . ; ,) puts "no" / "not" before it. "There is no intersection here" ->
+    False. One pass over at most MAX_RESPONSE_CHARS characters (a regex over the whole text,
+    r"\b(no|not)\b[^.;,]*intersection", took seconds on a long answer full of "no")."""
+    t = str(text)[:MAX_RESPONSE_CHARS].lower()
+    if "intersection" not in t:
+        return False
+    for clause in _CLAUSE_RE.split(t):
+        i = clause.rfind("intersection")
+        m = _NEGATION_RE.search(clause) if i > 0 else None
+        if m and m.end() <= i:  # the clause's first negation comes before its last "intersection"
+            return False
+    return True
 
 
 def verify(response, position, actions="absolute", names=()):
-    """Score one answer at a rail position (order: action, then observation; see the docstring)."""
+    """Score one answer at a rail position (order: action, then observation; see the docstring).
+    The messages are the public code's (utils_rl.py, step_rewards_virl), the landmark one ours."""
     answer = parse_answer(response)
     action = normalize_action(answer.get("action", ""))
     if action == (position.action if actions == "absolute" else position.relative):
         return Verdict("correct", REWARDS["correct"], MESSAGES["correct"])
-    if not action:
-        return Verdict("wrong_action", REWARDS["wrong_action"], MESSAGES["no_action"])
-    seen = answer.get("current observation", "")
+    if not action:  # ours: no readable action is a wrong action, whatever the observation says
+        return Verdict("wrong_action", REWARDS["wrong_action"], MESSAGES["wrong_action"])
+    seen = answer.get("current observation", "")[:MAX_RESPONSE_CHARS].lower()
     if says_intersection(seen) != position.intersection:
         why = MESSAGES["at" if position.intersection else "not_at"]
         return Verdict("wrong_observation", REWARDS["wrong_observation"], why)
-    if {n for n in names if n.lower() in seen.lower()} != ({position.landmark} if position.landmark else set()):
+    if {n for n in names if n.lower() in seen} != ({position.landmark} if position.landmark else set()):
         return Verdict("wrong_observation", REWARDS["wrong_observation"], MESSAGES["landmarks"])
     return Verdict("wrong_action", REWARDS["wrong_action"], MESSAGES["wrong_action"])
 
@@ -515,44 +612,93 @@ def action_space(relative=False):
 
 
 # ---------------------------------------------------------------------------------------------
-# PROMPTS (the paper's Q_VIRL_L / Q_VIRL_VL, shortened)
+# PROMPTS: the public Q_VIRL_L / Q_VIRL_VL (prompt_lib/prompts.py), word for word, quirks kept:
+# the leading newline, "stree tviews", the space after "executed.", the line break after "You".
 # ---------------------------------------------------------------------------------------------
-_PROMPT = """[Task Description]
-You are an expert in navigation. Follow the instructions{vl}. Given your observation and action \
-history, identify the instruction sentence to execute now and the action to take.
+Q_VIRL_L = """
+[Task Description]
+You are an expert in navigation. You will receive a sequence of instructions to follow. You
+are also provided with your observation and action history in text. Your goal is to first analyze the instruction and identify the next sentence to be executed. \n\
+Then, you need to provide the action to be taken based on the current observation and instruction.
 
 [Instruction]
 {instruction}
-{grid}
+
 [Action space]
-"forward()": move forward one step
-"turn_direction(x)": face direction x, one of {directions}
-"stop()": the navigation is finished
+{action_space}
 
 [Observations and actions sequence]
-{history}
+{obs_act_seq}
 
 [Output]
-{{"current observation": latest observation, "current instruction": the sentence to execute, \
-"action": an action from the action space}}"""
-_GRID = """
-[Observation format]
-You observe a 2x2 grid of street views: [front, right / back, left]. Say whether you see an \
-intersection and which landmarks of the instruction are visible.
+{{
+  "current observation": latest observation from the observation sequence,
+  "current instruction": analyze the full instruction and identify the sentence to be executed,
+  "action": the action to be taken chosen from the action space,
+}}
 """
+Q_VIRL_VL = """
+[Task Description]
+You are an expert in navigation. You will receive a sequence of instructions to follow while observing your surrounding stree tviews. You
+are also provided with your observation and action history in text. Your goal is to first analyze the instruction and identify the next sentence to be executed. \n\
+Then, you need to provide the action to be taken based on the current observation and instruction.
+
+[Instruction]
+{instruction}
+
+[Observation format]
+You observe a 2x2 grid of streetview images with the following headings:
+[front, right
+ back, left]
+You need to identify if any of the landmarks in the instruction are visible in the street view grid.
+
+[Action space]
+{action_space}
+
+[Observations and actions sequence]
+{obs_act_seq}
+
+[Output]
+{{
+  "current observation": latest observation from the street view grid,
+  "current instruction": analyze the full instruction and identify the sentence to be executed,
+  "action": the action to be taken chosen from the action space,
+}}
+"""
+# public code: utils_rl.py, set_str_action_space (absolute_action true / false)
+ACTION_SPACE_TEXT = {
+    "absolute": """"forward()": indicates moving forward one step
+"turn_direction(x)": indicates adjust the ego agent direction towards x direction. x could be any following 8 \
+directions ['north', 'northeast', 'east', 'southeast', 'south', 'southwest', 'west', 'northwest']
+"stop()": indicates the navigation is finished.""",
+    "relative": """"forward()": indicates moving forward one step
+"turn_direction(x)": indicates adjust the ego agent direction towards x direction. x could be any following \
+['left', 'right', 'slightly left', 'slightly right']
+"stop()": indicates the navigation is finished."""}
+VL_NOW = "You observe an image of 4 views; "  # ours: without the public "You observe an intersection"
 
 
-def prompt_text(sentences, rail, pos, actions="absolute", vision=False):
-    """The user turn at rail position `pos`: instructions, action space, O_i / A_i history."""
+def history_text(rail, pos, actions="absolute", vision=False):
+    r"""The [Observations and actions sequence] at rail position pos, as the public env writes it
+    (navigation_environment.py, get_observation_action_sequence): "O_i: <observation>" and
+    "A_i: <action>" for each passed position, then the current "O_n: ..." and "A_n: ", every line
+    ending in a newline. At pos 1 with absolute actions:
+        "O_1: No landmarks nearby; \nA_1: turn_direction(north)\nO_2: No landmarks nearby; \nA_2: \n"
+    V-IRL-VL's current observation is VL_NOW."""
     lines = []
     for i, p in enumerate(rail[:pos]):
         lines += [f"O_{i + 1}: {p.observation}", f"A_{i + 1}: {p.action if actions == 'absolute' else p.relative}"]
-    now = "You observe an image of 4 views" if vision else rail[pos].observation  # V-IRL-VL: see the image
-    lines += [f"O_{pos + 1}: {now}", f"A_{pos + 1}:"]
-    return _PROMPT.format(vl=" while observing your surrounding street views" if vision else "",
-                          instruction="\n".join(f"{i + 1}. {s}" for i, s in enumerate(sentences)),
-                          grid=_GRID if vision else "", history="\n".join(lines),
-                          directions=", ".join(COMPASS if actions == "absolute" else TURNS))
+    lines += [f"O_{pos + 1}: {VL_NOW if vision else rail[pos].observation}", f"A_{pos + 1}: "]
+    return "".join(line + "\n" for line in lines)
+
+
+def prompt_text(sentences, rail, pos, actions="absolute", vision=False):
+    r"""The user turn at rail position pos: Q_VIRL_L (Q_VIRL_VL with vision) filled in as the public
+    trainer does (rl/trainer/llama_trainer.py): instruction "1. <sentence>\n2. <sentence>\n...",
+    action_space ACTION_SPACE_TEXT, obs_act_seq history_text."""
+    return (Q_VIRL_VL if vision else Q_VIRL_L).format(
+        instruction="".join(f"{i + 1}. {s}\n" for i, s in enumerate(sentences)),
+        action_space=ACTION_SPACE_TEXT[actions], obs_act_seq=history_text(rail, pos, actions, vision))
 
 
 def answer_text(position, actions="absolute"):
@@ -603,7 +749,7 @@ class NavigationEnv:
     def reset(self, seed=None):
         if seed is not None:
             self.rng = random.Random(seed)
-        self.route = self.routes[self.rng.randrange(len(self.routes))]
+        self.route = start_heading(self.routes[self.rng.randrange(len(self.routes))], self.rng)
         self.rail = build_rail(self.route, self.straight_line_length, self.drop_rate, self.rng)
         self.names, self.sentences = landmark_names(self.route), instructions(self.route)
         self.verdict, self.clean, self.done, self.steps_correct = None, True, False, 0
@@ -679,26 +825,30 @@ def eval_routes(split):
     return tuple(out)
 
 
-def make_env(split="id", vision=False, max_attempts=MAX_ATTEMPTS, seed=None):
+def make_env(split="id", vision=False, max_attempts=MAX_ATTEMPTS, seed=None, image_size=GRID_SIZE):
     """A training / rollout env: training-city routes (absolute actions for id, relative for
-    ood-rule); ood-visual: the routes of the 9 other cities, absolute actions."""
+    ood-rule); ood-visual: the routes of the 9 other cities, absolute actions. image_size: the
+    street-view grid's side in pixels (PAPER_GRID_SIZE for the public 2 x 1200 px grid)."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose from {SPLITS}")
     routes = [r for c in OOD_CITIES for r in route_pool(c)] if split == "ood-visual" else route_pool("train")
-    return NavigationEnv(routes, "relative" if split == "ood-rule" else "absolute", vision, max_attempts, seed=seed)
+    return NavigationEnv(routes, "relative" if split == "ood-rule" else "absolute", vision, max_attempts, seed=seed,
+                         image_size=image_size)
 
 
-def eval_envs(split, n=None, vision=False, max_attempts=MAX_ATTEMPTS):
+def eval_envs(split, n=None, vision=False, max_attempts=MAX_ATTEMPTS, image_size=GRID_SIZE):
     """The fixed evaluation routes of a split, one env each: env i's first reset() starts route i
-    with the same rail in every call and process (ID and rule-OOD share routes and rails)."""
+    with the same rail in every call and process (ID and rule-OOD share routes and rails).
+    image_size as in make_env."""
     routes = eval_routes(split)[:n]
     actions = "relative" if split == "ood-rule" else "absolute"
-    return [NavigationEnv([r], actions, vision, max_attempts, seed=f"virl-eval/{i}") for i, r in enumerate(routes)]
+    return [NavigationEnv([r], actions, vision, max_attempts, seed=f"virl-eval/{i}", image_size=image_size)
+            for i, r in enumerate(routes)]
 
 
-def sft_examples(n, city="train", actions="absolute", vision=False, seed=0):
+def sft_examples(n, city="train", actions="absolute", vision=False, seed=0, image_size=GRID_SIZE):
     """n optimal single-turn pairs, each a random position of a random training route:
-    {"messages": [user prompt, assistant answer], "image": PIL or None}."""
+    {"messages": [user prompt, assistant answer], "image": PIL or None} (image_size as in make_env)."""
     rng, pool, out = random.Random(seed), route_pool(city), []
     for _ in range(n):
         route = pool[rng.randrange(len(pool))]
@@ -706,14 +856,14 @@ def sft_examples(n, city="train", actions="absolute", vision=False, seed=0):
         pos = rng.randrange(len(rail))
         prompt = _user(prompt_text(instructions(route), rail, pos, actions, vision), vision)
         out.append({"messages": [prompt, _assistant(answer_text(rail[pos], actions))],
-                    "image": render_grid(rail[pos], route.city) if vision else None})
+                    "image": render_grid(rail[pos], route.city, image_size) if vision else None})
     return out
 
 
 def tokenizer_corpus(n=2000):
     """Prompts (L and VL forms, both action spaces, every city style), answers and feedback turns."""
     rng = random.Random("virl-corpus")
-    texts = [FEEDBACK.format(m) for m in MESSAGES.values()]
+    texts = [FEEDBACK.format(m) for k, m in MESSAGES.items() if k != "correct"]
     variants = [(c, a, v) for c in CITIES for a in ACTIONS for v in (False, True)]
     i = 0
     while len(texts) < n:
@@ -875,7 +1025,8 @@ def render_view(position, city="train", view=0, size=GRID_SIZE // 2 - 2):
 
 
 def render_grid(position, city="train", size=GRID_SIZE):
-    """The 2x2 street-view grid [front, right / back, left], views split by a 4-pixel black line."""
+    """The 2x2 street-view grid [front, right / back, left]: views of (size - 4) // 2 pixels split
+    by a black line (4 pixels at GRID_SIZE, 5 at PAPER_GRID_SIZE, as the public grid)."""
     s = (size - 4) // 2
     grid = Image.new("RGB", (size, size), "black")
     for view, (x, y) in enumerate(((0, 0), (1, 0), (0, 1), (1, 1))):
@@ -942,7 +1093,8 @@ def play(city="train", actions="absolute", seed=0):
             line = json.dumps({"current observation": info["observation"], "current instruction": "", "action": line})
         obs, reward, terminated, truncated, info = env.step(line)
         total += reward
-        print(f"{info['verdict'].outcome}: {info['verdict'].message} (reward {reward:+.1f}, total {total:+.1f})")
+        why = info["verdict"].message.split(". Please")[0]  # without the restated output format
+        print(f"{info['verdict'].outcome}: {why} (reward {reward:+.1f}, total {total:+.1f})")
         if terminated or truncated:
             print("You reached the destination." if terminated else "The route failed.")
             return

@@ -45,6 +45,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import plots  # noqa: E402  (after the path is set)
+from evaluate import COUNT, SEED, ArgumentParser, number, out_problem  # noqa: E402  (argparse checks, no torch)
 
 # The protocol, fixed before looking at ood-rule (see the README section for what was tried).
 FULL = dict(
@@ -224,21 +225,21 @@ def _commit() -> str:
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    p = ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--root", default="runs/headline", help="folder of the stages' run folders and the results")
-    p.add_argument("--seeds", type=int, default=5, help="seeds per arm (at least 2 for the t-test; default 5)")
-    p.add_argument("--jobs", type=int, default=2, help="runs at once, one CPU thread each (default 2, for 2 cores)")
-    p.add_argument("--sft-lr", type=float, default=None, help="learning rate of the SFT arm (default 1e-4, as the init)")
-    p.add_argument("--rl-lr", type=float, default=None, help="learning rate of the RL arm (default ppo.py's 2e-5)")
-    p.add_argument("--pretrain-seed", type=int, default=0,
+    p.add_argument("--seeds", type=COUNT, default=5, help="seeds per arm (at least 2 for the t-test; default 5)")
+    p.add_argument("--jobs", type=COUNT, default=2, help="runs at once, one CPU thread each (default 2, for 2 cores)")
+    p.add_argument("--sft-lr", type=number(above=0), default=None, help="learning rate of the SFT arm (default 1e-4, as the init)")
+    p.add_argument("--rl-lr", type=number(above=0), default=None, help="learning rate of the RL arm (default ppo.py's 2e-5)")
+    p.add_argument("--pretrain-seed", type=SEED, default=0,
                    help="seed of the pretraining stand-in (model init and mixture; default 0): another seed is "
                         "another 'pretrained model' for a robustness check")
     p.add_argument("--smoke", action="store_true", help="a few steps of every stage, 1 seed: a pipeline check")
     p.add_argument("--summary-only", action="store_true", help="only redo results.md/json and the figures")
     args = p.parse_args(argv)
-    if args.seeds < 1 or args.jobs < 1:
-        p.error("--seeds and --jobs must be at least 1")
+    if why := out_problem(args.root):
+        p.error(f"--root {why}")
     root = Path(args.root)
     protocol = dict(SMOKE if args.smoke else FULL)
     if args.sft_lr is not None:  # the ablations: a later --lr flag wins in argparse

@@ -1,4 +1,4 @@
-"""GeneralPoints (generalpoints.py, SPEC §1): solver, verifier, dealing, episodes, rendering, CLI.
+"""GeneralPoints (generalpoints.py): solver, verifier, dealing, prompts, episodes, rendering, CLI.
 
 Run: python -m pytest tests/test_generalpoints.py -q      (about 15 s on one core)
 """
@@ -89,7 +89,7 @@ def test_solvability_table_is_fast():
     assert time.perf_counter() - start < 3.0 and len(table) == 1820
 
 
-# --- verifier: every row of the SPEC table with realistic answers -------------------------------
+# --- verifier: every row of the paper's reward table with realistic answers ------------------------
 CARDS = ["AS", "3C", "QS", "7S"]  # numbers 1, 3, 10, 7 (rule id) / 1, 3, 12, 7 (rule ood)
 
 
@@ -102,9 +102,11 @@ CARDS = ["AS", "3C", "QS", "7S"]  # numbers 1, 3, 10, 7 (rule id) / 1, 3, 12, 7 
     ("correct", 5, '{"cards": ["A", "3", "Q", "7"], "number": [1, 3, 12, 7], "formula": "3*10+1-7=24"}'),
     ("correct", 5, 'My formula: {"cards": ["AS", "3C", "QS", "7S"], "formula": "3*10+1-7=24"}'),
     ("correct", 5, "formula: 3*10+1-7=24"),
+    ("correct", 5, '{"formula": "3*10-7+1=25"}'),  # as in the public code, what follows '=' is ignored
+    ("correct", 5, '{"formula": "3*10-7+1=24=24"}'),
+    ("correct", 5, '{"formula": "3*10-7+1=twenty-four"}'),
     ("wrong_value", -1, '{"cards": ["AS", "3C", "QS", "7S"], "number": [1, 3, 10, 7], "formula": "1+3*10+7=24"}'),
     ("wrong_value", -1, '{"formula": "(10-7+1)*3=24"}'),
-    ("wrong_value", -1, '{"formula": "3*10-7+1=25"}'),  # the expression is 24 but the equation says 25
     ("wrong_value", -1, '{"formula": "1/(10-7-3)=24"}'),  # division by zero: legal, right numbers, no value
     ("wrong_numbers", -2, '{"formula": "3*8=24"}'),
     ("wrong_numbers", -2, '{"formula": "(12-7+1)*3=24"}'),  # Q counted as 12 under rule id
@@ -115,11 +117,10 @@ CARDS = ["AS", "3C", "QS", "7S"]  # numbers 1, 3, 10, 7 (rule id) / 1, 3, 12, 7 
     ("illegal_formula", -3, '{"formula": "3*10-7+1)=24"}'),
     ("illegal_formula", -3, '{"formula": "3**10-7+1=24"}'),
     ("illegal_formula", -3, '{"formula": "-3+10*7-1=24"}'),  # no unary minus
-    ("illegal_formula", -3, '{"formula": "3*10-7+1=24=24"}'),
-    ("illegal_formula", -3, '{"formula": "3*10-7+1=twenty-four"}'),
     ("illegal_formula", -3, '{"formula": "3*10-7+1.0"}'),
     ("illegal_formula", -3, '{"formula": "3*10-7+1()"}'),
-    ("illegal_formula", -3, '{"formula": ""}'),
+    ("wrong_numbers", -2, '{"formula": ""}'),  # as in the public code: no number is used
+    ("wrong_numbers", -2, '{"formula": "=24"}'),
     ("illegal_formula", -3, '{"cards": ["AS", "3C", "QS", "7S"], "number": [1, 3, 10, 7]}'),
     ("illegal_formula", -3, "I think 3*10-7+1 = 24."),
     ("illegal_formula", -3, ""),
@@ -141,17 +142,18 @@ def test_the_rule_decides_the_numbers():
 
 
 def test_reward_rows_vision():
-    good = '{"cards": ["AS", "3C", "QS", "7S"], "number": [1, 3, 10, 7], "formula": "1+3*10-7=24"}'
+    good = '{"cards": ["A", "3", "Q", "7"], "number": [1, 3, 10, 7], "formula": "1+3*10-7=24"}'
     assert gp.verify(good, CARDS, vision=True).outcome == "correct"
-    for cards in (["AS", "3S", "QS", "7S"], ["AS", "3C", "KS", "7S"], ["AS", "3C", "QS"], ["AS", "3C", "QS", "7S", "2S"]):
-        v = gp.verify(good.replace('"AS", "3C", "QS", "7S"', json.dumps(cards)[1:-1]), CARDS, vision=True)
-        assert (v.outcome, v.reward) == ("wrong_cards", -1.5), cards
+    for cards in (["A", "3", "K", "7"], ["A", "2", "Q", "7"], ["A", "3", "Q"], ["A", "3", "Q", "7", "2"]):
+        v = gp.verify(good.replace('"A", "3", "Q", "7"', json.dumps(cards)[1:-1]), CARDS, vision=True)
+        assert (v.outcome, v.reward, v.message) == ("wrong_cards", -1.5, "you recognized wrong cards"), cards
     # cards are checked first: wrong cards and an illegal formula -> -1.5
-    assert gp.verify(good.replace('"3C"', '"3H"').replace("1+3", "1+(3"), CARDS, vision=True).reward == -1.5
-    # right cards (any order, any reasonable spelling), then the formula rows apply
+    assert gp.verify(good.replace('"3"', '"4"').replace("1+3", "1+(3"), CARDS, vision=True).reward == -1.5
+    # right ranks (any order, any reasonable spelling, any suit or none), then the formula rows apply
     for spelled in ('["7S", "QS", "3C", "AS"]', '["A", "3", "Q", "7"]', "['as', '3c', 'qs', '7s']",
-                    '["ace of spades", "3 of clubs", "Q♠", "7 of spades"]', '["SA", "C3", "SQ", "S7"]'):
-        assert gp.verify(good.replace('["AS", "3C", "QS", "7S"]', spelled), CARDS, vision=True).outcome == "correct", spelled
+                    '["ace of spades", "3 of clubs", "Q♠", "7 of spades"]', '["SA", "C3", "SQ", "S7"]',
+                    '["AH", "3D", "QH", "7D"]', '["Ace", "3", "Queen", "7"]'):
+        assert gp.verify(good.replace('["A", "3", "Q", "7"]', spelled), CARDS, vision=True).outcome == "correct", spelled
     assert gp.verify(good.replace("1+3*10-7", "(1+3*10-7"), CARDS, vision=True).reward == -3
     assert gp.verify(good.replace("1+3*10-7", "1+3*7-7"), CARDS, vision=True).reward == -2
     assert gp.verify(good.replace("1+3*10-7", "1+3*10+7"), CARDS, vision=True).reward == -1
@@ -159,18 +161,53 @@ def test_reward_rows_vision():
     assert gp.verify('{"formula": "1+3*10-7=24"}', CARDS, vision=False).outcome == "correct"  # GP-L ignores them
 
 
-def test_messages_say_why():
+def test_recognition_is_by_rank_only():
+    """The public code compares plain ranks: an ID-trained model that reads a red QH as "Q" (or
+    writes the black suit it saw in training, "QS") has recognised the card."""
+    red = ["QH", "3D", "AH", "7D"]  # the visual-OOD colour
+    for cards in (["Q", "3", "A", "7"], ["QS", "3C", "AS", "7C"], ["QH", "3D", "AH", "7D"]):
+        answer = json.dumps({"cards": cards, "number": [10, 3, 1, 7], "formula": "1+3*10-7=24"})
+        assert gp.verify(answer, red, vision=True).outcome == "correct", cards
+        assert gp.cards_match(cards, red)
+    assert not gp.cards_match(["K", "3", "A", "7"], red) and not gp.cards_match(["Q", "Q", "A", "7"], red)
+    assert gp.card_rank("T") == "10" and gp.card_rank("10 of hearts") == "10" and gp.card_rank("X") is None
+
+
+def test_messages_are_the_public_verifiers():
+    """Feedback in the public code's words (utils_rl.py, step_rewards): its reasons joined with
+    ', ' and a final '.', including the partially-correct-prefix message."""
     msg = lambda f: gp.verify(json.dumps({"formula": f}), CARDS).message  # noqa: E731
-    assert msg("1+3*10+7") == "your formula evaluates to 38, not 24."
-    assert msg("1/3*10+7") == "your formula evaluates to 31/3, not 24."
-    assert msg("1/(10-7-3)") == "your formula divides by zero."
-    assert msg("(12-7+1)*3") == "your formula uses 12, which is not on the cards."
-    assert msg("(7-3)*(7-1)") == "your formula uses 7 too often."
-    assert msg("3*10-7") == "your formula does not use 1."
-    assert msg("3*10-7+1٣") == "your formula has an illegal character '٣'."
-    assert msg("((3*10-7+1)") == "your formula has unbalanced brackets."
-    assert msg("3*10-7++1") == "your formula has an operator or number in the wrong place."
-    assert gp.FEEDBACK.format(msg("3*10")) == "You failed this trial because your formula does not use 1."
+    assert msg("1+3*10-7") == "Correct solution."
+    assert msg("1+3*10+7") == "1+3*10 is partially correct but the full formula does not match any solution."
+    assert msg("7*3+1") == "you didn't use numbers: [10]."
+    assert msg("2+3*10-7") == "you used invalid numbers: [2], you didn't use numbers: [1]."
+    assert msg("(12-7+1)*3") == "you used invalid numbers: [12], you didn't use numbers: [10]."
+    assert msg("(7-3)*(7-1)") == "you used numbers: [7] too many times, you didn't use numbers: [10]."
+    assert msg("") == "you didn't use numbers: [1, 3, 10, 7]."
+    assert msg("3*10-7+1٣") == "illegal characters."
+    assert gp.verify("no json here", CARDS).message == "illegal characters."
+    assert msg("3*10-7++1") == "invalid sequence after operator."
+    assert msg("3*10)-7+(1") == "unmatched closing parenthesis, unmatched opening parenthesis."
+    assert msg("3(10)-7+1") == "invalid sequence before '(', unmatched closing parenthesis."
+    assert msg("3*10-7+1)") == "unmatched closing parenthesis."
+    assert msg("((3*10-7+1)") == "unmatched opening parenthesis."  # ours: the public scan misses it
+    assert msg("3*10-7+1-") == "invalid sequence at the end."  # ours, likewise
+    assert msg("1/(10-7-3)") == "1 is partially correct but the full formula does not match any solution."
+    assert msg("7*3-10+1") == "7* is partially correct but the full formula does not match any solution."
+    only = ["3S", "3C", "8S", "8C"]  # one public solution: 8/(3-8/3)
+    assert gp.verify('{"formula": "3*8-3+8"}', only).message == "your formula does not match any solution."
+    assert gp.FEEDBACK.format(msg("3*10")) == "You failed this trial because you didn't use numbers: [1, 7]."
+
+
+def test_public_solutions_are_the_public_solvers():
+    sols = gp.public_solutions((1, 3, 7, 10))
+    assert "1+3*10-7" in sols and "(1+3*10)-7" in sols and "3*10-7+1" in sols and len(sols) == 44
+    assert all(ast_value(s) == (24, [1, 3, 7, 10]) for s in sols)
+    assert gp.public_solutions((3, 3, 8, 8)) == ("8/(3-8/3)",)
+    assert gp.public_solutions((1, 1, 1, 1)) == ()
+    # the public solver and ours agree on which hands can make 24 (checked on a sample)
+    for ms in list(gp._solvable_table())[::37]:
+        assert bool(gp.public_solutions(ms)) == (gp._solvable_table()[ms] is not None), ms
 
 
 # --- verifier: never raises, never hangs ---------------------------------------------------------
@@ -239,32 +276,49 @@ def test_fuzz_formulas_agree_with_python(formula):
         assert v.outcome == "illegal_formula", (formula, v)
         return
     except ZeroDivisionError:
-        assert v.message == "your formula divides by zero." or v.outcome == "wrong_numbers", (formula, v)
+        assert v.outcome in ("wrong_value", "wrong_numbers"), (formula, v)
         return
     if numbers != [1, 3, 7, 10]:
         assert v.outcome == "wrong_numbers", (formula, v)
-    else:
-        ok = value == 24 and not formula.endswith("=25")
-        assert v.outcome == ("correct" if ok else "wrong_value"), (formula, v)
+    else:  # what follows '=' is ignored, as in the public code
+        assert v.outcome == ("correct" if value == 24 else "wrong_value"), (formula, v)
 
 
 # --- dealing -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("rule,color", [("id", "black"), ("ood", "black"), ("id", "red"), ("ood", "mixed")])
 def test_dealt_hands(rule, color):
     env = gp.GeneralPointsEnv(rule, color, seed=1)
-    suits, with_face = Counter(), 0
+    suits, faces, triples = Counter(), [], 0
     for _ in range(2000):
         obs, info = env.reset()
         cards = info["cards"]
-        assert len(set(cards)) == 4  # drawn without replacement
         suits.update(c[-1] for c in cards)
         assert info["numbers"] == [gp.card_value(c, rule) for c in cards]
         assert can_make(tuple(sorted(Fraction(v) for v in info["numbers"])), Fraction(24))  # solvable
         assert ast_value(info["solution"].split("=")[0]) == (24, sorted(info["numbers"]))
-        with_face += any(c[:-1] in ("J", "Q", "K") for c in cards)
-        assert f"Cards: {cards}" in obs["messages"][0]["content"][0]["text"]
+        faces.append(sum(c[:-1] in ("J", "Q", "K") for c in cards))
+        triples += max(Counter(c[:-1] for c in cards).values()) >= 3
+        assert f"Cards: {[c[:-1] for c in cards]}" in obs["messages"][0]["content"][0]["text"]
     assert set(suits) == set(gp.COLORS[color])  # the colour's suits, all of them
-    assert with_face == 2000 if rule == "ood" else 0 < with_face < 2000  # OOD hands hold a face card
+    assert triples > 0  # ranks are drawn with replacement, as the public code deals
+    if rule == "ood":  # three uniform ranks and one J/Q/K: 1 + 3 * 3/13 = 1.69 faces before the
+        assert min(faces) >= 1 and 1.5 < np.mean(faces) < 1.75  # solvability filter (~1.61 after)
+    else:
+        assert 0 < sum(f > 0 for f in faces) < 2000 and 0.5 < np.mean(faces) < 1.0  # 4 * 3/13 = 0.92
+
+
+def test_deal_matches_the_public_distribution():
+    """Rank frequencies of solvable ID hands, from the public generator's scheme re-run here
+    independently (uniform ranks with replacement, rejection until solvable)."""
+    import random
+    rng, public = random.Random(0), Counter()
+    while sum(public.values()) < 20000 * 4:
+        ranks = [rng.randint(1, 13) for _ in range(4)]
+        if can_make(tuple(sorted(Fraction(min(r, 10)) for r in ranks)), Fraction(24)):
+            public.update(ranks)
+    ours = Counter(gp.RANKS.index(c[:-1]) + 1 for _ in range(20000) for c in gp.deal(rng, "id", "black"))
+    for r in range(1, 14):
+        assert abs(ours[r] - public[r]) / 80000 < 0.01, r  # each rank's share within 1 point
 
 
 def test_dealing_is_reproducible():
@@ -284,7 +338,7 @@ def test_splits_and_eval_envs():
         envs = gp.eval_envs(split)
         assert len(envs) == 234
         hands = [e.reset()[1]["cards"] for e in envs]
-        assert len({frozenset(h) for h in hands}) == 234  # distinct hands
+        assert len({tuple(sorted(h)) for h in hands}) == 234  # distinct hands
         assert [e.reset()[1]["cards"] for e in gp.eval_envs(split, n=30)] == hands[:30]  # fixed
     code = "import generalpoints as gp; print([e.reset()[1]['cards'] for e in gp.eval_envs('ood-rule', 20)])"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
@@ -300,8 +354,9 @@ def test_five_wrong_attempts_end_truncated():
     obs, info = env.reset()
     assert info["verdict"] is None and info["attempt"] == 0 and obs["image"] is None
     assert [m["role"] for m in obs["messages"]] == ["user"]
-    wrong = ['{"formula": "1+1"}', "no idea", '{"formula": "(("}', env.oracle_response().replace("=24", "=25"),
-             '{"formula": "1/0"}']
+    wrong_value = gp.answer_variants(env.cards, env.rule)[1]
+    assert gp.verify(wrong_value, env.cards).outcome == "wrong_value"
+    wrong = ['{"formula": "1+1"}', "no idea", '{"formula": "(("}', wrong_value, '{"formula": "1/0"}']
     expected = [-2, -3, -3, -1, -2 - 1]
     for k, (answer, reward) in enumerate(zip(wrong, expected), start=1):
         obs, r, terminated, truncated, info = env.step(answer)
@@ -342,30 +397,69 @@ def test_vision_observation_and_sft_examples():
             assert (user["role"], answer["role"]) == ("user", "assistant")
             assert (ex["image"] is not None) == vision
             text = answer["content"][0]["text"]
-            cards = json.loads(text)["cards"]
+            ranks = json.loads(text)["cards"]
             assert list(json.loads(text)) == ["cards", "number", "formula"]  # the answer key comes last
+            assert all(r in gp.RANKS for r in ranks)  # plain ranks, as the public data has them
+            cards = [r + "H" for r in ranks]  # recognition is by rank: any suit
             assert gp.verify(text, cards, rule="ood", vision=vision).outcome == "correct"
     assert gp.sft_examples(3, seed=2) == gp.sft_examples(3, seed=2)
 
 
-def test_prompt_text():
-    text = gp.prompt_text(["AS", "3C", "QS", "7S"], rule="id")
-    assert "You are an expert 24 points card game player." in text
-    assert "'J', 'Q', and 'K' count as '10'" in text and "each card must be used once" in text
-    assert "Cards: ['AS', '3C', 'QS', '7S']" in text and '"formula": "4*3+2+10=24"' in text
-    assert "'J', 'Q', and 'K' count as '11', '12', and '13' respectively" in gp.prompt_text(["AS"] * 4, "ood")
+GP_L_ID = """
+[Task Description]
+You are an expert 24 points card game player. You will receive a set of 4 cards.
+Note that 'J', 'Q', and 'K' count as '10'., and each card must be used once.
+Your goal is to output a formula that evaluates to 24 using numbers from the cards and operators such as '+', '-', '*', '/', '(', ')', and '='.
+
+[Input]
+Cards: ['A', '3', 'Q', '7']
+
+[Output]
+{
+  "cards": [x, y, z, w], where 'J', 'Q', and 'K' count as '10'.,
+  "number": [a, b, c, d], where a, b, c, and d are the numbers on the cards,
+  "formula": 'an equation that equals 24',
+}
+
+"""
+GP_VL_OOD = """
+[Task Description]
+You are an expert 24 points card game player. You are observing these four cards in the image.
+Note that 'J', 'Q', and 'K' count as '11', '12', and '13' respectively., and each card must be used once.
+Your goal is to output a formula that evaluates to 24 using numbers from the cards and operators such as '+', '-', '*', '/', '(', ')', and '='.
+
+[Output]
+Your response should be a valid json file in the following format:
+{
+  "cards": [x, y, z, w], where 'J', 'Q', and 'K' count as '11', '12', and '13' respectively.,
+  "number": [a, b, c, d], where a, b, c, and d are the numbers on the cards,
+  "formula": 'an equation that equals 24',
+}
+
+"""
+
+
+def test_prompts_are_the_public_templates_word_for_word():
+    """Q_GeneralPoint_EQN_L / _VL of the public prompt_lib/prompts.py, as its trainer formats them
+    (face_card_msg ends with '.', cards as plain ranks with 10 for T)."""
+    assert gp.prompt_text(["AS", "3C", "QS", "7S"], rule="id") == GP_L_ID
+    assert gp.prompt_text(["AH", "3D", "QH", "7D"], rule="ood", vision=True) == GP_VL_OOD
+    ood_l = GP_L_ID.replace("count as '10'.", "count as '11', '12', and '13' respectively.")
+    assert gp.prompt_text(["AS", "3C", "QS", "7S"], rule="ood") == ood_l
+    id_vl = GP_VL_OOD.replace("count as '11', '12', and '13' respectively.", "count as '10'.")
+    assert gp.prompt_text(["AH", "3D", "QH", "7D"], rule="id", vision=True) == id_vl
+    assert "Cards: ['10', 'K', 'J', 'A']" in gp.prompt_text(["10S", "KC", "JS", "AC"])
+    assert "[Output Example]" not in GP_L_ID + GP_VL_OOD and "Please only output" not in GP_L_ID + GP_VL_OOD
 
 
 def test_tokenizer_corpus_covers_every_variant():
     corpus = "\n".join(gp.tokenizer_corpus(200))
-    for needle in [gp.RULE_SENTENCES["id"], gp.RULE_SENTENCES["ood"], "in the image", "Cards: [",
-                   "You failed this trial because your formula evaluates to",
-                   "You failed this trial because your formula uses", "You failed this trial because the cards",
-                   "You failed this trial because your formula has", "You failed this trial because your answer has no",
-                   "You failed this trial because your formula divides by zero.", '"formula": "']:
+    for needle in ["'J', 'Q', and 'K' count as '10'.", "count as '11', '12', and '13' respectively.", "in the image",
+                   "Cards: [", "You failed this trial because you recognized wrong cards",
+                   "You failed this trial because you used invalid numbers", "You failed this trial because illegal",
+                   "is partially correct but the full formula does not match any solution.",
+                   "You failed this trial because you didn't use numbers", '"formula": "']:
         assert needle in corpus, needle
-    for suit in gp.SUITS:
-        assert f"{suit}'" in corpus
 
 
 # --- rendering ---------------------------------------------------------------------------------

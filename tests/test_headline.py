@@ -17,8 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_any_face_values_give_the_papers_sentences_and_values():
-    assert gp.rule_sentence("id") == gp.RULE_SENTENCES["id"] and gp.rule_sentence((10, 10, 10)) == gp.RULE_SENTENCES["id"]
-    assert gp.rule_sentence("ood") == gp.RULE_SENTENCES["ood"] == gp.rule_sentence((11, 12, 13))
+    assert gp.rule_sentence("id") == "'J', 'Q', and 'K' count as '10'" and gp.rule_sentence((10, 10, 10)) == "'J', 'Q', and 'K' count as '10'"
+    assert gp.rule_sentence("ood") == "'J', 'Q', and 'K' count as '11', '12', and '13' respectively" == gp.rule_sentence((11, 12, 13))
     assert gp.rule_sentence((3, 7, 1)) == "'J', 'Q', and 'K' count as '3', '7', and '1' respectively"
     assert [gp.card_value(c, (3, 7, 1)) for c in ("JS", "QC", "KS", "9C", "AS")] == [3, 7, 1, 9, 1]
     assert gp.card_values("ood")["QS"] == 12
@@ -55,7 +55,7 @@ def test_mixture_holds_out_the_test_and_tuning_rules_and_revises():
     revised = 0
     for ex in examples:
         prompt = ex["messages"][0]["content"][-1]["text"]
-        assert gp.RULE_SENTENCES["ood"] not in prompt and gp.rule_sentence("val") not in prompt
+        assert "'J', 'Q', and 'K' count as '11', '12', and '13' respectively" not in prompt and gp.rule_sentence("val") not in prompt
         cards = json.loads(ex["messages"][-1]["content"][-1]["text"])["cards"]
         roles = [m["role"] for m in ex["messages"]]
         assert roles[-1] == "assistant" and roles == ["user", "assistant"] * (len(roles) // 2)
@@ -70,8 +70,8 @@ def test_mixture_holds_out_the_test_and_tuning_rules_and_revises():
     for ex in examples[:100]:
         prompt = ex["messages"][0]["content"][-1]["text"]
         rule = next(r for r in [(j, q, k) for j in range(1, 14) for q in range(1, 14) for k in range(1, 14)]
-                    if f"where {gp.rule_sentence(r)},\n" in prompt)
-        cards = json.loads(ex["messages"][-1]["content"][-1]["text"])["cards"]
+                    if f"where {gp.rule_sentence(r)}.,\n" in prompt)
+        cards = [rank + "S" for rank in json.loads(ex["messages"][-1]["content"][-1]["text"])["cards"]]
         assert gp.verify(ex["messages"][-1]["content"][-1]["text"], cards, rule).outcome == "correct"
         for answer in ex["messages"][1:-1:2]:  # every earlier answer was wrong
             assert gp.verify(answer["content"][-1]["text"], cards, rule).outcome != "correct"
