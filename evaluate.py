@@ -3,8 +3,8 @@
 The paper's claim is a comparison between checkpoints, so every checkpoint is measured on the
 same episodes: each split's evaluation episodes come from `eval_envs(split, n)` of the
 environment module, a fixed list of hands / routes that is identical across calls and processes
-(SPEC §1 and §2: 234 GP hands per split; V-IRL 48 routes for ID and rule-OOD, 2 x 9 cities for
-visual-OOD). Episodes use sequential revision (VIter) as in training: after a failed attempt the
+(the paper's evaluation: 234 GP hands per split; V-IRL 48 routes for ID and rule-OOD, 2 x 9
+cities for visual-OOD). Episodes use sequential revision (VIter) as in training: after a failed attempt the
 model sees the verifier's message and answers again, up to `attempts` times per hand / position.
 
 Batching: all unfinished episodes of a split are stepped together, in chunks of `batch_size`
@@ -17,8 +17,10 @@ Metrics per split (the numbers sft.py / ppo.py log in metrics.jsonl under "eval"
     all attempts, cut_off = share of answers cut at max_new_tokens
     numbers_right = share of hands whose first answer's "number" list holds the hand's numbers
     (any order): the rule was read right, whatever the formula (ours, for the laptop experiment)
-    recognition (vision only) = share of attempts whose cards were recognised correctly, i.e.
-    whose verdict is not wrong_cards (the verifier checks the cards first), with its stderr
+    first_attempt = hands solved by their first answer / n
+    recognition (vision only) = share of first answers whose cards were recognised correctly, i.e.
+    whose verdict is not wrong_cards (the verifier checks the cards first), with its stderr: as
+    the paper reports it (public scripts/gp_recog_evaluation: one attempt, no verification)
   V-IRL
     step_accuracy = rail positions answered correctly within the attempts / all rail positions
     of all routes; a position the agent never reached because the route ended after a failure
@@ -27,6 +29,14 @@ Metrics per split (the numbers sft.py / ppo.py log in metrics.jsonl under "eval"
     route_success = routes finished with every position correct / n, route_stderr likewise;
     positions, positions_correct, routes_solved, n, attempts, outcomes, cut_off
   (with V-IRL's VIter a position counts as correct when one of its 2 attempts is correct.)
+
+Greedy or sampled. temperature 0 is greedy (the CPU default: one number per checkpoint).
+temperature > 0 samples, `samples` passes over the same episodes, pass k seeded with
+sample_seed + k (torch's RNG is forked, so a training run's own stream is untouched): the
+metrics are over all passes, n = episodes x samples, so the stderr shrinks with more passes.
+temperature None = the checkpoint's own generation settings (its generation_config.json; the
+public evaluator calls generate with only max_new_tokens, so an instruct checkpoint samples with
+its own defaults): `--preset paper`, with 256 new tokens and the public image sizes.
 
 Stand-ins that prove the pipeline itself: `--model oracle` answers env.oracle_response() and
 must score 100%; `--model random` answers random JSON of the right shape, the floor (GP: random
@@ -42,6 +52,7 @@ Usage:
 """
 
 import argparse
+import contextlib
 import functools
 import json
 import math
@@ -60,7 +71,8 @@ import virl
 
 ENVS = {"generalpoints": generalpoints, "virl": virl}  # name -> environment module
 STAND_INS = ("oracle", "random")
-MAX_NEW_TOKENS = 128  # the tiny model's answers: GP ~30 tokens, V-IRL ~6; the paper's model: 512
+MAX_NEW_TOKENS = 128  # the tiny model's answers: GP ~30 tokens, V-IRL ~6
+PAPER_MAX_NEW_TOKENS = 256  # the public evaluator's generation_config (evaluation/configs)
 BATCH_SIZE = 32
 
 
@@ -121,6 +133,16 @@ class RandomPolicy:
         observation = self.rng.choice(virl.OBSERVATION_CHOICES)
         return json.dumps({"current observation": observation,
                            "current instruction": "", "action": action})
+
+
+def headline(metrics: dict) -> float:
+    """The split's main number: GeneralPoints success, V-IRL per-step accuracy."""
+    return metrics["success"] if "success" in metrics else metrics["step_accuracy"]
+
+
+def paper_image_size(env: str) -> int:
+    """The public code's image size: 1200 px card table, 2405 px street-view grid (2 x 1200 + 5)."""
+    return generalpoints.PAPER_IMAGE_SIZE if env == "generalpoints" else virl.PAPER_GRID_SIZE
 
 
 def stand_in(model: str, seed: int = 0):
@@ -203,17 +225,18 @@ def gp_metrics(episodes: list[list[Attempt]], vision: bool) -> dict:
     """GeneralPoints metrics of one split from the attempts of each hand (see module docstring)."""
     n = len(episodes)
     solved = sum(1 for ep in episodes if ep and ep[-1].terminated)  # ended by a correct answer
+    first = sum(1 for ep in episodes if ep and ep[0].terminated)
     flat = [a for ep in episodes for a in ep]
     p = solved / n if n else 0.0
     read = sum(1 for ep in episodes if ep and ep[0].numbers_right)  # first answers only: before any feedback
     metrics = {"n": n, "success": p, "stderr": binomial_stderr(p, n), "solved": solved,
-               "numbers_right": read / n if n else 0.0,
+               "first_attempt": first / n if n else 0.0, "numbers_right": read / n if n else 0.0,
                "attempts": len(flat), "outcomes": _outcome_shares(flat),
                "cut_off": _cut_off_share(flat)}
     if vision:  # the verifier checks the cards first: any other verdict means they were right
-        recognised = sum(1 for a in flat if a.verdict.outcome != "wrong_cards")
-        r = recognised / len(flat) if flat else 0.0
-        metrics.update(recognition=r, recognition_stderr=binomial_stderr(r, len(flat)))
+        recognised = sum(1 for ep in episodes if ep and ep[0].verdict.outcome != "wrong_cards")
+        r = recognised / n if n else 0.0
+        metrics.update(recognition=r, recognition_stderr=binomial_stderr(r, n))
     return metrics
 
 
@@ -280,14 +303,15 @@ def distinct_episodes(env: str, split: str) -> int:
 
 def evaluate(policy, env="generalpoints", splits=("id", "ood-rule"), vision=False, n=None,
              attempts=None, temperature=0.0, max_new_tokens=MAX_NEW_TOKENS,
-             batch_size=BATCH_SIZE, progress=None) -> dict:
+             batch_size=BATCH_SIZE, progress=None, samples=1, sample_seed=0, image_size=None) -> dict:
     """{split: metrics} of `policy` on the fixed evaluation episodes of each split.
 
     policy: a policy.py policy or a stand-in (OraclePolicy / RandomPolicy). n=None -> the paper's
     episode count, and n is capped at the split's distinct_episodes (the CLI says so);
-    attempts=None -> the environment's VIter budget (GP 5, V-IRL 2); temperature
-    0 = greedy. Under FSDP every rank must make the same generate() calls: evaluate greedily
-    (temperature 0), so all ranks play identical episodes in lockstep.
+    attempts=None -> the environment's VIter budget (GP 5, V-IRL 2); temperature 0 = greedy,
+    > 0 = `samples` seeded sampling passes, None = the checkpoint's own generation settings (see
+    the module docstring); image_size=None -> the env module's default. Under FSDP every rank
+    must make the same generate() calls: evaluate greedily, so all ranks play in lockstep.
     """
     if env not in ENVS:
         raise ValueError(f"unknown env {env!r} (choose from {', '.join(ENVS)})")
@@ -296,17 +320,36 @@ def evaluate(policy, env="generalpoints", splits=("id", "ood-rule"), vision=Fals
     if unknown:
         raise ValueError(f"unknown split {unknown[0]!r} (choose from {', '.join(known_splits(env))})")
     attempts = module.MAX_ATTEMPTS if attempts is None else attempts
+    sizes = {} if image_size is None else {"image_size": image_size}
+    passes = 1 if temperature == 0 else samples
     results = {}
     for split in splits:
         cap = n if n is None else min(n, distinct_episodes(env, split))
-        envs = module.eval_envs(split, n=cap, vision=vision, max_attempts=attempts)
-        played = run_episodes(policy, envs, temperature, max_new_tokens, batch_size,
-                              desc=f"{env} {split}", progress=progress)
-        if env == "virl":
-            results[split] = virl_metrics(played, [e.num_positions for e in envs])
-        else:
-            results[split] = gp_metrics(played, vision)
+        played, positions = [], []
+        for k in range(passes):
+            envs = module.eval_envs(split, n=cap, vision=vision, max_attempts=attempts, **sizes)
+            with _seeded(None if temperature == 0 else sample_seed + k):
+                played += run_episodes(policy, envs, temperature, max_new_tokens, batch_size,
+                                       desc=f"{env} {split}", progress=progress)
+            positions += [e.num_positions for e in envs] if env == "virl" else []
+        results[split] = virl_metrics(played, positions) if env == "virl" else gp_metrics(played, vision)
+        if passes > 1:
+            results[split]["samples"] = passes
     return results
+
+
+@contextlib.contextmanager
+def _seeded(seed):
+    """Sampling with torch's RNG seeded to `seed` and restored afterwards; nothing for None."""
+    if seed is None:
+        yield
+        return
+    import torch  # here: the stand-ins and the CLI's argument checks need no torch
+
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):  # the CPU's stream and the current GPU's
+        torch.manual_seed(seed)
+        yield
 
 
 # ---------------------------------------------------------------------------------------------
@@ -416,8 +459,16 @@ def main(argv=None) -> None:
                         help="attempts per hand / position (VIter; default GP 5, V-IRL 2)")
     parser.add_argument("--temperature", type=float, default=0.0,
                         help="sampling temperature, 0 = greedy (the default)")
-    parser.add_argument("--max-new-tokens", type=int, default=MAX_NEW_TOKENS,
-                        help="longest answer in tokens; a longer one is cut off and judged as is")
+    parser.add_argument("--samples", type=int, default=1,
+                        help="sampling passes over the episodes when --temperature > 0, each seeded "
+                             "(--seed + k); the metrics are over all of them")
+    parser.add_argument("--max-new-tokens", type=int, default=None,
+                        help=f"longest answer in tokens; a longer one is cut off and judged as is "
+                             f"(default {MAX_NEW_TOKENS}; the paper: 256)")
+    parser.add_argument("--preset", choices=["cpu", "paper"], default="cpu",
+                        help="'paper' = evaluate as the public evaluator does: the checkpoint's own "
+                             "generation settings (generation_config.json) instead of --temperature, "
+                             "256 new tokens, images at the public sizes (1200 px cards, 2405 px grids)")
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE,
                         help="observations per generate() call")
     parser.add_argument("--seed", type=int, default=0,
@@ -429,7 +480,10 @@ def main(argv=None) -> None:
         splits = parse_splits(args.splits, args.env)
     except ValueError as err:
         sys.exit(f"error: --splits: {err}")
-    for flag, value in [("--episodes", args.episodes), ("--attempts", args.attempts),
+    paper = args.preset == "paper"
+    if args.max_new_tokens is None:
+        args.max_new_tokens = PAPER_MAX_NEW_TOKENS if paper else MAX_NEW_TOKENS
+    for flag, value in [("--episodes", args.episodes), ("--attempts", args.attempts), ("--samples", args.samples),
                         ("--max-new-tokens", args.max_new_tokens), ("--batch-size", args.batch_size)]:
         if value is not None and value < 1:
             sys.exit(f"error: {flag} must be >= 1")
@@ -461,8 +515,10 @@ def main(argv=None) -> None:
     random.seed(args.seed)
 
     results = evaluate(policy, env=args.env, splits=splits, vision=args.vision, n=args.episodes,
-                       attempts=args.attempts, temperature=args.temperature,
-                       max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+                       attempts=args.attempts, temperature=None if paper else args.temperature,
+                       max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                       samples=args.samples, sample_seed=args.seed,
+                       image_size=paper_image_size(args.env) if paper else None)
     print(format_table(results, args.env))
     if args.out:
         try:

@@ -684,13 +684,14 @@ def eval_envs(split, n=None, vision=False, max_attempts=MAX_ATTEMPTS, image_size
     return envs
 
 
-def sft_examples(n, rule="id", color="black", vision=False, seed=0, revise=0.0):
+def sft_examples(n, rule="id", color="black", vision=False, seed=0, revise=0.0, image_size=IMAGE_SIZE):
     """n SFT conversations ending in the optimal answer: {"messages": [...], "image": PIL or None}.
     revise = 0: single-turn pairs [user prompt, answer] (the paper's SFT data). revise > 0: that
     share of them first hold 1-4 failed attempts, each followed by the verifier's feedback turn
     (`with_revisions`): the multi-turn skill an instruct model brings to VIter, for the PPO
     warm start. The hands and answers of the rule's own split only."""
-    env, rng = GeneralPointsEnv(rule, color, vision, seed=seed), random.Random(f"generalpoints-revise/{seed}")
+    env = GeneralPointsEnv(rule, color, vision, seed=seed, image_size=image_size)
+    rng = random.Random(f"generalpoints-revise/{seed}")
     out = []
     for _ in range(n):
         env.reset()

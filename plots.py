@@ -4,7 +4,7 @@
 run logs that sft.py and ppo.py write (runs/NAME/config.json + runs/NAME/metrics.jsonl):
 
 1. curves (the paper's Figures 5-7): the evaluation metric against training compute in GFLOPs
-   (SPEC §3), one panel per split (ID, OOD-rule, OOD-visual) side by side, one line per run, a
+   (the paper's x-axis), one panel per split (ID, OOD-rule, OOD-visual) side by side, one line per run, a
    band of +-1 standard error around each line. The metric is the success rate for
    GeneralPoints and the per-step accuracy for V-IRL (the paper's main V-IRL number).
 2. headline bars (the paper's Figure 1): the change from the initial checkpoint (the first eval
@@ -72,18 +72,19 @@ class Run:
 
     @property
     def metric(self) -> str:
-        """The key of the headline metric in a split's metrics (SPEC §4)."""
+        """The key of the headline metric in a split's metrics (the paper's Figure 1: success, or V-IRL per-step accuracy)."""
         return "step_accuracy" if self.env == "virl" else "success"
 
     def splits(self) -> list[str]:
         present = {s for e in self.evals for s in e["eval"]}
         return [s for s in SPLITS if s in present] + sorted(present - set(SPLITS))
 
-    def series(self, split: str, key: str, err_key: str | None = "stderr"):
-        """(GFLOPs, values in %, stderr in %) of one metric over the eval points that have it."""
+    def series(self, split: str, key: str, err_key: str | None = "stderr", source: str = "eval"):
+        """(GFLOPs, values in %, stderr in %) of one metric over the eval points that have it;
+        source "eval_sampled" reads ppo.py's sampled evaluation instead of the greedy one."""
         xs, ys, es = [], [], []
         for e in self.evals:
-            m = e["eval"].get(split)
+            m = e.get(source, {}).get(split) if isinstance(e.get(source), dict) else None
             if not isinstance(m, dict) or not _finite(m.get(key)):
                 continue  # split not evaluated at this point, or a null / NaN value
             err = m.get(err_key, 0.0) if err_key else 0.0
@@ -198,7 +199,8 @@ def _single_task(runs: list[Run]) -> str:
 def plot_curves(runs: list[Run], out_path=None, smooth: int = 1) -> Figure:
     """Success (GP) or per-step accuracy (V-IRL) against GFLOPs; ID and OOD panels side by side.
 
-    All runs must be of one task. Each run is a line with a +-1 stderr band (fill_between);
+    All runs must be of one task. Each run is a line with a +-1 stderr band (fill_between), and a
+    dashed line of the same colour for its sampled evaluation when it has one (ppo.py);
     `smooth` > 1 applies a trailing moving average of that many eval points to line and band.
     """
     task = _single_task(runs)
@@ -218,6 +220,10 @@ def plot_curves(runs: list[Run], out_path=None, smooth: int = 1) -> Figure:
             lo = [max(0.0, y - e) for y, e in zip(ys, es)]
             hi = [min(100.0, y + e) for y, e in zip(ys, es)]
             ax.fill_between(xs, lo, hi, color=color, alpha=0.2, linewidth=0)
+            xs, ys, es = run.series(split, run.metric, source="eval_sampled")
+            if xs:
+                ax.plot(xs, smooth_series(ys, smooth), marker="o", markersize=3, color=color,
+                        linestyle="--", label=f"{label} (sampled)")
         ax.set_title(f"{task}: {SPLIT_TITLES.get(split, split)}")
         ax.set_xlabel("training compute (GFLOPs)")
         ax.set_ylabel(ylabel)

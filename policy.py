@@ -4,7 +4,7 @@ evaluate.py stay about their algorithm.
 
 Two kinds of model, one code path:
 - `load_policy("tiny")` (the default everywhere): a Llama-3.2-Vision model (`Mllama*` classes,
-  the paper's architecture, SPEC 3) built from a config with seeded random weights, sized for a
+  the paper's architecture) built from a config with seeded random weights, sized for a
   2-core CPU: hidden 128, two self-attention layers plus one cross-attention layer (where the
   image enters; it is skipped on text-only input), a 64-wide vision tower reading one 224x224
   tile. Its tokenizer is a byte-level BPE trained here, deterministically, on the text of every
@@ -16,7 +16,7 @@ Two kinds of model, one code path:
 
 The value head is the paper's MLP (hidden -> 1024 -> 512 -> 1, ReLU, fp32) on the last layer's
 hidden state at the last prompt token. `score` is the one function that gives PPO both its old
-and its new log-probs (SPEC 3: logits / sampling temperature, fp32 log-softmax), so the ratio is
+and its new log-probs (logits / sampling temperature, fp32 log-softmax, as the public code), so the ratio is
 exactly 1 on the first minibatch. Under torchrun, `setup_distributed` + `shard` wrap the model
 with FSDP2 (one unit per decoder / vision block, then the root).
 
@@ -24,6 +24,7 @@ with FSDP2 (one unit per decoder / vision block, then the root).
     python policy.py --model runs/x/final --vision
 """
 import argparse
+import copy
 import inspect
 import json
 import logging
@@ -54,7 +55,7 @@ hf_logging.disable_progress_bar()  # no "Loading weights" bars at every checkpoi
 # The tiny model: a Llama-3.2-Vision config and a tokenizer trained on the environments' text
 # ---------------------------------------------------------------------------------------------
 
-# PLATFORM.md: on 2 cores a ~0.6M-parameter decoder with short sequences learns GP-L fastest.
+# Measured on 2 CPU cores: a ~0.6M-parameter decoder with short sequences learns GP-L fastest.
 # Mllama counts its cross-attention layers inside num_hidden_layers.
 TINY_SIZES = {
     "tiny": dict(hidden=128, layers=3, cross_layers=[1], heads=4, mlp=384,
@@ -146,7 +147,7 @@ def build_tiny(size="tiny", seed=0, corpus=None):
 # ---------------------------------------------------------------------------------------------
 
 class QwenVLImageProcessor(Qwen2VLProcessor):
-    """Qwen2(.5)-VL's processor without its video half, which needs torchvision (PLATFORM.md:
+    """Qwen2(.5)-VL's processor without its video half, which needs torchvision (measured with transformers 5.24:
     without it AutoProcessor silently returns only the tokenizer)."""
 
     def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
@@ -264,14 +265,14 @@ class Scores:
 
 
 def value_head(hidden_size):
-    """The paper's value head (SPEC 3): hidden -> 1024 -> 512 -> 1 with ReLU, kept in fp32."""
+    """The paper's value head (public code: rl/trainer/model_tz_llama.py): hidden -> 1024 -> 512 -> 1 with ReLU, kept in fp32."""
     return nn.Sequential(nn.Linear(hidden_size, 1024), nn.ReLU(), nn.Linear(1024, 512),
                          nn.ReLU(), nn.Linear(512, 1))
 
 
 class Policy:
     """A model, its tokenizer/processor and its value head; see load_policy. `num_params` is N
-    of the compute axis (SPEC 3): every model parameter, vision tower included, not the head."""
+    of the paper's compute axis: every model parameter, vision tower included, not the head."""
 
     def __init__(self, model, tokenizer, processor, head, device):
         self.model, self.tokenizer, self.processor = model, tokenizer, processor
@@ -285,7 +286,7 @@ class Policy:
         self.eos_id = tokenizer.eos_token_id
         self.eos_ids = sorted({self.eos_id, *(i for i in gen_eos if i is not None)})
         # A random or young VLM writes image placeholders, which break the next forward
-        # (PLATFORM.md): never sample them, nor a bos or a pad token.
+        # (seen with tiny random models): never sample them, nor a bos or a pad token.
         suppress = {getattr(config, name, None) for name in (
             "image_token_id", "image_token_index", "video_token_id", "vision_start_token_id",
             "vision_end_token_id")}
@@ -358,19 +359,23 @@ class Policy:
     @torch.no_grad()
     def generate(self, obs_list, temperature=0.0, max_new_tokens=64, min_new_tokens=0):
         """Batched sampling with the KV cache: temperature 0 = greedy, > 0 = plain sampling
-        (top-k / top-p off, as PPO needs). Returns one Generation per observation."""
+        (top-k / top-p off, as PPO needs: the scored distribution), None = the checkpoint's own
+        generation_config (the public evaluator's way). Returns one Generation per observation."""
         inputs = self.prompt_inputs(obs_list)
         prompt_len = inputs["input_ids"].shape[1]
         self._check_context(prompt_len + max_new_tokens)
-        # Every field set explicitly: a checkpoint's generation_config (repetition penalty,
-        # top-k) would otherwise fill in whatever is left unset.
-        sampling = dict(do_sample=True, temperature=temperature, top_k=0, top_p=1.0,
-                        typical_p=1.0) if temperature > 0 else dict(do_sample=False)
-        config = GenerationConfig(
-            **sampling, repetition_penalty=1.0, no_repeat_ngram_size=0, num_beams=1,
-            max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens,
-            eos_token_id=self.eos_ids, pad_token_id=self.tokenizer.pad_token_id,
-            suppress_tokens=self.suppress_ids or None, use_cache=True)
+        limits = dict(max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, eos_token_id=self.eos_ids,
+                      pad_token_id=self.tokenizer.pad_token_id, suppress_tokens=self.suppress_ids or None,
+                      use_cache=True)
+        if temperature is None:  # the checkpoint's own settings, as the public evaluator samples
+            config = copy.deepcopy(self.model.generation_config)
+            config.update(**limits)
+        else:  # every field set explicitly: a checkpoint's generation_config (repetition
+            # penalty, top-k) would otherwise fill in whatever is left unset
+            sampling = dict(do_sample=True, temperature=temperature, top_k=0, top_p=1.0,
+                            typical_p=1.0) if temperature > 0 else dict(do_sample=False)
+            config = GenerationConfig(**sampling, repetition_penalty=1.0, no_repeat_ngram_size=0,
+                                      num_beams=1, **limits)
         if self.sharded:  # FSDP2: gather the root's weights; blocks gather in their own hooks
             self.model.unshard()
         try:
@@ -451,11 +456,11 @@ class Policy:
                 return mask[:i] + [1] * (len(response) - i)
         return mask
 
-    def score(self, obs_list, responses, temperature=1.0, answer_key=None):
+    def score(self, obs_list, responses, temperature=1.0, answer_key=None, detach_value=False):
         """Per-token log-probs of `responses` and the value of each prompt (differentiable).
 
         logits at column t score token t + 1 (shift by one); divided by the sampling temperature
-        and log-softmaxed in fp32 (SPEC 3). The caller sets train()/eval(); the tiny model has
+        and log-softmaxed in fp32, as the public code scores. The caller sets train()/eval(); the tiny model has
         no dropout either way.
         """
         if temperature <= 0:
@@ -470,6 +475,8 @@ class Policy:
         logprobs = torch.log_softmax(logits, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
         logprobs = logprobs * mask  # [B, R]
         hidden = out.hidden_states[-1][:, prompt_len - 1].float()  # [B, H] last prompt token
+        if detach_value:  # the value loss then trains the head alone, not the shared model
+            hidden = hidden.detach()
         values = self.value_head(hidden).squeeze(-1)  # [B]
         answer = torch.tensor([self.answer_mask(r, answer_key) + [0] * (resp_len - len(r))
                                for r in responses], device=self.device)  # [B, R]

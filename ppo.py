@@ -10,7 +10,7 @@
     torchrun --nnodes=2 --node_rank=$NODE_RANK --nproc_per_node=8 --master_addr=$HEAD_NODE \\
         --master_port=29500 ppo.py --env virl --vision --model PATH --init CKPT --preset paper
 
-One update, in the order the code runs (SPEC §3):
+One update, in the order the code runs (the paper's Section 3 and the public code's rl/trainer):
   1. rollout: every rank steps --num-envs environments together. Each iteration generates one answer
      for all of them in a single batched call, the verifiers judge the answers, and a failed attempt
      continues the same conversation with "You failed this trial because <reason>" (VIter: up to 5
@@ -21,7 +21,7 @@ One update, in the order the code runs (SPEC §3):
   4. --ppo-epochs epochs of shuffled minibatches: clipped surrogate + value loss, gradient
      clipping, Adam, one cosine learning-rate step per update.
 
-Exactly the paper's (SPEC §3, the public code's rl/trainer): turn-level PPO, i.e. one value (MLP
+Exactly the paper's (the public code's rl/trainer and rl/configs): turn-level PPO, i.e. one value (MLP
 value head on the last layer's hidden state at the last prompt token) and one action log-prob per
 attempt, log pi(a|s) = 0.5 x (sum over "thought" tokens before the answer key) + (sum over tokens
 from the answer key on) (RL4VLM's thought_prob_coef), with log-probs of logits / the sampling
@@ -65,7 +65,7 @@ Where the algorithm differs from the public code, and why:
 Scale: under torchrun each rank steps its own environments (seeds offset by rank), the model is
 sharded with FSDP2 (policy.shard) which reduces the gradients, advantages are normalised over all
 ranks, and rank 0 logs, prints and saves. Seeded, not bit-exact (sampling, thread scheduling).
-Compute axis (SPEC §3): flops = 6 N (D_init + D_rl) + 2 N D_buffer, with 6 N D_init the init's own
+Compute axis (the paper's x-axis): flops = 6 N (D_init + D_rl) + 2 N D_buffer, with 6 N D_init the init's own
 training compute (the "flops" in its trainer_state.json, 0 if none), D_rl the non-padding tokens
 (prompt + response) of every forward+backward in the PPO epochs, and D_buffer those of the two
 no-grad passes over every rollout attempt: generation and the scoring pass, counted as sft.py
@@ -93,10 +93,11 @@ import policy as policy_lib
 import sft
 from evaluate import COUNT, COUNT_OR_0, SEED, number  # argparse types: nan, inf, out of range -> one line
 
-# The paper's values (SPEC §3 and the public code's configs), applied by --preset paper to every
+# The paper's values (the public code's rl/configs), applied by --preset paper to every
 # flag left unset on the command line.
 PAPER = dict(lr=1e-6, vf_lr=0.0, vf_clip=0.1, ppo_epochs=4, temperature=0.2, max_grad_norm=0.01, num_envs=1, rollout_steps=256,
-             minibatch_size=128, grad_accum=128, updates=None, eval_episodes=0, max_new_tokens=512)
+             minibatch_size=128, grad_accum=128, updates=None, eval_episodes=0, max_new_tokens=512,
+             warmup_updates=0, critic="shared", eval_samples=0, eval_max_new_tokens=256, eval_temperature=None)
 PAPER_UPDATES = {"generalpoints": 20, "virl": 15}
 CPU_UPDATES = {"generalpoints": 30, "virl": 30}
 # Verifier outcomes (generalpoints.py / virl.py); the per-update line reports the share of each.
@@ -132,6 +133,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--grad-accum", type=COUNT, default=None, help="micro-batches per minibatch, gradients accumulated; the micro-batch is also the scoring pass's batch (default: micro-batches of gcd(--minibatch-size, 8), which ran 1.8x faster than 64 on 2 CPU cores, benchmarks/train_speed.py; the paper: 128)")
     p.add_argument("--lr", type=number(above=0), default=2e-5, help="Adam learning rate, cosine-decayed over the updates (the paper: 1e-6)")
     p.add_argument("--vf-lr", type=number(at_least=0), default=1e-3, help="learning rate of the value head's own MLP; 0 = --lr (the paper: one lr for all)")
+    p.add_argument("--warmup-updates", type=COUNT_OR_0, default=0, help="linear lr warm-up over the first N updates: a fresh Adam's first step is a sign step of size lr on every weight (the paper: 0)")
+    p.add_argument("--critic", choices=["shared", "detached"], default="shared", help="shared: the value loss also trains the language model under the value head (the paper); detached: it trains the value head alone, so it cannot disturb the policy at a CPU learning rate")
     p.add_argument("--lr-horizon", type=COUNT, default=100, help="the cosine decay spans max(this, --updates) updates (the public code: lr_max_steps 100 for 20 updates, so the lr stays near its peak)")
     p.add_argument("--adam-eps", type=number(above=0), default=1e-7, help="Adam epsilon (the paper: 1e-7)")
     p.add_argument("--clip-coef", type=number(above=0), default=0.1, help="PPO ratio clip (the paper: 0.1)")
@@ -145,7 +148,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--eval-every", type=COUNT_OR_0, default=10, help="evaluate every N updates, and always at the start and the end (0: only those)")
     p.add_argument("--eval-splits", default=None, help="comma-separated splits to evaluate (default: id,ood-rule, and ood-visual with --vision; GeneralPoints also knows val-rule)")
     p.add_argument("--eval-episodes", type=COUNT_OR_0, default=128, help="fixed hands/routes per split, capped at the split's set (0 = the paper's full set: 234 GP / 48 V-IRL)")
-    p.add_argument("--eval-temperature", type=number(at_least=0), default=0.0, help="evaluation sampling temperature (0 = greedy)")
+    p.add_argument("--eval-max-new-tokens", type=COUNT, default=None, help="longest answer in evaluations (default: --max-new-tokens; the paper: 256)")
+    p.add_argument("--eval-attempts", type=COUNT, default=None, help="attempts per hand/position in evaluations (default: the env's VIter, 5 GP / 2 V-IRL, whatever --max-attempts trains with)")
+    p.add_argument("--eval-temperature", type=number(at_least=0), default=0.0, help="temperature of the first evaluation (0 = greedy)")
+    p.add_argument("--eval-samples", type=COUNT_OR_0, default=3, help="also evaluate by sampling at the rollout --temperature, this many seeded passes over the same episodes (0 = off); what RL optimizes is the policy it samples from")
     p.add_argument("--save-every", type=COUNT_OR_0, default=10, help="checkpoint every N updates (and at the end); 0 = only at the end")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the run folder")
     p.add_argument("--warm-start-args", default="", help="extra flags for sft.py when the warm start is trained here, e.g. '--steps 100'")
@@ -160,6 +166,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.grad_accum = args.minibatch_size // math.gcd(args.minibatch_size, 8)
     if args.max_attempts is None:
         args.max_attempts = evaluate.ENVS[args.env].MAX_ATTEMPTS
+    args.eval_max_new_tokens = args.eval_max_new_tokens or args.max_new_tokens
+    # the public sizes under --preset paper (1200 px cards, 2405 px grids), the env's CPU size otherwise
+    args.image_size = evaluate.paper_image_size(args.env) if args.preset == "paper" else None
     if args.out is None:
         args.out = f"runs/ppo-{run_name(args.env, args.vision)}"
     if why := evaluate.out_problem(args.out):
@@ -202,6 +211,7 @@ class Rollout:
     dones: torch.Tensor             # [T, E] 1.0 where the attempt ended its episode
     cut_off: torch.Tensor           # [T, E] 1.0 where the answer hit --max-new-tokens
     outcomes: list                  # [T*E] verdict outcome names
+    tries: list                     # [T*E] which attempt of its hand / position (1 = first)
     last_obs: list                  # [E] current observations after the rollout (bootstrap)
     episodes: list = field(default_factory=list)  # finished episodes, for samples and success
     gen_tokens: int = 0             # tokens generated
@@ -229,7 +239,7 @@ def collect_rollout(policy, envs, obs, steps, args, trackers) -> Rollout:
     """
     E = len(envs)
     rewards, dones, cut = torch.zeros(steps, E), torch.zeros(steps, E), torch.zeros(steps, E)
-    roll = Rollout([], [], rewards, dones, cut, [], [])
+    roll = Rollout([], [], rewards, dones, cut, [], [], [])
     for t in range(steps):
         t0 = time.perf_counter()
         gens = policy.generate(obs, temperature=args.temperature, max_new_tokens=args.max_new_tokens)
@@ -241,6 +251,7 @@ def collect_rollout(policy, envs, obs, steps, args, trackers) -> Rollout:
             roll.obs.append(obs[e])
             roll.responses.append(list(gen.token_ids))
             roll.outcomes.append(verdict.outcome)
+            roll.tries.append(info["attempt"])
             roll.gen_tokens += len(gen.token_ids)
             rewards[t, e], dones[t, e], cut[t, e] = reward, float(terminated or truncated), float(gen.cut_off)
             trackers[e]["attempts"].append({"answer": gen.text, "outcome": verdict.outcome, "reward": reward,
@@ -255,7 +266,7 @@ def collect_rollout(policy, envs, obs, steps, args, trackers) -> Rollout:
 
 
 def action_logprob(scores, thought_prob_coef: float) -> torch.Tensor:
-    """Turn-level log pi(a|s) of each attempt (SPEC §3, RL4VLM's thought_prob_coef).
+    """Turn-level log pi(a|s) of each attempt (the paper's, from RL4VLM's thought_prob_coef).
 
     Example, response `{"number": [4, 6], "formula": "4*6=24"}<eos>` with answer key "formula":
         tokens       {"number": [4, 6], "  formula": "4*6=24"}  <eos>  <pad>
@@ -351,50 +362,59 @@ class NonFiniteLoss(RuntimeError):
     """A NaN/inf loss or gradient norm: the run stops before the optimizer step."""
 
 
-def ppo_loss(new_logp, new_values, old_logp, old_values, adv, returns, args):
-    """Clipped surrogate + clipped value loss of one micro-batch; all inputs [b]."""
+def ppo_loss(new_logp, new_values, old_logp, old_values, adv, returns, clip_coef, vf_clip=0.0, vf_coef=0.5):
+    """Clipped surrogate + (optionally clipped) value loss of one micro-batch; tensors [b].
+
+    Example, clip 0.1, one attempt with advantage +1 whose log-prob rose by 0.2 (ratio 1.22):
+    min(1.22 * 1, 1.1 * 1) = 1.1, so the policy loss is -1.1 and its gradient is 0: the update
+    stops pushing an attempt once its ratio has left [0.9, 1.1] in the advantage's direction.
+    """
     logratio = new_logp - old_logp                                        # [b]
     ratio = logratio.exp()                                                # [b]
-    pg_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - args.clip_coef, 1 + args.clip_coef)).mean()
-    v_loss = (new_values - returns) ** 2                                                   # [b]
-    if args.vf_clip > 0:  # the new value may move at most vf_clip from the old one
-        v_clipped = old_values + (new_values - old_values).clamp(-args.vf_clip, args.vf_clip)  # [b]
+    pg_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - clip_coef, 1 + clip_coef)).mean()
+    v_loss = (new_values - returns) ** 2                                  # [b]
+    if vf_clip > 0:  # the new value may move at most vf_clip from the old one
+        v_clipped = old_values + (new_values - old_values).clamp(-vf_clip, vf_clip)  # [b]
         v_loss = torch.max(v_loss, (v_clipped - returns) ** 2)
     v_loss = 0.5 * v_loss.mean()
     with torch.no_grad():  # diagnostics (CleanRL): k3 estimator of KL(old || new), clipped share
         approx_kl = ((ratio - 1) - logratio).mean()
-        clipfrac = ((ratio - 1).abs() > args.clip_coef).float().mean()
+        clipfrac = ((ratio - 1).abs() > clip_coef).float().mean()
     stats = {"policy_loss": pg_loss.item(), "value_loss": v_loss.item(), "approx_kl": approx_kl.item(),
-             "clipfrac": clipfrac.item(), "ratio_max": ratio.max().item()}
-    return pg_loss + args.vf_coef * v_loss, stats
+             "clipfrac": clipfrac.item()}
+    return pg_loss + vf_coef * v_loss, stats
 
 
 def ppo_update(policy, optimizer, params, batch, args, answer_key) -> dict:
     """--ppo-epochs epochs of shuffled minibatches; `batch` holds obs, responses and [N] tensors
-    old_logp, old_values, advantages, returns. Returns the mean diagnostics and tokens trained on."""
+    old_logp, old_values, advantages, returns. Returns the mean diagnostics and tokens trained on;
+    approx_kl and clipfrac leave out the first minibatch, whose ratio is exactly 1."""
     policy.eval()  # dropout off: the same function as the scoring pass
     n = len(batch["obs"])
     micro = args.minibatch_size // args.grad_accum
-    sums, count, tokens, grad_norms = {}, 0, 0, []
+    sums, counts, tokens, grad_norms = {}, {}, 0, []
     for _ in range(args.ppo_epochs):
         perm = torch.randperm(n)                                          # [N]
         for start in range(0, n, args.minibatch_size):
             idx = length_sorted(perm[start:start + args.minibatch_size].tolist(),
                                 batch["obs"], batch["responses"])         # [minibatch]
+            moved = bool(grad_norms)  # after the first optimizer step the policy has moved
             for m in range(0, len(idx), micro):
                 mb = idx[m:m + micro]
                 s = policy.score([batch["obs"][i] for i in mb], [batch["responses"][i] for i in mb],
-                                 temperature=args.temperature, answer_key=answer_key)
+                                 temperature=args.temperature, answer_key=answer_key,
+                                 detach_value=args.critic == "detached")
                 new_logp = action_logprob(s, args.thought_prob_coef)      # [b]
-                old = [batch[k][mb].to(new_logp.device)  # the rollout buffer lives on the CPU
-                       for k in ("old_logp", "old_values", "advantages", "returns")]
-                loss, stats = ppo_loss(new_logp, s.values.float(), *old, args)
+                old_logp, old_values, adv, ret = (batch[k][mb].to(new_logp.device)  # buffer: CPU
+                                                  for k in ("old_logp", "old_values", "advantages", "returns"))
+                loss, stats = ppo_loss(new_logp, s.values.float(), old_logp, old_values, adv, ret,
+                                       args.clip_coef, args.vf_clip, args.vf_coef)
                 if not torch.isfinite(loss):
                     raise NonFiniteLoss(f"loss is {loss.item()}")
                 (loss * len(mb) / len(idx)).backward()  # mean over the minibatch
                 for k, v in stats.items():
-                    sums[k] = sums.get(k, 0.0) + v
-                count += 1
+                    if moved or k not in ("approx_kl", "clipfrac"):
+                        sums[k], counts[k] = sums.get(k, 0.0) + v, counts.get(k, 0) + 1
                 tokens += int(batch["tokens"][mb].sum())
             grad_norm = torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm)
             if hasattr(grad_norm, "full_tensor"):  # a DTensor under FSDP2
@@ -404,7 +424,8 @@ def ppo_update(policy, optimizer, params, batch, args, answer_key) -> dict:
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             grad_norms.append(float(grad_norm))
-    out = {k: v / count for k, v in sums.items()}
+    out = {k: sums.get(k, 0.0) / counts[k] if k in counts else 0.0
+           for k in ("policy_loss", "value_loss", "approx_kl", "clipfrac")}
     out["grad_norm"] = sum(grad_norms) / len(grad_norms)
     out["tokens"] = tokens
     return out
@@ -414,20 +435,29 @@ def ppo_update(policy, optimizer, params, batch, args, answer_key) -> dict:
 # plumbing: warm start, evaluation, logging, samples
 # ---------------------------------------------------------------------------------------------
 
+# The warm start: the tiny model's stand-in for the paper's instruct checkpoint + its short ID SFT.
+# An instruct model can already answer again after feedback; a tiny model trained on single-turn
+# answers cannot (its revisions were 77-95% illegal fragments, so 70% of the rollout attempts were
+# wasted): GeneralPoints' warm start also trains on ID conversations with 1-4 failed attempts
+# and the verifier's feedback before the right answer (sft.py --revise), and for longer.
+WARM_START = {"generalpoints": ["--revise", "0.5", "--steps", "900", "--eval-every", "0"], "virl": ["--eval-every", "0"]}
+
+
 def warm_start(args, rank: int) -> tuple[str, float]:
-    """The checkpoint PPO starts from and the compute that produced it (6 N D_init, SPEC §3).
+    """The checkpoint PPO starts from and the compute that produced it (6 N D_init).
 
     The paper starts RL from an SFT-initialised checkpoint (RL from the base model never reaches
-    the answer format). Default: sft.py's default run for this task (runs/sft-gp-l, ...), reused
-    once finished (its `final` link), else trained here with sft.py's own run() (or, when a
-    killed SFT run left checkpoints, finished from the last one).
+    the answer format). Default: sft.py run with WARM_START's flags into runs/warm-gp-l, ...,
+    reused once finished (its `final` link), else trained here with sft.py's own run() (or, when
+    a killed run left checkpoints, finished from the last one).
     """
     if args.init == "base":
         return args.model, 0.0
     if args.init is not None:
         return args.init, init_flops(args.init)
-    flags = ["--env", args.env, "--model", args.model, "--seed", str(args.seed)]
-    flags += (["--vision"] if args.vision else []) + args.warm_start_args.split()
+    flags = ["--env", args.env, "--model", args.model, "--seed", str(args.seed),
+             "--out", f"runs/warm-{run_name(args.env, args.vision)}" + (f"-seed{args.seed}" if args.seed else "")]
+    flags += (["--vision"] if args.vision else []) + WARM_START[args.env] + args.warm_start_args.split()
     sft_args = sft.parse_args(flags + ["--resume"])  # finishes a killed SFT run, else starts one
     final = Path(sft_args.out) / "final"             # exists once an SFT run has finished
     if final.exists():
@@ -436,7 +466,7 @@ def warm_start(args, rank: int) -> tuple[str, float]:
             print(f"warm start: reusing {path}", flush=True)
     else:
         if rank == 0:
-            print(f"warm start: no finished SFT run in {sft_args.out}; training it first "
+            print(f"warm start: no finished run in {sft_args.out}; training it first "
                   f"(python sft.py {' '.join(flags)})", flush=True)
         path = sft.run(sft_args)
     return str(path), init_flops(path)
@@ -458,10 +488,18 @@ def init_flops(path) -> float:
 
 
 def run_eval(policy, args) -> dict:
-    """--eval-splits (ID and rule-OOD, + visual-OOD with --vision) on the fixed evaluation episodes, greedy."""
-    return evaluate.evaluate(policy, env=args.env, splits=tuple(args.eval_splits.split(",")), vision=args.vision, n=args.eval_episodes,
-                             attempts=args.max_attempts, temperature=args.eval_temperature,
-                             max_new_tokens=args.max_new_tokens)
+    """--eval-splits (ID and rule-OOD, + visual-OOD with --vision) on the fixed evaluation episodes:
+    {"eval": greedy (or --eval-temperature) metrics, "eval_sampled": metrics over --eval-samples
+    seeded passes at the rollout temperature}. The sampling passes fork torch's RNG, so the
+    training run's own random stream is the same with or without them."""
+    common = dict(env=args.env, splits=tuple(args.eval_splits.split(",")), vision=args.vision,
+                  n=args.eval_episodes, attempts=args.eval_attempts, max_new_tokens=args.eval_max_new_tokens,
+                  image_size=args.image_size)
+    out = {"eval": evaluate.evaluate(policy, temperature=args.eval_temperature, **common)}
+    if args.eval_samples:
+        out["eval_sampled"] = evaluate.evaluate(policy, temperature=args.temperature, samples=args.eval_samples,
+                                                sample_seed=args.seed, **common)
+    return out
 
 
 def print_samples(episodes: list, k: int = 2, max_attempts_shown: int = 6) -> None:
@@ -480,42 +518,59 @@ def print_samples(episodes: list, k: int = 2, max_attempts_shown: int = 6) -> No
 
 
 def update_stats(roll, stats, ret, old_values, entropy, outcomes, world) -> dict:
-    """The per-update diagnostics, rollout counts summed over ranks, PPO stats averaged."""
-    resid, ret = (ret - old_values), ret                                                    # [N]
-    local = [len(roll.outcomes), float(roll.rewards.sum()), len(roll.episodes),
-             sum(ep["success"] for ep in roll.episodes), sum(len(r) for r in roll.responses),
-             float(roll.cut_off.sum()), roll.gen_tokens, roll.gen_seconds,
-             float(resid.var()), float(ret.var()), entropy]
-    local += [sum(o == name for o in roll.outcomes) for name in outcomes]
+    """The per-update diagnostics: rollout counts summed over ranks, PPO stats averaged. Success is
+    per attempt (first attempts, and revisions), not per episode: episodes straddle updates, and
+    only the quickly solved ones would finish inside the first update's window."""
+    first = [o == "correct" for o, k in zip(roll.outcomes, roll.tries) if k == 1]
+    later = [o == "correct" for o, k in zip(roll.outcomes, roll.tries) if k > 1]
     ppo_keys = ("policy_loss", "value_loss", "approx_kl", "clipfrac", "grad_norm")
-    g = all_sum(local + [stats[k] for k in ppo_keys])
-    n, rsum, n_ep, n_ok, rlen, ncut, gtok, gsec, var_res, var_ret, ent = g[:11]
-    shares, ppo = g[11:11 + len(outcomes)], g[11 + len(outcomes):]
-    return {"success": n_ok / n_ep if n_ep else None, "episodes": int(n_ep), "reward": rsum / n,
-            "outcomes": {k: c / n for k, c in zip(outcomes, shares)},
-            **{k: v / world for k, v in zip(ppo_keys, ppo)},
-            "explained_variance": 1 - var_res / var_ret if var_ret > 0 else None,
-            "entropy": ent / world, "response_len": rlen / n, "cut_off": ncut / n,
-            "tokens_per_s": gtok / max(gsec / world, 1e-9)}  # generated tokens / generation time
+    local = {"n": len(roll.outcomes), "reward": float(roll.rewards.sum()), "first": len(first),
+             "first_ok": sum(first), "later": len(later), "later_ok": sum(later),
+             "resp_len": sum(len(r) for r in roll.responses), "cut": float(roll.cut_off.sum()),
+             "gen_tokens": roll.gen_tokens, "gen_seconds": roll.gen_seconds,
+             "var_res": float((ret - old_values).var()), "var_ret": float(ret.var()), "entropy": entropy,
+             **{f"n_{k}": sum(o == k for o in roll.outcomes) for k in outcomes},
+             **{k: stats[k] for k in ppo_keys}}
+    g = dict(zip(local, all_sum(list(local.values()))))
+    n = g["n"]
+    return {"first_success": g["first_ok"] / g["first"] if g["first"] else None,
+            "revision_success": g["later_ok"] / g["later"] if g["later"] else None,
+            "reward": g["reward"] / n, "outcomes": {k: g[f"n_{k}"] / n for k in outcomes},
+            **{k: g[k] / world for k in ppo_keys},
+            "explained_variance": 1 - g["var_res"] / g["var_ret"] if g["var_ret"] > 0 else None,
+            "entropy": g["entropy"] / world, "response_len": g["resp_len"] / n, "cut_off": g["cut"] / n,
+            "tokens_per_s": g["gen_tokens"] / max(g["gen_seconds"] / world, 1e-9)}  # generated / time
 
 
 def print_update(update, total, row) -> None:
-    succ = "-" if row["success"] is None else f"{row['success']:.2f}"
-    ev = "-" if row["explained_variance"] is None else f"{row['explained_variance']:+.2f}"
+    def share(x):
+        return "-" if x is None else f"{x:.2f}"
     shares = " ".join(f"{k} {v:.2f}" for k, v in row["outcomes"].items())
-    print(f"update {update}/{total} | success {succ} ({row['episodes']} ep) reward {row['reward']:+.2f} | "
-          f"{shares} | vloss {row['value_loss']:.3f} ploss {row['policy_loss']:+.4f} "
-          f"kl {row['approx_kl']:.4f} clip {row['clipfrac']:.2f} ev {ev} | len {row['response_len']:.1f} "
-          f"cut {row['cut_off']:.2f} | {row['tokens_per_s']:.0f} tok/s | {row['seconds']:.1f}s", flush=True)
+    print(f"update {update}/{total} | solved: first {share(row['first_success'])} revision "
+          f"{share(row['revision_success'])} | reward {row['reward']:+.2f} | {shares} | vloss "
+          f"{row['value_loss']:.3f} ploss {row['policy_loss']:+.4f} kl {row['approx_kl']:.4f} clip "
+          f"{row['clipfrac']:.2f} ev {share(row['explained_variance'])} | lr {row['lr']:.1e} | len "
+          f"{row['response_len']:.1f} cut {row['cut_off']:.2f} | {row['tokens_per_s']:.0f} tok/s | "
+          f"{row['seconds']:.1f}s", flush=True)
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
     transformers.utils.logging.disable_progress_bar()  # no per-save bars between the update lines
     rank, world, device = policy_lib.setup_distributed()
+    if world > 1 and args.eval_temperature is None:  # --preset paper: sampled episodes would
+        args.eval_temperature = 0.0                    # end at different times on each rank
+        if rank == 0:
+            print("note: under torchrun the evaluation is greedy: FSDP ranks must make the same "
+                  "generate() calls", flush=True)
     if world > 1 and args.eval_temperature > 0:
         sys.exit("error: under torchrun evaluate greedily (--eval-temperature 0): FSDP ranks must "
                  "make the same generate() calls")
+    if world > 1 and args.eval_samples:  # sampled episodes end at different times on each rank
+        args.eval_samples = 0
+        if rank == 0:
+            print("note: under torchrun the sampled evaluation is off (--eval-samples 0): FSDP ranks "
+                  "must make the same generate() calls", flush=True)
     sft.seed_everything(args.seed + rank)  # random, numpy, torch: seeded, not bit-exact
     env_mod = evaluate.ENVS[args.env]
     out = Path(args.out)
@@ -542,7 +597,8 @@ def main(argv=None) -> None:
     groups = [{"params": list(policy.model.parameters()), "lr": args.lr},
               {"params": list(policy.value_head.parameters()), "lr": args.vf_lr or args.lr}]
     optimizer = torch.optim.Adam(groups, eps=args.adam_eps, weight_decay=0.0)
-    scheduler = sft.cosine_schedule(optimizer, total_steps=max(args.lr_horizon, args.updates), warmup_frac=0.0)
+    horizon = max(args.lr_horizon, args.updates)  # one scheduler step per update
+    scheduler = sft.cosine_schedule(optimizer, total_steps=horizon, warmup_frac=args.warmup_updates / horizon)
     start, d_rl, d_buffer = 0, 0.0, 0.0
     if last is not None:
         try:
@@ -568,22 +624,25 @@ def main(argv=None) -> None:
               f"{args.num_envs} envs, {args.rollout_steps} attempts/rank/update, {args.updates} updates, "
               f"init {init_path}, out {out}", flush=True)
 
-    def flops() -> float:  # SPEC §3: 6 N (D_init + D_rl) + 2 N D_buffer, with flops_init = 6 N D_init
+    def flops() -> float:  # the paper's: 6 N (D_init + D_rl) + 2 N D_buffer, with flops_init = 6 N D_init
         return flops_init + 6 * n_params * d_rl + 2 * n_params * d_buffer
 
     def do_eval(step: int) -> None:
         t = time.perf_counter()
         result = run_eval(policy, args)
         timing["evals"] += time.perf_counter() - t
-        logger.log({"step": step, "flops": flops(), "eval": result})
-        if rank == 0:
-            print(f"eval @ update {step}: " + " | ".join(  # GP: success, V-IRL: per-step accuracy
-                f"{k} {100 * m.get('success', m.get('step_accuracy', 0.0)):.1f}% (n={m['n']})"
-                for k, m in result.items()), flush=True)
+        logger.log({"step": step, "flops": flops(), **result})
+        if rank == 0:  # GP: success, V-IRL: per-step accuracy; greedy, then sampled
+            sampled = result.get("eval_sampled", {})
+            print(f"eval @ update {step}: " + " | ".join(
+                f"{k} {100 * evaluate.headline(m):.1f}%"
+                + (f" sampled {100 * evaluate.headline(sampled[k]):.1f}%" if k in sampled else "")
+                + f" (n={m['n']})" for k, m in result["eval"].items()), flush=True)
 
     # ---- this rank's environments: seeds distinct per (seed, rank, env, start), so a resumed run
     # deals new hands; the evaluation hands are disjoint from all training seeds (env modules) ----
-    envs = [env_mod.make_env("id", vision=args.vision, max_attempts=args.max_attempts,
+    sizes = {} if args.image_size is None else {"image_size": args.image_size}
+    envs = [env_mod.make_env("id", vision=args.vision, max_attempts=args.max_attempts, **sizes,
                              seed=int(np.random.SeedSequence([args.seed, rank, i, start]).generate_state(1)[0]))
             for i in range(args.num_envs)]
     obs = [env.reset()[0] for env in envs]

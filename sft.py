@@ -1,5 +1,5 @@
 """
-Supervised fine-tuning: the paper's SFT arm (SPEC §3).
+Supervised fine-tuning: the paper's SFT arm.
 
 The model is trained on optimal single-turn answers of the in-distribution (ID) split only
 (GeneralPoints: black suits, J/Q/K count as 10; V-IRL: the training city, absolute actions), with
@@ -64,8 +64,8 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_optim
 from tqdm import tqdm
 
 import generalpoints
-from evaluate import (COUNT, COUNT_OR_0, ENVS, MAX_NEW_TOKENS, SEED, ArgumentParser, evaluate, number,
-                      out_problem, parse_splits)
+from evaluate import (COUNT, COUNT_OR_0, ENVS, MAX_NEW_TOKENS, PAPER_MAX_NEW_TOKENS, SEED, ArgumentParser,
+                      evaluate, number, out_problem, paper_image_size, parse_splits)
 from policy import load_policy, setup_distributed, shard
 
 # -----------------------------------------------------------------------------------------------
@@ -73,7 +73,7 @@ from policy import load_policy, setup_distributed, shard
 
 
 def cosine_schedule(optimizer, total_steps, warmup_frac):
-    """Linear warm-up over the first warmup_frac of the steps, then cosine decay to 0 (SPEC §3).
+    """Linear warm-up over the first warmup_frac of the steps, then cosine decay to 0 (the paper's schedule).
 
     The multiplier of the base lr at step s (0-based, called once per optimizer step):
     (s + 1) / warmup during warm-up, then 0.5 * (1 + cos(pi * progress)). E.g. 100 steps with
@@ -132,7 +132,7 @@ def lines_up_to(path, step):
 
 
 def training_flops(n_params, tokens):
-    """Training compute, SPEC §3: 6 N D (forward 2 N D + backward 4 N D FLOPs for D tokens)."""
+    """Training compute, the paper's x-axis: 6 N D (forward 2 N D + backward 4 N D FLOPs for D tokens)."""
     return 6.0 * n_params * tokens
 
 
@@ -471,7 +471,7 @@ def _epoch_order(seed, epoch, n):
 
 
 def sft_loss(logits, labels):
-    """Mean cross-entropy over the answer tokens of a batch (SPEC §3: loss on the response only).
+    """Mean cross-entropy over the answer tokens of a batch (the paper: loss on the response only).
 
     labels are policy.py's Batch.labels: the input ids on answer tokens, -100 (ignored) on the
     prompt (image tokens included) and on padding. Left-padded prompt "a b", answer "c d" + E:
@@ -488,15 +488,16 @@ def sft_loss(logits, labels):
 
 
 PRESETS = {
-    # A tiny model on a CPU: visibly learns GP-L in minutes (PLATFORM.md).
+    # A tiny model on a CPU: visibly learns GP-L in minutes.
     "cpu": dict(steps=600, batch_size=32, micro_batch_size=None, log_every=10, eval_every=100,
                 eval_episodes=64, eval_max_new_tokens=64, save_every=200, grad_checkpointing=False),
-    # The paper's run (SPEC §3; public sft_scripts/gp_l.sh): 8 GPUs x 16, save every 20 steps.
+    # The paper's run (public sft_scripts/gp_l.sh): 8 GPUs x 16, save every 20 steps, and the
+    # public evaluator's 256 new tokens.
     "paper": dict(steps=400, batch_size=128, micro_batch_size=16, log_every=1, eval_every=20,
-                  eval_episodes=0, eval_max_new_tokens=MAX_NEW_TOKENS, save_every=20,
+                  eval_episodes=0, eval_max_new_tokens=PAPER_MAX_NEW_TOKENS, save_every=20,
                   grad_checkpointing=True),
 }
-ADAM_BETAS, ADAM_EPS = (0.9, 0.98), 1e-7  # the paper's AdamW (SPEC §3), both presets
+ADAM_BETAS, ADAM_EPS = (0.9, 0.98), 1e-7  # the paper's AdamW (public sft scripts), both presets
 
 
 def parse_args(argv=None):
@@ -511,7 +512,7 @@ def parse_args(argv=None):
                         "(paper: Llama-3.2-11B-Vision-Instruct)")
     p.add_argument("--preset", choices=sorted(PRESETS), default="cpu",
                    help="default values of the flags below: cpu (tiny model, minutes on a laptop) or "
-                        "paper (SPEC §3, for a real checkpoint on GPUs)")
+                        "paper (for a real checkpoint on GPUs)")
     p.add_argument("--steps", type=COUNT, help="optimizer steps (cpu: 600; paper: 400, the public "
                    "GP-L checkpoint used to start RL; the paper's V-IRL-L one is 25)")
     p.add_argument("--batch-size", type=COUNT, help="global batch in examples, summed over ranks and "
@@ -532,6 +533,10 @@ def parse_args(argv=None):
     p.add_argument("--mixture", action="store_true", help="GeneralPoints only: train on the laptop "
                    "experiment's stand-in for pretraining, hands under random J/Q/K values with revision "
                    "turns (generalpoints.mixture_examples), instead of the ID split")
+    p.add_argument("--revise", type=number(at_least=0, at_most=1), default=0.0, help="GeneralPoints only: "
+                   "this share of the generated ID conversations first holds 1-4 failed attempts, each "
+                   "with the verifier's feedback, before the optimal answer: the multi-turn skill an "
+                   "instruct model brings to VIter, for PPO's warm start (paper's SFT data: 0, single-turn)")
     p.add_argument("--eval-splits", help="comma-separated splits to evaluate (default: id, ood-rule, and "
                    "ood-visual with --vision; GeneralPoints also knows val-rule)")
     p.add_argument("--eval-every", type=COUNT_OR_0, help="evaluate every N steps, at step 0 and at the end; "
@@ -541,13 +546,13 @@ def parse_args(argv=None):
     p.add_argument("--eval-max-new-tokens", type=COUNT, help="longest answer in those evaluations; longer "
                    "ones are cut off and fail. The tiny model's answers take <= 35 tokens, and an untrained "
                    "model always runs to the limit, so it sets the cost of early evaluations (cpu: 64; "
-                   f"paper: {MAX_NEW_TOKENS})")
+                   f"paper: {PAPER_MAX_NEW_TOKENS}, the public evaluator's)")
     p.add_argument("--log-every", type=COUNT, help="print and log the training loss every N steps (cpu: 10; paper: 1)")
     p.add_argument("--save-every", type=COUNT_OR_0, help="checkpoint every N steps and at the end; the last "
                    "2 are kept (cpu: 200; paper: 20)")
     p.add_argument("--init-flops", type=number(at_least=0), default=0.0,
                    help="compute already spent on --model, the D_init term of SFT's 6 N (D_init + D_sft) "
-                        "(SPEC §3); 0 for the tiny model trained from scratch")
+                        "(the paper's compute axis); 0 for the tiny model trained from scratch")
     p.add_argument("--threads", type=COUNT, default=None, help="CPU threads of this process (default 1, or cores / "
                    "ranks under torchrun; 2 threads trained 1.5x faster on a quiet 2-core machine and far "
                    "slower beside a busy neighbour, benchmarks/README.md)")
@@ -568,6 +573,8 @@ def parse_args(argv=None):
         p.error(f"--data {args.data}: no such file")
     if args.mixture and (args.env != "generalpoints" or args.data):
         p.error("--mixture is GeneralPoints' generated mixture: not with --env virl or --data")
+    if args.revise and (args.env != "generalpoints" or args.data or args.mixture):
+        p.error("--revise is for GeneralPoints' generated ID data: not with --env virl, --data or --mixture")
     default = "id,ood-rule" + (",ood-visual" if args.vision else "")
     try:
         args.eval_splits = ",".join(parse_splits(args.eval_splits or default, args.env))
@@ -604,7 +611,7 @@ def run(args):
         sys.exit(f"error: {out} already holds checkpoints; pass --resume to continue it or choose another --out")
     resume_from = resume_checkpoint(out) if args.resume else None  # the newest intact checkpoint
     if resume_from:  # the same run, not another one's checkpoint
-        check_same_run(out, args, ("env", "vision", "data", "mixture", "batch_size", "seed"))
+        check_same_run(out, args, ("env", "vision", "data", "mixture", "revise", "batch_size", "seed"))
     micro = args.micro_batch_size or max(1, args.batch_size // world)
     if args.batch_size % (micro * world):
         sys.exit(f"error: --batch-size {args.batch_size} is not a multiple of --micro-batch-size "
@@ -646,18 +653,22 @@ def run(args):
     if rank == 0:
         say(f"sft: {args.env}{' (vision)' if args.vision else ''}, {n_params / 1e6:.2f}M parameters, "
             f"{world} rank(s), batch {args.batch_size} = {n_micro} x {micro}, steps {start}->{args.steps}, "
-            f"data {args.data or ('generated (mixture of rules)' if args.mixture else 'generated (ID split)')}, out {out}"
+            f"data {args.data or ('generated (mixture of rules)' if args.mixture else 'generated (ID split)')}"
+            + (f", {args.revise:.0%} with revision turns" if args.revise else "") + f", out {out}"
             + (f", resumed from {resume_from}" if resume_from else ""))
     splits = tuple(args.eval_splits.split(","))  # default ID, rule-OOD (+ visual-OOD)
 
     def run_eval(step):
         # Greedy, on the same fixed episodes every time; under FSDP every rank plays them in
-        # lockstep (evaluate.py) and rank 0 logs.
+        # lockstep (evaluate.py) and rank 0 logs. --preset paper on one process evaluates as the
+        # public evaluator: the checkpoint's own generation settings, the public image sizes.
         began = time.time()
         policy.eval()
+        paper = args.preset == "paper"
         results = evaluate(policy, env=args.env, splits=splits, vision=args.vision,
-                           n=args.eval_episodes or None, temperature=0.0,
-                           max_new_tokens=args.eval_max_new_tokens)
+                           n=args.eval_episodes or None, temperature=None if paper and world == 1 else 0.0,
+                           max_new_tokens=args.eval_max_new_tokens,
+                           image_size=paper_image_size(args.env) if paper else None)
         policy.train()
         logger.log({"step": step, "flops": state["flops"], "eval": results})
         if rank == 0:
@@ -671,6 +682,7 @@ def run(args):
     bar = tqdm(total=args.steps, initial=start, desc="sft", dynamic_ncols=True,
                disable=rank != 0 or not sys.stderr.isatty())  # a bar for a terminal, not for logs
     window_losses, window_tokens, window_time = [], 0, 0.0  # since the last log line
+    sizes = {"image_size": paper_image_size(args.env)} if args.preset == "paper" else {}  # else the env's
     for step in range(start, args.steps):
         step_start = time.time()
         # Forward/backward over this rank's micro-batches: r, r + world, ... of the global batch.
@@ -681,8 +693,12 @@ def run(args):
             elif args.mixture:
                 examples = generalpoints.mixture_examples(micro, vision=args.vision,
                                                           seed=micro_batch_seed(args.seed, step, m))
+            elif args.revise:
+                examples = generalpoints.sft_examples(micro, vision=args.vision, revise=args.revise,
+                                                      seed=micro_batch_seed(args.seed, step, m), **sizes)
             else:
-                examples = env_module.sft_examples(micro, vision=args.vision, seed=micro_batch_seed(args.seed, step, m))
+                examples = env_module.sft_examples(micro, vision=args.vision, seed=micro_batch_seed(args.seed, step, m),
+                                                   **sizes)
             obs = [{"messages": ex["messages"][:-1], "image": ex["image"]} for ex in examples]
             answers = [policy.response_ids(ex["messages"][-1]["content"][-1]["text"]) for ex in examples]
             batch = policy.build_batch(obs, answers)  # prompt left-padded, answer right after
@@ -706,7 +722,7 @@ def run(args):
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
 
-        # Compute axis (SPEC §3): 6 N D with D = every non-padding token of the batch, prompt and
+        # Compute axis (the paper's): 6 N D with D = every non-padding token of the batch, prompt and
         # answer (the prompt goes forward and backward too; an image counts as the image tokens in
         # input_ids), summed over ranks; N = policy.num_params, the whole model's parameters.
         state["tokens"] += tokens

@@ -1,6 +1,6 @@
 """Rollout speed: batched generation (and scoring) against one conversation at a time.
 
-PPO spends most of its time sampling answers (SPEC 3: rollouts of 256 steps per update), so
+PPO spends most of its time sampling answers (the paper: rollouts of 256 steps per update and GPU), so
 policy.generate batches conversations, left-padded, with the KV cache. This measures new tokens
 per second at 1, 8, 32 and 64 conversations of real GeneralPoints prompts against generating the
 same conversations one at a time with the same model, and the same for scoring (the no-grad

@@ -12,7 +12,7 @@ built-in model on 2 CPU cores, several seeds per arm, and a significance test:
   2. init       a short ID SFT from the pretrained model: the paper's format-stable initial
                 checkpoint. Both arms start here.
   3. rl-S       ppo.py on the ID rule with verifier revision (VIter 5), seed S.
-  4. sft-S      more ID SFT, seed S, for as many training FLOPs as rl-0 used (SPEC §3 compute
+  4. sft-S      more ID SFT, seed S, for as many training FLOPs as rl-0 used (the paper's compute
                 axis, matched within a few percent), evaluated at the same compute fractions.
   5. summary    results.md / results.json (ID and OOD, init -> SFT / RL, mean and spread over
                 seeds, Welch's t-test on the final OOD change of RL vs SFT), headline_curves.png (success)

@@ -145,8 +145,10 @@ def test_stderr_known_cases():
     last_bad = Attempt(verdict("wrong_value"), False, True, False)
     m = evaluate.gp_metrics([[ok], [bad, ok], [bad, last_bad], [last_bad]], vision=True)
     assert m["success"] == 0.5 and m["stderr"] == pytest.approx(math.sqrt(0.25 / 4))
-    assert m["recognition"] == pytest.approx(4 / 6)
-    assert m["recognition_stderr"] == pytest.approx(math.sqrt(4 / 6 * 2 / 6 / 6))
+    assert m["first_attempt"] == 0.25
+    # recognition as the paper reports it: over first answers (hands 2 and 3 misread the cards)
+    assert m["recognition"] == pytest.approx(2 / 4)
+    assert m["recognition_stderr"] == pytest.approx(math.sqrt(0.5 * 0.5 / 4))
     assert m["outcomes"] == pytest.approx({"correct": 2 / 6, "wrong_cards": 2 / 6,
                                            "wrong_value": 2 / 6})
 
@@ -225,3 +227,27 @@ def test_tiny_policy_evaluates():
         assert 3 <= m["attempts"] and math.isclose(sum(m["outcomes"].values()), 1.0)
         assert m["cut_off"] > 0.0  # 8 tokens cannot hold a JSON answer
     assert run_eval(policy, "virl", **settings) == res  # greedy: deterministic
+
+
+def test_sampled_evaluation_is_seeded_pooled_and_leaves_the_rng_alone():
+    """temperature > 0: `samples` passes over the same episodes, pass k seeded with
+    sample_seed + k; the metrics pool them (n = episodes x samples), the same call gives the
+    same numbers, and torch's own random stream is where it was (a training run's stays put)."""
+    import torch
+
+    from policy import load_policy
+
+    policy = load_policy("tiny", seed=0)
+    settings = dict(splits=("id",), n=2, attempts=1, max_new_tokens=6, progress=False)
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    res = run_eval(policy, "generalpoints", temperature=1.0, samples=3, sample_seed=5, **settings)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    m = res["id"]
+    assert m["n"] == 6 and m["samples"] == 3 and m["attempts"] == 6
+    assert run_eval(policy, "generalpoints", temperature=1.0, samples=3, sample_seed=5, **settings) == res
+    greedy = run_eval(policy, "generalpoints", temperature=0.0, samples=3, **settings)["id"]
+    assert greedy["n"] == 2 and "samples" not in greedy  # greedy needs one pass
+    # None: the checkpoint's own generation_config (the public evaluator's way); the tiny
+    # model's has no sampling fields, so it decodes greedily
+    assert run_eval(policy, "generalpoints", temperature=None, samples=1, **settings)["id"] == greedy

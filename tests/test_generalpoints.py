@@ -405,6 +405,32 @@ def test_vision_observation_and_sft_examples():
     assert gp.sft_examples(3, seed=2) == gp.sft_examples(3, seed=2)
 
 
+def test_revision_warm_start_data():
+    """sft_examples(revise=...): the PPO warm start's data. ID conversations, half with 1-4 failed
+    attempts, each answered by the verifier's feedback, then the right answer; nothing of the
+    OOD rule anywhere; revise=0 gives the plain single-turn pairs (the paper's SFT data)."""
+    examples = gp.sft_examples(300, seed=4, revise=0.5)
+    revised = 0
+    for ex in examples:
+        msgs = ex["messages"]
+        roles = [m["role"] for m in msgs]
+        assert roles == ["user", "assistant"] * (len(roles) // 2) and 1 <= len(roles) // 2 <= gp.MAX_ATTEMPTS
+        revised += len(roles) > 2
+        text = "\n".join(m["content"][-1]["text"] for m in msgs)
+        assert "'11', '12', and '13'" not in text and "count as '10'." in text
+        for feedback in msgs[2:-1:2]:
+            assert feedback["content"][-1]["text"].startswith("You failed this trial because ")
+        ranks = json.loads(msgs[-1]["content"][-1]["text"])["cards"]
+        cards = [r + "S" for r in ranks]
+        assert gp.verify(msgs[-1]["content"][-1]["text"], cards).outcome == "correct"
+        for answer in msgs[1:-1:2]:
+            assert gp.verify(answer["content"][-1]["text"], cards).outcome != "correct"
+    assert 0.4 < revised / len(examples) < 0.6
+    plain = gp.sft_examples(20, seed=4)
+    assert all(len(ex["messages"]) == 2 for ex in plain)
+    assert [ex["messages"][0] for ex in plain] == [ex["messages"][0] for ex in gp.sft_examples(20, seed=4, revise=0.5)]
+
+
 GP_L_ID = """
 [Task Description]
 You are an expert 24 points card game player. You will receive a set of 4 cards.
