@@ -116,8 +116,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--env", choices=sorted(evaluate.ENVS), default="generalpoints", help="task (the paper: both)")
     p.add_argument("--vision", action="store_true", help="VL variant: the observation is an image (GP-VL, V-IRL-VL)")
     p.add_argument("--model", default="tiny", help="'tiny' (built in code) or a local model path (the paper: Llama-3.2-11B-Vision-Instruct)")
-    p.add_argument("--init", default=None, help="checkpoint to start PPO from; default: the SFT warm start in sft.py's run folder runs/sft-gp-l etc. (trained first if missing); 'base' = --model itself, no SFT")
-    p.add_argument("--out", default=None, help="run folder (default runs/ppo-gp-l, -gp-vl, -virl-l, -virl-vl)")
+    p.add_argument("--init", default=None, help="checkpoint to start PPO from; default: the warm start in runs/warm-gp-l etc., trained first with sft.py when missing (GeneralPoints: 900 steps, half of the conversations with revision turns); 'base' = --model itself, no SFT")
+    p.add_argument("--out", default=None, help="run folder (default runs/ppo-gp-l, -gp-vl, -virl-l, -virl-vl; -seedN added for --seed N > 0)")
     p.add_argument("--preset", choices=["cpu", "paper"], default="cpu", help="'paper' = the paper's hyperparameters for a real checkpoint on GPUs")
     p.add_argument("--seed", type=SEED, default=0, help="seed of random/numpy/torch and of the environments (offset per rank)")
     # rollout
@@ -170,7 +170,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     # the public sizes under --preset paper (1200 px cards, 2405 px grids), the env's CPU size otherwise
     args.image_size = evaluate.paper_image_size(args.env) if args.preset == "paper" else None
     if args.out is None:
-        args.out = f"runs/ppo-{run_name(args.env, args.vision)}"
+        args.out = f"runs/ppo-{run_name(args.env, args.vision)}" + (f"-seed{args.seed}" if args.seed else "")
     if why := evaluate.out_problem(args.out):
         p.error(f"--out {why}")
     if args.rollout_steps % args.num_envs:
