@@ -34,19 +34,30 @@ minibatch 128 = 128 micro-batches of 1, 20 updates (GP) / 15 (V-IRL), 512 new to
 evaluation sets (explicit flags still win).
 
 Where the CPU defaults differ, and why (measured on the tiny 1.4M-parameter model, 2 cores):
-  - lr 2e-5 (the paper: 1e-6 for 11B parameters): 1e-4 moved the turn-level ratio far outside the
-    clip in one update (approx KL 0.6-2) and success fell from 50% to ~20%; 1e-5..3e-5 is stable.
+  - the warm start can revise: 900 SFT steps (sft.py --revise 0.5), half of the conversations
+    with 1-4 failed ID attempts and the verifier's feedback before the right answer (the paper's
+    instruct model brings that skill). From the 600-step single-turn warm start, 70% of the
+    rollout attempts were revisions and 65-77% of all attempts illegal fragments; from this one,
+    1-7% are illegal, and greedy ID success on 128 hands is 57.0% against 39.1% (part of that is
+    its 300 more steps). It takes about twice as long to train.
+  - lr 2e-5 (the paper: 1e-6 for 11B parameters): 1e-4 without a warm-up moved the turn-level
+    ratio far outside the clip in one update (approx KL 0.6-2) and success fell from 50% to ~20%.
   - sampling temperature 0.7 (the paper: 0.2, which barely explores with a tiny model; at 1.0 the
-    600-step SFT model's first answers are only ~15% correct and its revisions mostly illegal).
+    warm start's first answers are 32% correct against 43% at 0.7).
   - the value head's own MLP learns at 1e-3 and the value loss is unclipped: the head starts from
     random weights and returns span about -10..+5, so at the policy's lr with a 0.1 clip it could
     not follow in a 30-update run (explained variance stayed ~0; with this it reaches 0.3-0.5).
   - 2 epochs of minibatches of 64 in length-sorted micro-batches of 8 (4 optimizer steps per
     update; the paper: 4 epochs of 128 micro-batches of 1), max grad norm 1.0, 128 attempts per
-    update from 32 environments, evaluation on 128 fixed hands.
-  - On GP-L these defaults leave greedy ID success where the SFT warm start put it (48.4% ->
-    47.7% on 128 hands in the default run): ~70% of the attempts are revisions, which the
-    single-turn SFT model mostly answers with broken JSON. README "What the main job shows".
+    update from 32 environments, evaluation on 128 fixed hands, greedy and by sampling (3 seeded
+    passes at the rollout temperature: what RL improves is the policy it samples from).
+  - Flags for the departures tried, all off by default (the paper's values): --warmup-updates
+    (a fresh Adam's first step is a sign step), --critic detached (the value loss stays out of
+    the language model), --max-attempts 1 with --eval-attempts 5 (train first answers only).
+  - What these defaults do: README "What the main job shows". In short, PPO does not yet lift
+    GP-L ID success visibly at this scale; none of the variants above did either (one seed each,
+    30 updates): the best, --max-attempts 1 --lr 1e-4 --rollout-steps 256 --minibatch-size 128,
+    raised sampled first-attempt success 43.4% -> 50.4% while 5-attempt success stayed flat.
 Where the algorithm differs from the public code, and why:
   - One verifier outcome per attempt, as in the paper's reward table: the public code's extra
     per-violation penalties and the extra generation spent only to receive the -1 are left out

@@ -108,7 +108,9 @@ def main():
             ok &= value >= target
             print(f"{env:<15} {measure:<32} {value:>12,.0f} {'>= ' + format(target, ','):>9} "
                   f"{'ok' if value >= target else 'BELOW TARGET'}")
-    sys.exit(0 if ok else 1)
+    # a 0.5 s --quick run on a busy machine proves the script runs, not a speed: only the full
+    # measurement's exit status says whether every target is met
+    sys.exit(0 if ok or args.quick else 1)
 
 
 if __name__ == "__main__":

@@ -53,7 +53,8 @@ FULL = dict(
               "--eval-splits", "id,val-rule", "--save-every", "500", "--threads", "2"],
     init=["--steps", "40", "--lr", "1e-4", "--eval-every", "40", "--eval-splits", "id,val-rule",
           "--eval-episodes", "128"],
-    rl=["--updates", "30", "--eval-every", "6", "--eval-episodes", "128", "--eval-splits", "id,ood-rule,val-rule"],
+    rl=["--updates", "30", "--eval-every", "6", "--eval-episodes", "128", "--eval-splits", "id,ood-rule,val-rule",
+        "--eval-samples", "0"],  # greedy evaluations only, like the SFT arm's
     sft=["--lr", "1e-4", "--eval-episodes", "128", "--eval-max-new-tokens", "96", "--eval-splits", "id,ood-rule,val-rule"],
     eval_points=5,  # evaluations after the start, at the same compute fractions in both arms
 )
@@ -61,7 +62,7 @@ SMOKE = dict(
     pretrain=["--mixture", "--steps", "3", "--batch-size", "4", "--eval-every", "0"],
     init=["--steps", "2", "--batch-size", "4", "--lr", "1e-4", "--eval-every", "0"],
     rl=["--updates", "2", "--eval-every", "1", "--eval-episodes", "2", "--num-envs", "4",
-        "--rollout-steps", "8", "--minibatch-size", "8", "--max-new-tokens", "16"],
+        "--rollout-steps", "8", "--minibatch-size", "8", "--max-new-tokens", "16", "--eval-samples", "0"],
     sft=["--batch-size", "4", "--lr", "1e-4", "--eval-episodes", "2", "--eval-max-new-tokens", "16"],
     eval_points=2,
 )
