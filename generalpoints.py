@@ -53,8 +53,8 @@ from itertools import combinations, combinations_with_replacement, permutations,
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-ANSWER_KEY = "formula"  # the "answer" part of a response starts here (the paper's thought_prob_coef, Section 5)
-MAX_ATTEMPTS = 5  # VIter: attempts per hand in training and evaluation (the paper's Section 5)
+ANSWER_KEY = "formula"  # the "answer" part of a response starts here (the paper's thought_prob_coef, from RL4VLM)
+MAX_ATTEMPTS = 5  # VIter: attempts per hand in training and evaluation (the paper and its public configs: verify_iter 5)
 SPLITS = ("id", "ood-rule", "ood-visual")  # the paper's; val-rule below is ours (the laptop experiment)
 SPLIT_VARIANTS = {"id": ("id", "black"), "ood-rule": ("ood", "black"), "ood-visual": ("id", "red"),
                   "val-rule": ("val", "black")}
@@ -215,7 +215,7 @@ def solve(numbers, target=TARGET):
 
 
 # ---------------------------------------------------------------------------------------------
-# VERIFIER (the paper's Section 5 reward table; public code: utils_rl.py, step_rewards).
+# VERIFIER (the paper's reward table; public code: utils_rl.py, step_rewards).
 # Order: cards (GP-VL only) -> formula legal -> numbers -> value, one outcome per attempt.
 # The feedback messages are the public code's words: its reasons joined with ', ' and a final
 # '.', e.g. "you used invalid numbers: [7], you didn't use numbers: [3]." The answer is read
@@ -614,13 +614,17 @@ class GeneralPointsEnv:
     def reset(self, seed=None):
         if seed is not None:
             self.rng = random.Random(seed)
-        self.cards = deal(self.rng, self.rule, self.color, self.target)
+        self.cards = self.deal()
         self.numbers = [card_value(c, self.rule) for c in self.cards]
         self.solution = solve(self.numbers, self.target)
         self.image = render(self.cards, self.image_size) if self.vision else None
         self.messages = [_user(prompt_text(self.cards, self.rule, self.vision, self.target), self.vision)]
         self.attempt, self.verdict, self.done, self.cards_correct, self.numbers_correct = 0, None, False, None, None
         return self._obs(), self._info()
+
+    def deal(self):
+        """The next hand (a subclass may deal from a fixed list, as tests/test_ppo.py does)."""
+        return deal(self.rng, self.rule, self.color, self.target)
 
     def step(self, response):
         if self.done:

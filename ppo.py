@@ -10,7 +10,7 @@
     torchrun --nnodes=2 --node_rank=$NODE_RANK --nproc_per_node=8 --master_addr=$HEAD_NODE \\
         --master_port=29500 ppo.py --env virl --vision --model PATH --init CKPT --preset paper
 
-One update, in the order the code runs (the paper's Section 3 and the public code's rl/trainer):
+One update, in the order the code runs (the paper's RL with sequential revision; public code: rl/trainer):
   1. rollout: every rank steps --num-envs environments together. Each iteration generates one answer
      for all of them in a single batched call, the verifiers judge the answers, and a failed attempt
      continues the same conversation with "You failed this trial because <reason>" (VIter: up to 5
@@ -156,7 +156,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--gae-lambda", type=number(at_least=0, at_most=1), default=0.95, help="GAE lambda (the paper: 0.95)")
     p.add_argument("--thought-prob-coef", type=number(at_least=0), default=0.5, help="weight of the tokens before the answer key in the action log-prob (the paper: 0.5)")
     # evaluation, checkpoints
-    p.add_argument("--eval-every", type=COUNT_OR_0, default=10, help="evaluate every N updates, and always at the start and the end (0: only those)")
+    p.add_argument("--eval-every", type=COUNT_OR_0, default=15, help="evaluate every N updates, and always at the start and the end (0: only those); an evaluation costs about as much as 10 updates on the CPU")
     p.add_argument("--eval-splits", default=None, help="comma-separated splits to evaluate (default: id,ood-rule, and ood-visual with --vision; GeneralPoints also knows val-rule)")
     p.add_argument("--eval-episodes", type=COUNT_OR_0, default=128, help="fixed hands/routes per split, capped at the split's set (0 = the paper's full set: 234 GP / 48 V-IRL)")
     p.add_argument("--eval-max-new-tokens", type=COUNT, default=None, help="longest answer in evaluations (default: --max-new-tokens; the paper: 256)")
