@@ -440,7 +440,7 @@ def plot_runs(runs: list[Run], out_dir, smooth: int = 1) -> list[Path]:
 
 
 def plot_run(run_dir, out_dir=None, smooth: int = 1) -> list[Path]:
-    """The figures of one run (ppo.py / sft.py call this at the end); default out_dir = run_dir."""
+    """The figures of one run (ppo.py calls this at its end); default out_dir = run_dir."""
     run = load_run(run_dir)
     return plot_runs([run], out_dir if out_dir is not None else run_dir, smooth=smooth)
 

@@ -96,7 +96,7 @@ def trainer_state(run: Path) -> dict:
     return json.loads((run / "final" / "trainer_state.json").read_text())
 
 
-def sft_steps_for(init: Path, rl0: Path, points: int, batch_flags: list[str]) -> tuple[int, int]:
+def sft_steps_for(init: Path, rl0: Path, points: int) -> tuple[int, int]:
     """(steps, eval_every) of an SFT arm that spends rl-0's training FLOPs: the init's own ID SFT
     steps tell the FLOPs of one step (same data, same batch size)."""
     state, rl_flops = trainer_state(init), trainer_state(rl0)["flops"]
@@ -116,7 +116,7 @@ def run_experiment(root: Path, protocol: dict, seeds: int, jobs: int) -> None:
         return stage(root, f"rl-{seed}", "ppo.py", ["--init", str(init / "final"), "--seed", str(seed), *protocol["rl"]])
 
     def sft(seed, rl0_future):
-        steps, every = sft_steps_for(init, rl0_future.result(), points, protocol["sft"])
+        steps, every = sft_steps_for(init, rl0_future.result(), points)
         return stage(root, f"sft-{seed}", "sft.py", ["--model", str(init / "final"), "--seed", str(seed),
                                                      "--steps", str(steps), "--eval-every", str(every),
                                                      "--init-flops", init_flops, *protocol["sft"]])
