@@ -1,6 +1,6 @@
 """PPO with a value head and verifier revision: the RL arm of "SFT Memorizes, RL Generalizes".
 
-    python ppo.py --env generalpoints             # the main job: SFT warm start + PPO, ~7 min on 2 CPU cores
+    python ppo.py --env generalpoints             # the main job: SFT warm start + PPO (README: its time)
     python ppo.py --env virl --vision             # V-IRL-VL (also: --env generalpoints --vision = GP-VL)
     python ppo.py --env generalpoints --init runs/sft-gp-l/final --updates 60 --out runs/ppo-long
     python ppo.py --env generalpoints --resume    # continue a killed run from its last checkpoint
