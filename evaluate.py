@@ -320,14 +320,13 @@ def evaluate(policy, env="generalpoints", splits=("id", "ood-rule"), vision=Fals
     if unknown:
         raise ValueError(f"unknown split {unknown[0]!r} (choose from {', '.join(known_splits(env))})")
     attempts = module.MAX_ATTEMPTS if attempts is None else attempts
-    sizes = {} if image_size is None else {"image_size": image_size}
     passes = 1 if temperature == 0 else samples
     results = {}
     for split in splits:
         cap = n if n is None else min(n, distinct_episodes(env, split))
         played, positions = [], []
         for k in range(passes):
-            envs = module.eval_envs(split, n=cap, vision=vision, max_attempts=attempts, **sizes)
+            envs = module.eval_envs(split, n=cap, vision=vision, max_attempts=attempts, image_size=image_size)
             with _seeded(None if temperature == 0 else sample_seed + k):
                 played += run_episodes(policy, envs, temperature, max_new_tokens, batch_size,
                                        desc=f"{env} {split}", progress=progress)

@@ -602,12 +602,13 @@ class GeneralPointsEnv:
     end with the last answer. seed: int for training; eval_envs uses string seeds."""
 
     def __init__(self, rule="id", color="black", vision=False, max_attempts=MAX_ATTEMPTS, target=TARGET,
-                 seed=None, image_size=IMAGE_SIZE):
+                 seed=None, image_size=None):
         face_values(rule)  # raises on an unknown rule
         if color not in COLORS or max_attempts < 1:
             raise ValueError(f"bad GeneralPoints settings: color={color!r} max_attempts={max_attempts}")
         self.rule, self.color, self.vision = rule, color, vision
-        self.max_attempts, self.target, self.image_size = max_attempts, target, image_size
+        self.max_attempts, self.target = max_attempts, target
+        self.image_size = image_size or IMAGE_SIZE  # None: the CPU default
         self.rng = random.Random(seed)
         self.cards, self.done = None, True
 
@@ -663,14 +664,14 @@ def _split(split):
     return SPLIT_VARIANTS[split]
 
 
-def make_env(split="id", vision=False, max_attempts=MAX_ATTEMPTS, seed=None, image_size=IMAGE_SIZE):
+def make_env(split="id", vision=False, max_attempts=MAX_ATTEMPTS, seed=None, image_size=None):
     """A training / rollout env of a split: id = rule id + black, ood-rule = rule ood + black,
     ood-visual = rule id + red."""
     rule, color = _split(split)
     return GeneralPointsEnv(rule, color, vision, max_attempts, seed=seed, image_size=image_size)
 
 
-def eval_envs(split, n=None, vision=False, max_attempts=MAX_ATTEMPTS, image_size=IMAGE_SIZE):
+def eval_envs(split, n=None, vision=False, max_attempts=MAX_ATTEMPTS, image_size=None):
     """The fixed evaluation hands of a split (n=None: the paper's 234): env i's first reset()
     deals hand i, the same in every call and process. Their seeds are strings
     'generalpoints-eval/<split>/<i>/<k>' (training seeds are ints, so the two never meet); k skips
@@ -688,7 +689,7 @@ def eval_envs(split, n=None, vision=False, max_attempts=MAX_ATTEMPTS, image_size
     return envs
 
 
-def sft_examples(n, rule="id", color="black", vision=False, seed=0, revise=0.0, image_size=IMAGE_SIZE):
+def sft_examples(n, rule="id", color="black", vision=False, seed=0, revise=0.0, image_size=None):
     """n SFT conversations ending in the optimal answer: {"messages": [...], "image": PIL or None}.
     revise = 0: single-turn pairs [user prompt, answer] (the paper's SFT data). revise > 0: that
     share of them first hold 1-4 failed attempts, each followed by the verifier's feedback turn

@@ -116,9 +116,9 @@ OUTCOMES = {"generalpoints": ("correct", "wrong_value", "wrong_numbers", "illega
             "virl": ("correct", "wrong_action", "wrong_observation")}
 
 
-def run_name(env: str, vision: bool) -> str:
-    """gp-l, gp-vl, virl-l, virl-vl: the suffix sft.py names its runs with."""
-    return f"{'gp' if env == 'generalpoints' else 'virl'}-{'vl' if vision else 'l'}"
+def run_name(env: str, vision: bool, seed: int = 0) -> str:
+    """gp-l, gp-vl, virl-l, virl-vl: the suffix sft.py names its runs with; -seedN for seed N > 0."""
+    return f"{'gp' if env == 'generalpoints' else 'virl'}-{'vl' if vision else 'l'}" + (f"-seed{seed}" if seed else "")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -161,7 +161,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--eval-episodes", type=COUNT_OR_0, default=128, help="fixed hands/routes per split, capped at the split's set (0 = the paper's full set: 234 GP / 48 V-IRL)")
     p.add_argument("--eval-max-new-tokens", type=COUNT, default=None, help="longest answer in evaluations (default: --max-new-tokens; the paper: 256)")
     p.add_argument("--eval-attempts", type=COUNT, default=None, help="attempts per hand/position in evaluations (default: the env's VIter, 5 GP / 2 V-IRL, whatever --max-attempts trains with)")
-    p.add_argument("--eval-temperature", type=number(at_least=0), default=0.0, help="temperature of the first evaluation (0 = greedy)")
+    p.add_argument("--eval-temperature", type=number(at_least=0), default=0.0, help="temperature of the main evaluation (0 = greedy; --preset paper: the checkpoint's own generation settings)")
     p.add_argument("--eval-samples", type=COUNT_OR_0, default=3, help="also evaluate by sampling at the rollout --temperature, this many seeded passes over the same episodes (0 = off); what RL optimizes is the policy it samples from")
     p.add_argument("--save-every", type=COUNT_OR_0, default=10, help="checkpoint every N updates (and at the end); 0 = only at the end")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the run folder")
@@ -181,7 +181,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     # the public sizes under --preset paper (1200 px cards, 2405 px grids), the env's CPU size otherwise
     args.image_size = evaluate.paper_image_size(args.env) if args.preset == "paper" else None
     if args.out is None:
-        args.out = f"runs/ppo-{run_name(args.env, args.vision)}" + (f"-seed{args.seed}" if args.seed else "")
+        args.out = f"runs/ppo-{run_name(args.env, args.vision, args.seed)}"
     if why := evaluate.out_problem(args.out):
         p.error(f"--out {why}")
     if args.rollout_steps % args.num_envs:
@@ -467,7 +467,7 @@ def warm_start(args, rank: int) -> tuple[str, float]:
     if args.init is not None:
         return args.init, init_flops(args.init)
     flags = ["--env", args.env, "--model", args.model, "--seed", str(args.seed),
-             "--out", f"runs/warm-{run_name(args.env, args.vision)}" + (f"-seed{args.seed}" if args.seed else "")]
+             "--out", f"runs/warm-{run_name(args.env, args.vision, args.seed)}"]
     flags += (["--vision"] if args.vision else []) + WARM_START[args.env] + args.warm_start_args.split()
     sft_args = sft.parse_args(flags + ["--resume"])  # finishes a killed SFT run, else starts one
     final = Path(sft_args.out) / "final"             # exists once an SFT run has finished
@@ -569,19 +569,14 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     transformers.utils.logging.disable_progress_bar()  # no per-save bars between the update lines
     rank, world, device = policy_lib.setup_distributed()
-    if world > 1 and args.eval_temperature is None:  # --preset paper: sampled episodes would
-        args.eval_temperature = 0.0                    # end at different times on each rank
-        if rank == 0:
-            print("note: under torchrun the evaluation is greedy: FSDP ranks must make the same "
-                  "generate() calls", flush=True)
-    if world > 1 and args.eval_temperature > 0:
+    if world > 1 and args.eval_temperature:  # an explicit --eval-temperature > 0
         sys.exit("error: under torchrun evaluate greedily (--eval-temperature 0): FSDP ranks must "
                  "make the same generate() calls")
-    if world > 1 and args.eval_samples:  # sampled episodes end at different times on each rank
-        args.eval_samples = 0
+    if world > 1 and (args.eval_temperature is None or args.eval_samples):  # sampled episodes end
+        args.eval_temperature, args.eval_samples = 0.0, 0                     # at different times per rank
         if rank == 0:
-            print("note: under torchrun the sampled evaluation is off (--eval-samples 0): FSDP ranks "
-                  "must make the same generate() calls", flush=True)
+            print("note: under torchrun the evaluation is greedy only: FSDP ranks must make the same "
+                  "generate() calls", flush=True)
     sft.seed_everything(args.seed + rank)  # random, numpy, torch: seeded, not bit-exact
     env_mod = evaluate.ENVS[args.env]
     out = Path(args.out)
@@ -652,8 +647,7 @@ def main(argv=None) -> None:
 
     # ---- this rank's environments: seeds distinct per (seed, rank, env, start), so a resumed run
     # deals new hands; the evaluation hands are disjoint from all training seeds (env modules) ----
-    sizes = {} if args.image_size is None else {"image_size": args.image_size}
-    envs = [env_mod.make_env("id", vision=args.vision, max_attempts=args.max_attempts, **sizes,
+    envs = [env_mod.make_env("id", vision=args.vision, max_attempts=args.max_attempts, image_size=args.image_size,
                              seed=int(np.random.SeedSequence([args.seed, rank, i, start]).generate_state(1)[0]))
             for i in range(args.num_envs)]
     obs = [env.reset()[0] for env in envs]

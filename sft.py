@@ -658,17 +658,18 @@ def run(args):
             + (f", resumed from {resume_from}" if resume_from else ""))
     splits = tuple(args.eval_splits.split(","))  # default ID, rule-OOD (+ visual-OOD)
 
+    image_size = paper_image_size(args.env) if args.preset == "paper" else None  # None: the env's CPU size
+
     def run_eval(step):
         # Greedy, on the same fixed episodes every time; under FSDP every rank plays them in
         # lockstep (evaluate.py) and rank 0 logs. --preset paper on one process evaluates as the
         # public evaluator: the checkpoint's own generation settings, the public image sizes.
         began = time.time()
         policy.eval()
-        paper = args.preset == "paper"
         results = evaluate(policy, env=args.env, splits=splits, vision=args.vision,
-                           n=args.eval_episodes or None, temperature=None if paper and world == 1 else 0.0,
-                           max_new_tokens=args.eval_max_new_tokens,
-                           image_size=paper_image_size(args.env) if paper else None)
+                           n=args.eval_episodes or None,
+                           temperature=None if args.preset == "paper" and world == 1 else 0.0,
+                           max_new_tokens=args.eval_max_new_tokens, image_size=image_size)
         policy.train()
         logger.log({"step": step, "flops": state["flops"], "eval": results})
         if rank == 0:
@@ -682,7 +683,6 @@ def run(args):
     bar = tqdm(total=args.steps, initial=start, desc="sft", dynamic_ncols=True,
                disable=rank != 0 or not sys.stderr.isatty())  # a bar for a terminal, not for logs
     window_losses, window_tokens, window_time = [], 0, 0.0  # since the last log line
-    sizes = {"image_size": paper_image_size(args.env)} if args.preset == "paper" else {}  # else the env's
     for step in range(start, args.steps):
         step_start = time.time()
         # Forward/backward over this rank's micro-batches: r, r + world, ... of the global batch.
@@ -695,10 +695,10 @@ def run(args):
                                                           seed=micro_batch_seed(args.seed, step, m))
             elif args.revise:
                 examples = generalpoints.sft_examples(micro, vision=args.vision, revise=args.revise,
-                                                      seed=micro_batch_seed(args.seed, step, m), **sizes)
+                                                      seed=micro_batch_seed(args.seed, step, m), image_size=image_size)
             else:
                 examples = env_module.sft_examples(micro, vision=args.vision, seed=micro_batch_seed(args.seed, step, m),
-                                                   **sizes)
+                                                   image_size=image_size)
             obs = [{"messages": ex["messages"][:-1], "image": ex["image"]} for ex in examples]
             answers = [policy.response_ids(ex["messages"][-1]["content"][-1]["text"]) for ex in examples]
             batch = policy.build_batch(obs, answers)  # prompt left-padded, answer right after

@@ -728,12 +728,13 @@ class NavigationEnv:
     """
 
     def __init__(self, routes, actions="absolute", vision=False, max_attempts=MAX_ATTEMPTS,
-                 straight_line_length=5, drop_rate=0.5, seed=None, image_size=GRID_SIZE):
+                 straight_line_length=5, drop_rate=0.5, seed=None, image_size=None):
         if not routes or actions not in ACTIONS or max_attempts < 1:
             raise ValueError(f"bad V-IRL settings: {len(routes)} routes, actions={actions!r}, "
                              f"max_attempts={max_attempts}")
         self.routes, self.actions, self.vision, self.max_attempts = list(routes), actions, vision, max_attempts
-        self.straight_line_length, self.drop_rate, self.image_size = straight_line_length, drop_rate, image_size
+        self.straight_line_length, self.drop_rate = straight_line_length, drop_rate
+        self.image_size = image_size or GRID_SIZE  # None: the CPU default
         self.rng = random.Random(seed)
         self.rail, self.done = None, True
 
@@ -825,7 +826,7 @@ def eval_routes(split):
     return tuple(out)
 
 
-def make_env(split="id", vision=False, max_attempts=MAX_ATTEMPTS, seed=None, image_size=GRID_SIZE):
+def make_env(split="id", vision=False, max_attempts=MAX_ATTEMPTS, seed=None, image_size=None):
     """A training / rollout env: training-city routes (absolute actions for id, relative for
     ood-rule); ood-visual: the routes of the 9 other cities, absolute actions. image_size: the
     street-view grid's side in pixels (PAPER_GRID_SIZE for the public 2 x 1200 px grid)."""
@@ -836,7 +837,7 @@ def make_env(split="id", vision=False, max_attempts=MAX_ATTEMPTS, seed=None, ima
                          image_size=image_size)
 
 
-def eval_envs(split, n=None, vision=False, max_attempts=MAX_ATTEMPTS, image_size=GRID_SIZE):
+def eval_envs(split, n=None, vision=False, max_attempts=MAX_ATTEMPTS, image_size=None):
     """The fixed evaluation routes of a split, one env each: env i's first reset() starts route i
     with the same rail in every call and process (ID and rule-OOD share routes and rails).
     image_size as in make_env."""
@@ -846,7 +847,7 @@ def eval_envs(split, n=None, vision=False, max_attempts=MAX_ATTEMPTS, image_size
             for i, r in enumerate(routes)]
 
 
-def sft_examples(n, city="train", actions="absolute", vision=False, seed=0, image_size=GRID_SIZE):
+def sft_examples(n, city="train", actions="absolute", vision=False, seed=0, image_size=None):
     """n optimal single-turn pairs, each a random position of a random training route:
     {"messages": [user prompt, assistant answer], "image": PIL or None} (image_size as in make_env)."""
     rng, pool, out = random.Random(seed), route_pool(city), []
@@ -856,7 +857,7 @@ def sft_examples(n, city="train", actions="absolute", vision=False, seed=0, imag
         pos = rng.randrange(len(rail))
         prompt = _user(prompt_text(instructions(route), rail, pos, actions, vision), vision)
         out.append({"messages": [prompt, _assistant(answer_text(rail[pos], actions))],
-                    "image": render_grid(rail[pos], route.city, image_size) if vision else None})
+                    "image": render_grid(rail[pos], route.city, image_size or GRID_SIZE) if vision else None})
     return out
 
 

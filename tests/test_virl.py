@@ -216,58 +216,21 @@ L_ID = (
     '  "action": the action to be taken chosen from the action space,\n'
     "}\n"
 )
-VL_ID = (
-    "\n"
-    "[Task Description]\n"
-    "You are an expert in navigation. You will receive a sequence of instructions to follow while "
-    "observing your surrounding stree tviews. You\n"
-    "are also provided with your observation and action history in text. Your goal is to first analyze "
-    "the instruction and identify the next sentence to be executed. \n"
-    "Then, you need to provide the action to be taken based on the current observation and instruction.\n"
-    "\n"
-    "[Instruction]\n"
-    "1. First, turn slightly right to face northeast.\n"
-    "2. Move forward until you reach next intersection.\n"
-    "3. Turn slightly left to face north.\n"
-    "4. Move forward until you reach next intersection where Corner Books is on your left behind.\n"
-    "5. Turn left to face west.\n"
-    "6. Move forward until you reach destination where Harbor View Hotel is on your right.\n"
-    "\n"
-    "\n"
-    "[Observation format]\n"
-    "You observe a 2x2 grid of streetview images with the following headings:\n"
-    "[front, right\n"
-    " back, left]\n"
-    "You need to identify if any of the landmarks in the instruction are visible in the street view "
-    "grid.\n"
-    "\n"
-    "[Action space]\n"
-    '"forward()": indicates moving forward one step\n'
-    '"turn_direction(x)": indicates adjust the ego agent direction towards x direction. x could be any '
-    "following 8 directions ['north', 'northeast', 'east', 'southeast', 'south', 'southwest', 'west', "
-    "'northwest']\n"
-    '"stop()": indicates the navigation is finished.\n'
-    "\n"
-    "[Observations and actions sequence]\n"
-    "O_1: No landmarks nearby; \n"
-    "A_1: turn_direction(northeast)\n"
-    "O_2: No landmarks nearby; \n"
-    "A_2: forward()\n"
-    "O_3: No landmarks nearby; \n"
-    "A_3: forward()\n"
-    "O_4: No landmark nearby; You observe an intersection\n"
-    "A_4: turn_direction(north)\n"
-    "O_5: You observe an image of 4 views; \n"
-    "A_5: \n"
-    "\n"
-    "\n"
-    "[Output]\n"
-    "{\n"
-    '  "current observation": latest observation from the street view grid,\n'
-    '  "current instruction": analyze the full instruction and identify the sentence to be executed,\n'
-    '  "action": the action to be taken chosen from the action space,\n'
-    "}\n"
-)
+
+def vision(prompt):
+    """The V-IRL-VL prompt of the same route and position (Q_VIRL_VL): the street-view task line,
+    the [Observation format] block, the current step as an image, the output's observation source."""
+    observation_format = ("[Observation format]\nYou observe a 2x2 grid of streetview images with the following "
+                          "headings:\n[front, right\n back, left]\nYou need to identify if any of the landmarks in "
+                          "the instruction are visible in the street view grid.\n\n")
+    return (prompt.replace("instructions to follow. You\n",
+                           "instructions to follow while observing your surrounding stree tviews. You\n")
+            .replace("\n[Action space]\n", "\n" + observation_format + "[Action space]\n")
+            .replace("O_5: No landmarks nearby; \n", "O_5: You observe an image of 4 views; \n")
+            .replace("latest observation from the observation sequence", "latest observation from the street view grid"))
+
+
+VL_ID = vision(L_ID)
 
 
 def relative(prompt):
