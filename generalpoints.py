@@ -17,7 +17,7 @@ The paper's variants, i.e. our splits (A = 1 always):
                 holds at least one of them;                      black suits
     ood-visual  J, Q, K count as 10;                             red suits (H, D)
 GP-L lists the plain ranks in the prompt (`Cards: ['A', '3', 'Q', '7']`); GP-VL shows the cards
-in an image instead (four cards on a casino-green table, drawn by `render`), image first.
+in an image instead (four cards on a casino-green table, drawn by cards.py), image first.
 Prompts, the deal and the feedback messages are the public code's, word for word. Recognition
 is by rank, as in the public code: a red QH read as "Q" (or "QS") is recognised right.
 
@@ -51,10 +51,11 @@ from functools import lru_cache
 from itertools import combinations, combinations_with_replacement, permutations, product
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+
+from cards import render
 
 ANSWER_KEY = "formula"  # the "answer" part of a response starts here (the paper's thought_prob_coef, from RL4VLM)
-MAX_ATTEMPTS = 5  # VIter: attempts per hand in training and evaluation (the paper and its public configs: verify_iter 5)
+MAX_ATTEMPTS = 5  # VIter: attempts per hand in training and evaluation (the paper, public configs: verify_iter 5)
 SPLITS = ("id", "ood-rule", "ood-visual")  # the paper's; val-rule below is ours (the laptop experiment)
 SPLIT_VARIANTS = {"id": ("id", "black"), "ood-rule": ("ood", "black"), "ood-visual": ("id", "red"),
                   "val-rule": ("val", "black")}
@@ -110,6 +111,16 @@ def card_value(card, rule="id"):
     """'QS' -> 10 under rule id, 12 under rule ood, q under a rule (j, q, k); 'AH' -> 1; '7C' -> 7."""
     v = RANKS.index(card[:-1]) + 1
     return v if v <= 10 else face_values(rule)[v - 11]
+
+
+@lru_cache(maxsize=4096)
+def _card_values(faces):
+    return {r + s: card_value(r + s, faces) for r in RANKS for s in SUITS}
+
+
+def card_values(rule):
+    """{card: value} under a rule, e.g. card_values('ood')['QS'] == 12 (cached per rule)."""
+    return _card_values(face_values(rule))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -191,15 +202,11 @@ def _find(ms, target):
     return None
 
 
-_TABLE = {}  # sorted 4-tuple of values 1..13 -> a formula making 24, or None; filled on first use
-
-
+@lru_cache(maxsize=None)
 def _solvable_table():
-    """Every multiset of 4 numbers in 1..13 (1820 of them, 1362 solvable), solved once (~0.3 s)."""
-    if not _TABLE:
-        for ms in combinations_with_replacement(range(1, 14), 4):
-            _TABLE[ms] = _find(ms, TARGET)
-    return _TABLE
+    """Every multiset of 4 numbers in 1..13 (1820 of them, 1362 solvable) -> a formula making 24 or
+    None, solved once (~0.3 s)."""
+    return {ms: _find(ms, TARGET) for ms in combinations_with_replacement(range(1, 14), 4)}
 
 
 def solve(numbers, target=TARGET):
@@ -382,10 +389,11 @@ def _numbers_errors(used, wanted):
 # every order, every operator triple, 6 bracket placements and one double-bracket one; public
 # code: general_points_oneline.py, solve). The wrong-value message names the longest prefix of
 # the model's formula that starts one of them, as the public verifier does.
+@lru_cache(maxsize=None)
 def _public_shapes():
     """The public solver's 448 formula shapes, grouped by the shape of their expression tree
     (5 binary trees over a, b, c, d in order): {tree: (texts with {0}..{3} for the digits,
-    operator codes of the tree's 3 nodes in post-order [n, 3])}. Built once."""
+    operator codes of the tree's 3 nodes in post-order [n, 3])}. Built once, on first use."""
     placements = [()] + [(x, y) for x in range(0, 7, 2) for y in range(x + 4, 9, 2) if (x, y) != (0, 8)]
     placements.append((0, 4, 6, 10))  # the double-bracket case, (a o b) o (c o d)
     groups = {}
@@ -412,22 +420,16 @@ def _tree_values(tree, opcodes, leaves, nodes):
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(op == 0, x + y, np.where(op == 1, x - y, np.where(op == 2, x * y, x / y)))
 
-
-_SHAPES = {}  # filled on first use
-
-
 @lru_cache(maxsize=2048)
 def public_solutions(numbers, target=TARGET):
     """The public solver's formulas for a sorted tuple of 4 numbers, e.g. (1, 3, 7, 10) -> a
     tuple holding '1+3*10-7', '(1+3*10)-7'... (brackets only where its placements put them).
     All 448 shapes x 24 digit orders at once in float64; with 4 numbers up to 13 two different
     values differ by more than 1e-7, so |value - target| < 1e-9 is exact equality."""
-    if not _SHAPES:
-        _SHAPES.update(_public_shapes())
     orders = sorted(set(permutations(numbers)))
     leaves = np.array(orders, dtype=np.float64).T[:, None, :]  # [4, 1, orders]
     out = []
-    for tree, (texts, opcodes) in _SHAPES.items():
+    for tree, (texts, opcodes) in _public_shapes().items():
         values = _tree_values(tree, opcodes, leaves, iter(range(3)))  # [shapes, orders]
         for i, j in zip(*np.nonzero(np.abs(values - target) < 1e-9)):
             out.append(texts[i].format(*orders[j]))
@@ -456,16 +458,21 @@ def verify(response, cards, rule="id", vision=False, target=TARGET):
     ignored), the "number" list of the answer is not checked (the numbers the formula uses are
     what counts: QS = 10 under rule ood is right iff the formula uses 12), and a formula that
     divides by zero simply misses the target.
-    >>> verify('{"cards": ["A", "3", "Q", "7"], "number": [1, 3, 10, 7], "formula": "1+3*10-7=24"}', ["AS", "3C", "QS", "7S"]).outcome
+    >>> verify('{"cards": ["A", "3", "Q", "7"], "number": [1, 3, 10, 7], "formula": "1+3*10-7=24"}',
+    ...        ["AS", "3C", "QS", "7S"]).outcome
     'correct'
     """
     try:
-        return _verify(str(response)[:MAX_RESPONSE_CHARS], cards, rule, vision, target)
+        return judge(str(response)[:MAX_RESPONSE_CHARS], cards, rule, vision, target)
     except Exception:  # a safety net: every expected failure returns a Verdict on its own
         return _verdict("illegal_formula", "illegal characters")
 
 
-def _verify(text, cards, rule, vision, target):
+def judge(text, cards, rule="id", vision=False, target=TARGET):
+    """The verdict on one answer, the first check it fails deciding, in the public verifier's order:
+    (GP-VL only) the cards' ranks -> wrong_cards; the formula missing, too long, with a character
+    that is not a digit or + - * / ( ), or out of order -> illegal_formula; the numbers it uses not
+    exactly the cards' values -> wrong_numbers; its value not the target -> wrong_value; else correct."""
     if vision and not cards_match(recognized_cards(text), cards):  # GP-VL: checked first
         return Verdict("wrong_cards", REWARDS["wrong_cards"], "you recognized wrong cards")  # sic: no period
     formula = _field(text, "formula")
@@ -494,16 +501,6 @@ def _verify(text, cards, rule, vision, target):
 # _generate_cards); the prompt is its `Q_GeneralPoint_EQN_L` / `_VL` (prompt_lib/prompts.py),
 # the templates of the paper's Llama runs, word for word and whitespace for whitespace.
 _SOLVABLE = {}  # (values, target) -> bool for targets other than 24
-
-
-@lru_cache(maxsize=4096)
-def _card_values(faces):
-    return {r + s: card_value(r + s, faces) for r in RANKS for s in SUITS}
-
-
-def card_values(rule):
-    """{card: value} under a rule, e.g. card_values('ood')['QS'] == 12 (cached per rule)."""
-    return _card_values(face_values(rule))
 
 
 def deal(rng, rule="id", color="black", target=TARGET):
@@ -535,12 +532,14 @@ def plain_ranks(cards):
 
 # Kept quirks of the public text: the leading newline and trailing blank line, the rule
 # sentence's own period before ", and" ("count as '10'., and"), the single-quoted formula
-# placeholder and the trailing comma inside the braces.
+# placeholder and the trailing comma inside the braces. A line that ends in a backslash goes on in the
+# next one, with no line break in the text.
 _PROMPT_L = """
 [Task Description]
 You are an expert {target} points card game player. You will receive a set of 4 cards.
 Note that {rule}, and each card must be used once.
-Your goal is to output a formula that evaluates to {target} using numbers from the cards and operators such as '+', '-', '*', '/', '(', ')', and '='.
+Your goal is to output a formula that evaluates to {target} using numbers from the cards and operators such as \
+'+', '-', '*', '/', '(', ')', and '='.
 
 [Input]
 Cards: {cards}
@@ -557,7 +556,8 @@ _PROMPT_VL = """
 [Task Description]
 You are an expert {target} points card game player. You are observing these four cards in the image.
 Note that {rule}, and each card must be used once.
-Your goal is to output a formula that evaluates to {target} using numbers from the cards and operators such as '+', '-', '*', '/', '(', ')', and '='.
+Your goal is to output a formula that evaluates to {target} using numbers from the cards and operators such as \
+'+', '-', '*', '/', '(', ')', and '='.
 
 [Output]
 Your response should be a valid json file in the following format:
@@ -586,11 +586,12 @@ def answer_text(cards, rule="id", formula=None, target=TARGET):
     return json.dumps({"cards": plain_ranks(cards), "number": numbers, "formula": f"{formula}={target}"})
 
 
-def _user(text, image=False):
+def user_turn(text, image=False):
+    """A user turn of the chat an env observes, its image part first: the env modules' message format."""
     return {"role": "user", "content": ([{"type": "image"}] if image else []) + [{"type": "text", "text": text}]}
 
 
-def _assistant(text):
+def assistant_turn(text):
     return {"role": "assistant", "content": [{"type": "text", "text": text}]}
 
 
@@ -619,7 +620,7 @@ class GeneralPointsEnv:
         self.numbers = [card_value(c, self.rule) for c in self.cards]
         self.solution = solve(self.numbers, self.target)
         self.image = render(self.cards, self.image_size) if self.vision else None
-        self.messages = [_user(prompt_text(self.cards, self.rule, self.vision, self.target), self.vision)]
+        self.messages = [user_turn(prompt_text(self.cards, self.rule, self.vision, self.target), self.vision)]
         self.attempt, self.verdict, self.done, self.cards_correct, self.numbers_correct = 0, None, False, None, None
         return self._obs(), self._info()
 
@@ -635,12 +636,12 @@ class GeneralPointsEnv:
         claimed = claimed_numbers(response)  # the rule read right: the hand's numbers, any order
         self.numbers_correct = claimed is not None and sorted(claimed) == sorted(self.numbers)
         self.attempt += 1
-        self.messages = self.messages + [_assistant(response)]
+        self.messages = self.messages + [assistant_turn(response)]
         terminated = v.outcome == "correct"
         truncated = not terminated and self.attempt >= self.max_attempts
         reward = v.reward + (EXHAUSTED_PENALTY if truncated else 0.0)
         if not (terminated or truncated):  # the verifier's feedback turn (VIter)
-            self.messages.append(_user(FEEDBACK.format(v.message)))
+            self.messages.append(user_turn(FEEDBACK.format(v.message)))
         self.done = terminated or truncated
         return self._obs(), reward, terminated, truncated, self._info()
 
@@ -655,7 +656,8 @@ class GeneralPointsEnv:
         v = self.verdict
         return {"cards": list(self.cards), "numbers": list(self.numbers), "rule": self.rule, "color": self.color,
                 "verdict": v, "attempt": self.attempt, "solved": v is not None and v.outcome == "correct",
-                "cards_correct": self.cards_correct, "numbers_correct": self.numbers_correct, "solution": f"{self.solution}={self.target}"}
+                "cards_correct": self.cards_correct, "numbers_correct": self.numbers_correct,
+                "solution": f"{self.solution}={self.target}"}
 
 
 def _split(split):
@@ -689,6 +691,9 @@ def eval_envs(split, n=None, vision=False, max_attempts=MAX_ATTEMPTS, image_size
     return envs
 
 
+# ---------------------------------------------------------------------------------------------
+# ---- data: SFT conversations, the pretraining mixture, the tokenizer corpus ----
+# (the GP-VL card images are drawn in cards.py)
 def sft_examples(n, rule="id", color="black", vision=False, seed=0, revise=0.0, image_size=None):
     """n SFT conversations ending in the optimal answer: {"messages": [...], "image": PIL or None}.
     revise = 0: single-turn pairs [user prompt, answer] (the paper's SFT data). revise > 0: that
@@ -720,7 +725,7 @@ def with_revisions(env, wrong, rng, other_rule=None):
         if env.done:
             break
     messages = env.messages[:1] if env.done else env.messages
-    return {"messages": messages + [_assistant(env.oracle_response())], "image": env.image}
+    return {"messages": messages + [assistant_turn(env.oracle_response())], "image": env.image}
 
 
 # The laptop experiment's stand-in for pretraining (README, "Reproduce the headline on a laptop").
@@ -803,78 +808,6 @@ def tokenizer_corpus(n=2000):
 
 
 # ---------------------------------------------------------------------------------------------
-# RENDERING (GP-VL): four cards side by side on a casino-green table, drawn in code. Suit
-# symbols are polygons and circles (fonts may lack the ♠ glyph); each card is drawn once per
-# size at 2-3x and downsampled (anti-aliased), then cached, so a render is 4 pastes.
-TABLE_GREEN = (0x35, 0x65, 0x4D)  # #35654d, the paper's table colour
-RED, BLACK = (205, 0, 0), (0, 0, 0)
-
-
-def _draw_suit(draw, suit, cx, cy, r, color):
-    """A suit symbol centred at (cx, cy), about 2r across; shapes in unit coordinates."""
-    def poly(points):
-        draw.polygon([(cx + x * r, cy + y * r) for x, y in points], fill=color)
-
-    def disc(x, y, rad):
-        draw.ellipse([cx + (x - rad) * r, cy + (y - rad) * r, cx + (x + rad) * r, cy + (y + rad) * r], fill=color)
-
-    if suit == "D":
-        poly([(0, -1), (0.72, 0), (0, 1), (-0.72, 0)])
-    elif suit == "H":
-        disc(-0.48, -0.42, 0.5), disc(0.48, -0.42, 0.5), poly([(-0.965, -0.3), (0.965, -0.3), (0, 0.95)])
-    elif suit == "S":  # an upside-down heart on a stem
-        disc(-0.384, 0.186, 0.4), disc(0.384, 0.186, 0.4), poly([(-0.77, 0.09), (0.77, 0.09), (0, -0.91)])
-        poly([(0, 0.3), (-0.3, 1.0), (0.3, 1.0)])
-    else:  # clubs: three leaves on a stem
-        disc(0, -0.5, 0.36), disc(-0.48, 0.12, 0.36), disc(0.48, 0.12, 0.36), disc(0, 0.02, 0.24)
-        poly([(0, 0.0), (-0.3, 1.0), (0.3, 1.0)])
-
-
-@lru_cache(maxsize=None)
-def _font(size):
-    return ImageFont.load_default(size=size)
-
-
-@lru_cache(maxsize=512)
-def _card_image(card, w, h):
-    """One card on its patch of table (the rounded corners show the green): corner indices, a
-    large rank and a large suit symbol, in red for hearts and diamonds."""
-    s = 3 if w < 200 else 2  # supersampling factor
-    W, H = w * s, h * s
-    rank, suit = card[:-1], card[-1]
-    color = RED if suit in "HD" else BLACK
-    img = Image.new("RGB", (W, H), TABLE_GREEN)
-    d = ImageDraw.Draw(img)
-    d.rounded_rectangle([0, 0, W - 1, H - 1], radius=int(W * 0.08), fill="white", outline=(110, 110, 110),
-                        width=max(s, W // 70))
-    # corner index (top-left), then copied upside down to the bottom-right as on a real card
-    small = int(H * 0.11)
-    d.text((W * 0.13, H * 0.035), rank, font=_font(small), fill=color, anchor="mt", stroke_width=small // 16,
-           stroke_fill=color)
-    _draw_suit(d, suit, W * 0.13, H * 0.19, W * 0.075, color)
-    box = (0, 0, int(W * 0.26), int(H * 0.25))
-    corner = img.crop(box).rotate(180)
-    img.paste(corner, (W - box[2], H - box[3]))  # the card is symmetric: border and corner match
-    big = int(H * 0.27)
-    d.text((W / 2, H * 0.32), rank, font=_font(big), fill=color, anchor="mm", stroke_width=big // 22,
-           stroke_fill=color)
-    _draw_suit(d, suit, W / 2, H * 0.64, W * 0.2, color)
-    return img.reduce(s)  # box-filter downsampling: anti-aliased edges
-
-
-def render(cards, size=IMAGE_SIZE):
-    """The table image of a hand: size is an int (square) or (width, height)."""
-    W, H = (size, size) if isinstance(size, int) else size
-    card_w = int(min(W / 4 * 0.9, H * 0.9 * 5 / 7))  # 5:7 cards, as in the paper's layout
-    card_h = card_w * 7 // 5
-    gap = (W - len(cards) * card_w) / (len(cards) + 1)
-    canvas = Image.new("RGB", (W, H), TABLE_GREEN)
-    for i, card in enumerate(cards):
-        canvas.paste(_card_image(card, card_w, card_h), (int(gap + i * (card_w + gap)), (H - card_h) // 2))
-    return canvas
-
-
-# ---------------------------------------------------------------------------------------------
 # CLI: play in the terminal against the verifier the model faces, or save a hand's image.
 def play(env, inp=sys.stdin, out=sys.stdout):
     """Deal hands until end of input; an answer is the model's JSON or just a formula."""
@@ -904,7 +837,8 @@ def play(env, inp=sys.stdin, out=sys.stdout):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="GeneralPoints, the 24-points card game of SFT vs RL (the paper's Section 4.1).")
+    parser = argparse.ArgumentParser(
+        description="GeneralPoints, the 24-points card game of SFT vs RL (the paper's Section 4.1).")
     parser.add_argument("--play", action="store_true", help="play in the terminal (reads answers from stdin)")
     parser.add_argument("--show", metavar="FILE.png", help="write the image of a dealt hand to this PNG file")
     parser.add_argument("--rule", choices=RULES, default="id", help="id: J/Q/K = 10; ood: J/Q/K = 11/12/13")

@@ -72,7 +72,8 @@ class Run:
 
     @property
     def metric(self) -> str:
-        """The key of the headline metric in a split's metrics (the paper's Figure 1: success, or V-IRL per-step accuracy)."""
+        """The key of the headline metric in a split's metrics (the paper's Figure 1: success, or V-IRL
+        per-step accuracy)."""
         return "step_accuracy" if self.env == "virl" else "success"
 
     def splits(self) -> list[str]:

@@ -17,8 +17,8 @@ Two kinds of model, one code path:
 The value head is the paper's MLP (hidden -> 1024 -> 512 -> 1, ReLU, fp32) on the last layer's
 hidden state at the last prompt token. `score` is the one function that gives PPO both its old
 and its new log-probs (logits / sampling temperature, fp32 log-softmax, as the public code), so the ratio is
-exactly 1 on the first minibatch. Under torchrun, `setup_distributed` + `shard` wrap the model
-with FSDP2 (one unit per decoder / vision block, then the root).
+exactly 1 on the first minibatch. Under torchrun, `setup_distributed` joins the process group;
+sft.py's `shard` wraps the model with FSDP2 (one unit per decoder / vision block, then the root).
 
     python policy.py                      # build the tiny model, greedy-answer one GP prompt
     python policy.py --model runs/x/final --vision
@@ -259,13 +259,13 @@ class Batch:
 class Scores:
     logprobs: torch.Tensor     # [B, R] log p(response token), 0 on padding
     mask: torch.Tensor         # [B, R] 1 on response tokens
-    answer_mask: torch.Tensor  # [B, R] 1 from the token holding the answer key on
     values: torch.Tensor       # [B] value head at the last prompt token
     prompt_tokens: torch.Tensor  # [B] non-padding prompt tokens (image placeholders included)
 
 
 def value_head(hidden_size):
-    """The paper's value head (public code: rl/trainer/model_tz_llama.py): hidden -> 1024 -> 512 -> 1 with ReLU, kept in fp32."""
+    """The paper's value head (public code: rl/trainer/model_tz_llama.py): hidden -> 1024 -> 512 -> 1
+    with ReLU, kept in fp32."""
     return nn.Sequential(nn.Linear(hidden_size, 1024), nn.ReLU(), nn.Linear(1024, 512),
                          nn.ReLU(), nn.Linear(512, 1))
 
@@ -294,7 +294,6 @@ class Policy:
         if processor is not None:
             suppress.add(getattr(processor, "image_token_id", None))
         self.suppress_ids = sorted(i for i in suppress if i is not None and i not in self.eos_ids)
-        self._pieces = {}  # token id -> decoded text, for the answer split
 
     def parameters(self):
         yield from self.model.parameters()
@@ -432,31 +431,7 @@ class Policy:
         zeros = torch.zeros(batch_size, prompt_len, dtype=torch.long, device=self.device)
         return Batch(out, torch.cat([zeros, resp_mask], 1), prompt_len)
 
-    def answer_mask(self, response, answer_key):
-        """1 from the token where '"<answer_key>"' starts, 0 before (all 0 without the key).
-
-        The character offset of every token comes from decoding the response token by token
-        (the ids may be a sampled, non-canonical tokenization, so re-tokenizing is not safe).
-        """
-        mask = [0] * len(response)
-        if answer_key is None:
-            return mask
-        pieces = []
-        for t in response:
-            if t not in self._pieces:
-                self._pieces[t] = self.tokenizer.decode([t])
-            pieces.append(self._pieces[t])
-        start = "".join(pieces).find(f'"{answer_key}"')
-        if start < 0:
-            return mask
-        end = 0
-        for i, piece in enumerate(pieces):
-            end += len(piece)  # piece i covers characters [end - len, end)
-            if end > start:
-                return mask[:i] + [1] * (len(response) - i)
-        return mask
-
-    def score(self, obs_list, responses, temperature=1.0, answer_key=None, detach_value=False):
+    def score(self, obs_list, responses, temperature=1.0, detach_value=False):
         """Per-token log-probs of `responses` and the value of each prompt (differentiable).
 
         logits at column t score token t + 1 (shift by one); divided by the sampling temperature
@@ -478,30 +453,22 @@ class Policy:
         if detach_value:  # the value loss then trains the head alone, not the shared model
             hidden = hidden.detach()
         values = self.value_head(hidden).squeeze(-1)  # [B]
-        answer = torch.tensor([self.answer_mask(r, answer_key) + [0] * (resp_len - len(r))
-                               for r in responses], device=self.device)  # [B, R]
         prompt_tokens = batch.attention_mask[:, :prompt_len].sum(1)  # [B]
-        return Scores(logprobs, mask, answer * mask, values, prompt_tokens)
+        return Scores(logprobs, mask, values, prompt_tokens)
 
     # --- checkpoints -------------------------------------------------------------------------
 
-    def save(self, out_dir):
-        """save_pretrained (safetensors) + processor/tokenizer + value_head.safetensors.
-        Under FSDP every rank must call it; rank 0 gathers the full state dict and writes."""
-        model_sd = None
-        head_sd = self.value_head.state_dict()
-        if self.sharded:
-            from torch.distributed.checkpoint.state_dict import (StateDictOptions,
-                                                                 get_model_state_dict)
-            options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-            model_sd = get_model_state_dict(self.model, options=options)
-            head_sd = get_model_state_dict(self.value_head, options=options)
-            if dist.get_rank() != 0:
-                return
+    def save(self, out_dir, model_state=None, head_state=None):
+        """save_pretrained (safetensors) + processor/tokenizer + value_head.safetensors. A sharded
+        policy is saved with sft.save_policy, which gathers the full state dicts to rank 0 and
+        passes them here."""
+        if self.sharded and model_state is None:
+            raise ValueError("a sharded policy is saved with sft.save_policy (it gathers the weights)")
+        head_state = self.value_head.state_dict() if head_state is None else head_state
         os.makedirs(out_dir, exist_ok=True)
-        self.model.save_pretrained(out_dir, state_dict=model_sd)
+        self.model.save_pretrained(out_dir, state_dict=model_state)
         (self.processor or self.tokenizer).save_pretrained(out_dir)
-        save_file({k: v.detach().float().cpu().contiguous() for k, v in head_sd.items()},
+        save_file({k: v.detach().float().cpu().contiguous() for k, v in head_state.items()},
                   os.path.join(out_dir, "value_head.safetensors"))
 
 
@@ -550,7 +517,7 @@ def load_policy(model="tiny", vision=False, seed=0, device=None, dtype=None, cor
 
 
 # ---------------------------------------------------------------------------------------------
-# FSDP2 (torchrun): one unit per decoder / vision block, then the root
+# torchrun: the process group (sft.py's "FSDP by hand" wraps the model)
 # ---------------------------------------------------------------------------------------------
 
 def setup_distributed():
@@ -569,36 +536,6 @@ def setup_distributed():
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // per_node))
         dist.init_process_group("nccl" if cuda else "gloo")
     return rank, world, device
-
-
-def shard(policy):
-    """Wrap the policy with FSDP2 `fully_shard`: each block class named in the model's
-    `_no_split_modules` (decoder layers, vision layers), then the root, which keeps the
-    embeddings and the (possibly tied) lm_head in one unit. The value head is its own unit so
-    its gradients are averaged across ranks too. bf16 compute with fp32 reduction on GPU.
-    Without a process group (plain python) there is nothing to shard: returned unchanged."""
-    if not dist.is_initialized():
-        return policy
-    from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
-    mesh = init_device_mesh(policy.device.type, (dist.get_world_size(),))
-    kwargs = {"mesh": mesh}
-    if policy.device.type == "cuda":
-        kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=torch.bfloat16,
-                                                   reduce_dtype=torch.float32)
-    block_names = set(policy.model._no_split_modules or [])
-    blocks = [m for m in policy.model.modules() if type(m).__name__ in block_names]
-    if not blocks:
-        raise ValueError(f"no FSDP block classes found in {type(policy.model).__name__}")
-    for block in blocks:
-        fully_shard(block, **kwargs)
-    # The root too is resharded after each forward (FSDP2 keeps it gathered by default): else
-    # after a no-grad forward model.parameters() are the gathered copies, and an optimizer
-    # built from them would update copies that the next all-gather overwrites.
-    fully_shard(policy.model, reshard_after_forward=True, **kwargs)
-    fully_shard(policy.value_head, mesh=mesh, reshard_after_forward=True)  # fp32
-    policy.sharded = True
-    return policy
 
 
 def main():

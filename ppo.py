@@ -74,7 +74,7 @@ Where the algorithm differs from the public code, and why:
     updates: 100 as in the public code, whose 20 updates end near the peak lr (it decays to 1e-9).
 
 Scale: under torchrun each rank steps its own environments (seeds offset by rank), the model is
-sharded with FSDP2 (policy.shard) which reduces the gradients, advantages are normalised over all
+sharded with FSDP2 (sft.shard) which reduces the gradients, advantages are normalised over all
 ranks, and rank 0 logs, prints and saves. Seeded, not bit-exact (sampling, thread scheduling).
 Compute axis (the paper's x-axis): flops = 6 N (D_init + D_rl) + 2 N D_buffer, with 6 N D_init the init's own
 training compute (the "flops" in its trainer_state.json, 0 if none), D_rl the non-padding tokens
@@ -84,6 +84,7 @@ counts its batches (an image is its placeholder tokens in input_ids).
 """
 
 import argparse
+import functools
 import json
 import math
 import re
@@ -106,8 +107,8 @@ from evaluate import COUNT, COUNT_OR_0, SEED, number  # argparse types: nan, inf
 
 # The paper's values (the public code's rl/configs), applied by --preset paper to every
 # flag left unset on the command line.
-PAPER = dict(lr=1e-6, vf_lr=0.0, vf_clip=0.1, ppo_epochs=4, temperature=0.2, max_grad_norm=0.01, num_envs=1, rollout_steps=256,
-             minibatch_size=128, grad_accum=128, updates=None, eval_episodes=0, max_new_tokens=512,
+PAPER = dict(lr=1e-6, vf_lr=0.0, vf_clip=0.1, ppo_epochs=4, temperature=0.2, max_grad_norm=0.01, num_envs=1,
+             rollout_steps=256, minibatch_size=128, grad_accum=128, updates=None, eval_episodes=0, max_new_tokens=512,
              warmup_updates=0, critic="shared", eval_samples=0, eval_max_new_tokens=256, eval_temperature=None)
 PAPER_UPDATES = {"generalpoints": 20, "virl": 15}
 CPU_UPDATES = {"generalpoints": 30, "virl": 30}
@@ -126,46 +127,98 @@ def parse_args(argv=None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--env", choices=sorted(evaluate.ENVS), default="generalpoints", help="task (the paper: both)")
     p.add_argument("--vision", action="store_true", help="VL variant: the observation is an image (GP-VL, V-IRL-VL)")
-    p.add_argument("--model", default="tiny", help="'tiny' (built in code) or a local model path (the paper: Llama-3.2-11B-Vision-Instruct)")
-    p.add_argument("--init", default=None, help="checkpoint to start PPO from; default: the warm start in runs/warm-gp-l etc., trained first with sft.py when missing (GeneralPoints: 900 steps, half of the conversations with revision turns); 'base' = --model itself, no SFT")
-    p.add_argument("--out", default=None, help="run folder (default runs/ppo-gp-l, -gp-vl, -virl-l, -virl-vl; -seedN added for --seed N > 0)")
-    p.add_argument("--preset", choices=["cpu", "paper"], default="cpu", help="'paper' = the paper's hyperparameters for a real checkpoint on GPUs")
-    p.add_argument("--seed", type=SEED, default=0, help="seed of random/numpy/torch and of the environments (offset per rank)")
+    p.add_argument("--model", default="tiny",
+                   help="'tiny' (built in code) or a local model path (the paper: Llama-3.2-11B-Vision-Instruct)")
+    p.add_argument("--init", default=None,
+                   help="checkpoint to start PPO from; default: the warm start in runs/warm-gp-l etc., trained first "
+                        "with sft.py when missing (GeneralPoints: 900 steps, half of the conversations with revision "
+                        "turns); 'base' = --model itself, no SFT")
+    p.add_argument("--out", default=None,
+                   help="run folder (default runs/ppo-gp-l, -gp-vl, -virl-l, -virl-vl; -seedN added for --seed N > 0)")
+    p.add_argument("--preset", choices=["cpu", "paper"], default="cpu",
+                   help="'paper' = the paper's hyperparameters for a real checkpoint on GPUs")
+    p.add_argument("--seed", type=SEED, default=0,
+                   help="seed of random/numpy/torch and of the environments (offset per rank)")
     # rollout
-    p.add_argument("--updates", type=COUNT, default=None, help="PPO updates (the paper: 20 GP / 15 V-IRL; CPU default 30)")
-    p.add_argument("--num-envs", type=COUNT, default=32, help="environments stepped together per rank (the paper: 1 per GPU)")
-    p.add_argument("--rollout-steps", type=COUNT, default=128, help="attempts collected per rank per update (the paper: 256 per GPU x 8)")
-    p.add_argument("--max-attempts", type=COUNT, default=None, help="VIter, attempts per hand/position (the paper: 5 GP / 2 V-IRL)")
-    p.add_argument("--temperature", type=number(above=0), default=0.7, help="sampling temperature, > 0: it also divides the logits when scoring, PPO needs those log-probs (the paper: 0.2)")
-    p.add_argument("--max-new-tokens", type=COUNT, default=96, help="longest answer; a longer one is cut off and judged as is (the paper: 512)")
+    p.add_argument("--updates", type=COUNT, default=None,
+                   help="PPO updates (the paper: 20 GP / 15 V-IRL; CPU default 30)")
+    p.add_argument("--num-envs", type=COUNT, default=32,
+                   help="environments stepped together per rank (the paper: 1 per GPU)")
+    p.add_argument("--rollout-steps", type=COUNT, default=128,
+                   help="attempts collected per rank per update (the paper: 256 per GPU x 8)")
+    p.add_argument("--max-attempts", type=COUNT, default=None,
+                   help="VIter, attempts per hand/position (the paper: 5 GP / 2 V-IRL)")
+    p.add_argument("--temperature", type=number(above=0), default=0.7,
+                   help="sampling temperature, > 0: it also divides the logits when scoring, PPO needs those log-probs"
+                        " (the paper: 0.2)")
+    p.add_argument("--max-new-tokens", type=COUNT, default=96,
+                   help="longest answer; a longer one is cut off and judged as is (the paper: 512)")
     # the PPO update
     p.add_argument("--ppo-epochs", type=COUNT, default=2, help="epochs over the rollout per update (the paper: 4)")
-    p.add_argument("--minibatch-size", type=COUNT, default=64, help="attempts per optimizer step per rank (the paper: 128 = 1 x 128 accumulation)")
-    p.add_argument("--grad-accum", type=COUNT, default=None, help="micro-batches per minibatch, gradients accumulated; the micro-batch is also the scoring pass's batch (default: micro-batches of gcd(--minibatch-size, 8), which ran 1.8x faster than 64 on 2 CPU cores, benchmarks/train_speed.py; the paper: 128)")
-    p.add_argument("--lr", type=number(above=0), default=2e-5, help="Adam learning rate, cosine-decayed over the updates (the paper: 1e-6)")
-    p.add_argument("--vf-lr", type=number(at_least=0), default=1e-3, help="learning rate of the value head's own MLP; 0 = --lr (the paper: one lr for all)")
-    p.add_argument("--warmup-updates", type=COUNT_OR_0, default=0, help="linear lr warm-up over the first N updates: a fresh Adam's first step is a sign step of size lr on every weight (the paper: 0)")
-    p.add_argument("--critic", choices=["shared", "detached"], default="shared", help="shared: the value loss also trains the language model under the value head (the paper); detached: it trains the value head alone, so it cannot disturb the policy at a CPU learning rate")
-    p.add_argument("--lr-horizon", type=COUNT, default=100, help="the cosine decay spans max(this, --updates) updates (the public code: lr_max_steps 100 for 20 updates, so the lr stays near its peak)")
+    p.add_argument("--minibatch-size", type=COUNT, default=64,
+                   help="attempts per optimizer step per rank (the paper: 128 = 1 x 128 accumulation)")
+    p.add_argument("--grad-accum", type=COUNT, default=None,
+                   help="micro-batches per minibatch, gradients accumulated; the micro-batch is also the scoring "
+                        "pass's batch (default: micro-batches of gcd(--minibatch-size, 8), which ran 1.8x faster than "
+                        "64 on 2 CPU cores, benchmarks/train_speed.py; the paper: 128)")
+    p.add_argument("--lr", type=number(above=0), default=2e-5,
+                   help="Adam learning rate, cosine-decayed over the updates (the paper: 1e-6)")
+    p.add_argument("--vf-lr", type=number(at_least=0), default=1e-3,
+                   help="learning rate of the value head's own MLP; 0 = --lr (the paper: one lr for all)")
+    p.add_argument("--warmup-updates", type=COUNT_OR_0, default=0,
+                   help="linear lr warm-up over the first N updates: a fresh Adam's first step is a sign step of size "
+                        "lr on every weight (the paper: 0)")
+    p.add_argument("--critic", choices=["shared", "detached"], default="shared",
+                   help="shared: the value loss also trains the language model under the value head (the paper); "
+                        "detached: it trains the value head alone, so it cannot disturb the policy at a CPU learning "
+                        "rate")
+    p.add_argument("--lr-horizon", type=COUNT, default=100,
+                   help="the cosine decay spans max(this, --updates) updates (the public code: lr_max_steps 100 for 20"
+                        " updates, so the lr stays near its peak)")
     p.add_argument("--adam-eps", type=number(above=0), default=1e-7, help="Adam epsilon (the paper: 1e-7)")
     p.add_argument("--clip-coef", type=number(above=0), default=0.1, help="PPO ratio clip (the paper: 0.1)")
-    p.add_argument("--vf-clip", type=number(at_least=0), default=0.0, help="value clip around the old value, 0 = off (the paper: 0.1, its clip_param; CPU default off so a fresh head can reach returns of -10..+5)")
+    p.add_argument("--vf-clip", type=number(at_least=0), default=0.0,
+                   help="value clip around the old value, 0 = off (the paper: 0.1, its clip_param; CPU default off so "
+                        "a fresh head can reach returns of -10..+5)")
     p.add_argument("--vf-coef", type=number(at_least=0), default=0.5, help="value loss coefficient (the paper: 0.5)")
-    p.add_argument("--max-grad-norm", type=number(above=0), default=1.0, help="gradient clipping norm (the paper: 0.01)")
-    p.add_argument("--gamma", type=number(at_least=0, at_most=1), default=0.9, help="discount over attempts (the paper: 0.9)")
-    p.add_argument("--gae-lambda", type=number(at_least=0, at_most=1), default=0.95, help="GAE lambda (the paper: 0.95)")
-    p.add_argument("--thought-prob-coef", type=number(at_least=0), default=0.5, help="weight of the tokens before the answer key in the action log-prob (the paper: 0.5)")
+    p.add_argument("--max-grad-norm", type=number(above=0), default=1.0,
+                   help="gradient clipping norm (the paper: 0.01)")
+    p.add_argument("--gamma", type=number(at_least=0, at_most=1), default=0.9,
+                   help="discount over attempts (the paper: 0.9)")
+    p.add_argument("--gae-lambda", type=number(at_least=0, at_most=1), default=0.95,
+                   help="GAE lambda (the paper: 0.95)")
+    p.add_argument("--kl-coef", type=number(at_least=0), default=0.0,
+                   help="weight of a KL penalty to the frozen initial policy in the loss, the k3 estimate summed over "
+                        "each answer's tokens (TRL and verl offer one); the reference model is loaded only when > 0 "
+                        "(the paper: 0, no reference model)")
+    p.add_argument("--thought-prob-coef", type=number(at_least=0), default=0.5,
+                   help="weight of the tokens before the answer key in the action log-prob (the paper: 0.5)")
     # evaluation, checkpoints
-    p.add_argument("--eval-every", type=COUNT_OR_0, default=15, help="evaluate every N updates, and always at the start and the end (0: only those); an evaluation costs about as much as 10 updates on the CPU")
-    p.add_argument("--eval-splits", default=None, help="comma-separated splits to evaluate (default: id,ood-rule, and ood-visual with --vision; GeneralPoints also knows val-rule)")
-    p.add_argument("--eval-episodes", type=COUNT_OR_0, default=128, help="fixed hands/routes per split, capped at the split's set (0 = the paper's full set: 234 GP / 48 V-IRL)")
-    p.add_argument("--eval-max-new-tokens", type=COUNT, default=None, help="longest answer in evaluations (default: --max-new-tokens; the paper: 256)")
-    p.add_argument("--eval-attempts", type=COUNT, default=None, help="attempts per hand/position in evaluations (default: the env's VIter, 5 GP / 2 V-IRL, whatever --max-attempts trains with)")
-    p.add_argument("--eval-temperature", type=number(at_least=0), default=0.0, help="temperature of the main evaluation (0 = greedy; --preset paper: the checkpoint's own generation settings)")
-    p.add_argument("--eval-samples", type=COUNT_OR_0, default=3, help="also evaluate by sampling at the rollout --temperature, this many seeded passes over the same episodes (0 = off); what RL optimizes is the policy it samples from")
-    p.add_argument("--save-every", type=COUNT_OR_0, default=10, help="checkpoint every N updates (and at the end); 0 = only at the end")
+    p.add_argument("--eval-every", type=COUNT_OR_0, default=15,
+                   help="evaluate every N updates, and always at the start and the end (0: only those); an evaluation "
+                        "costs about as much as 10 updates on the CPU")
+    p.add_argument("--eval-splits", default=None,
+                   help="comma-separated splits to evaluate (default: id,ood-rule, and ood-visual with --vision; "
+                        "GeneralPoints also knows val-rule)")
+    p.add_argument("--eval-episodes", type=COUNT_OR_0, default=128,
+                   help="fixed hands/routes per split, capped at the split's set (0 = the paper's full set: 234 GP / "
+                        "48 V-IRL)")
+    p.add_argument("--eval-max-new-tokens", type=COUNT, default=None,
+                   help="longest answer in evaluations (default: --max-new-tokens; the paper: 256)")
+    p.add_argument("--eval-attempts", type=COUNT, default=None,
+                   help="attempts per hand/position in evaluations (default: the env's VIter, 5 GP / 2 V-IRL, whatever"
+                        " --max-attempts trains with)")
+    p.add_argument("--eval-temperature", type=number(at_least=0), default=0.0,
+                   help="temperature of the main evaluation (0 = greedy; --preset paper: the checkpoint's own "
+                        "generation settings)")
+    p.add_argument("--eval-samples", type=COUNT_OR_0, default=3,
+                   help="also evaluate by sampling at the rollout --temperature, this many seeded passes over the same"
+                        " episodes (0 = off); what RL optimizes is the policy it samples from")
+    p.add_argument("--save-every", type=COUNT_OR_0, default=10,
+                   help="checkpoint every N updates (and at the end); 0 = only at the end")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the run folder")
-    p.add_argument("--warm-start-args", default="", help="extra flags for sft.py when the warm start is trained here, e.g. '--steps 100'")
+    p.add_argument("--warm-start-args", default="",
+                   help="extra flags for sft.py when the warm start is trained here, e.g. '--steps 100'")
     args = p.parse_args(argv)
     if args.preset == "paper":  # paper values for every flag not given explicitly
         p.set_defaults(**PAPER)
@@ -276,18 +329,51 @@ def collect_rollout(policy, envs, obs, steps, args, trackers) -> Rollout:
     return roll
 
 
-def action_logprob(scores, thought_prob_coef: float) -> torch.Tensor:
+def answer_mask(tokenizer, responses, answer_key, width) -> torch.Tensor:
+    """[B, width]: 1 from the response token where '"<answer_key>"' starts, 0 before it and on the
+    padding; all 0 when the key never appears (the whole response then counts as "thought").
+
+    The character offset of every token comes from decoding the response token by token: the
+    ids may be a sampled, non-canonical tokenization, so re-tokenizing the text is not safe.
+    """
+    rows = []
+    for response in responses:
+        pieces = [_piece(tokenizer, t) for t in response]
+        start, end, first = "".join(pieces).find(f'"{answer_key}"'), 0, len(response)
+        for i, piece in enumerate(pieces):
+            end += len(piece)  # piece i covers characters [end - len, end)
+            if 0 <= start < end:
+                first = i
+                break
+        rows.append([0] * first + [1] * (len(response) - first) + [0] * (width - len(response)))
+    return torch.tensor(rows)
+
+
+@functools.cache
+def _piece(tokenizer, token_id: int) -> str:
+    return tokenizer.decode([token_id])
+
+
+def action_logprob(scores, answer, thought_prob_coef: float) -> torch.Tensor:
     """Turn-level log pi(a|s) of each attempt (the paper's, from RL4VLM's thought_prob_coef).
 
     Example, response `{"number": [4, 6], "formula": "4*6=24"}<eos>` with answer key "formula":
         tokens       {"number": [4, 6], "  formula": "4*6=24"}  <eos>  <pad>
-        mask          1   1  ...        1    1  ...         1    1      0
-        answer_mask   0   0  ...        0    1  ...         1    1      0
-    -> 0.5 * (log-probs where mask and not answer_mask) + (log-probs where answer_mask).
+        scores.mask   1   1  ...        1    1  ...         1    1      0
+        answer        0   0  ...        0    1  ...         1    1      0     (answer_mask)
+    -> 0.5 * (log-probs where mask and not answer) + (log-probs where answer).
     """
-    thought = scores.mask.float() - scores.answer_mask.float()           # [B, R] 1 before the answer key
-    weights = thought_prob_coef * thought + scores.answer_mask.float()   # [B, R]
+    answer = answer.to(scores.mask.device).float() * scores.mask.float()  # [B, R]
+    thought = scores.mask.float() - answer                               # [B, R] 1 before the answer key
+    weights = thought_prob_coef * thought + answer                       # [B, R]
     return (scores.logprobs * weights).sum(-1)                           # [B]
+
+
+def turn_logprob(policy, obs, responses, args, answer_key, detach_value=False):
+    """policy.score + the turn-level action log-prob [b]: what the scoring pass and the update call."""
+    s = policy.score(obs, responses, temperature=args.temperature, detach_value=detach_value)
+    answer = answer_mask(policy.tokenizer, responses, answer_key, s.mask.shape[1])
+    return s, action_logprob(s, answer, args.thought_prob_coef)
 
 
 @torch.no_grad()
@@ -307,8 +393,8 @@ def score_rollout(policy, obs, responses, args, answer_key):
     for i in range(0, n, micro):
         mb = order[i:i + micro]
         o, r = [obs[j] for j in mb], [responses[j] for j in mb]
-        s = policy.score(o, r, temperature=args.temperature, answer_key=answer_key)
-        logps[mb] = action_logprob(s, args.thought_prob_coef).float().cpu()               # [b]
+        s, logp = turn_logprob(policy, o, r, args, answer_key)
+        logps[mb] = logp.float().cpu()                                                      # [b]
         values[mb] = s.values.float().cpu()                                                 # [b]
         tokens[mb] = (s.prompt_tokens + s.mask.sum(1)).float().cpu()                       # [b]
         nll -= float((s.logprobs * s.mask).sum())
@@ -396,10 +482,24 @@ def ppo_loss(new_logp, new_values, old_logp, old_values, adv, returns, clip_coef
     return pg_loss + vf_coef * v_loss, stats
 
 
-def ppo_update(policy, optimizer, params, batch, args, answer_key) -> dict:
+def kl_penalty(logprobs, ref_logprobs, mask) -> torch.Tensor:
+    """KL(pi || pi_ref) of each attempt [B]: Schulman's k3 estimate on every sampled response token,
+    exp(d) - d - 1 with d = log pi_ref - log pi (>= 0, unbiased), summed over the response.
+    logprobs, ref_logprobs, mask: [B, R] (policy.Scores). Off in the paper (--kl-coef 0).
+
+    Example, a two-token answer whose tokens the policy now finds more likely than the reference:
+        logprobs [-0.1, -0.2], ref_logprobs [-0.3, -0.2] -> d [-0.2, 0]
+        -> exp(-0.2) + 0.2 - 1 = 0.0187 for the first token, 0 for the second: KL 0.0187.
+    """
+    d = ref_logprobs - logprobs                          # [B, R]
+    return ((d.exp() - d - 1) * mask).sum(-1)            # [B]
+
+
+def ppo_update(policy, optimizer, params, batch, args, answer_key, ref=None) -> dict:
     """--ppo-epochs epochs of shuffled minibatches; `batch` holds obs, responses and [N] tensors
-    old_logp, old_values, advantages, returns. Returns the mean diagnostics and tokens trained on;
-    approx_kl and clipfrac leave out the first minibatch, whose ratio is exactly 1."""
+    old_logp, old_values, advantages, returns. `ref`: the frozen initial policy (--kl-coef > 0).
+    Returns the mean diagnostics and tokens trained on; approx_kl and clipfrac leave out the first
+    minibatch, whose ratio is exactly 1."""
     policy.eval()  # dropout off: the same function as the scoring pass
     n = len(batch["obs"])
     micro = args.minibatch_size // args.grad_accum
@@ -412,14 +512,19 @@ def ppo_update(policy, optimizer, params, batch, args, answer_key) -> dict:
             moved = bool(grad_norms)  # after the first optimizer step the policy has moved
             for m in range(0, len(idx), micro):
                 mb = idx[m:m + micro]
-                s = policy.score([batch["obs"][i] for i in mb], [batch["responses"][i] for i in mb],
-                                 temperature=args.temperature, answer_key=answer_key,
-                                 detach_value=args.critic == "detached")
-                new_logp = action_logprob(s, args.thought_prob_coef)      # [b]
+                s, new_logp = turn_logprob(policy, [batch["obs"][i] for i in mb],
+                                           [batch["responses"][i] for i in mb], args, answer_key,
+                                           detach_value=args.critic == "detached")  # new_logp [b]
                 old_logp, old_values, adv, ret = (batch[k][mb].to(new_logp.device)  # buffer: CPU
                                                   for k in ("old_logp", "old_values", "advantages", "returns"))
                 loss, stats = ppo_loss(new_logp, s.values.float(), old_logp, old_values, adv, ret,
                                        args.clip_coef, args.vf_clip, args.vf_coef)
+                if ref is not None:  # the optional KL penalty to the initial policy
+                    with torch.no_grad():
+                        r = ref.score([batch["obs"][i] for i in mb], [batch["responses"][i] for i in mb],
+                                      temperature=args.temperature)
+                    kl = kl_penalty(s.logprobs, r.logprobs, s.mask).mean()
+                    loss, stats["kl_ref"] = loss + args.kl_coef * kl, kl.item()
                 if not torch.isfinite(loss):
                     raise NonFiniteLoss(f"loss is {loss.item()}")
                 (loss * len(mb) / len(idx)).backward()  # mean over the minibatch
@@ -436,7 +541,7 @@ def ppo_update(policy, optimizer, params, batch, args, answer_key) -> dict:
             optimizer.zero_grad(set_to_none=True)
             grad_norms.append(float(grad_norm))
     out = {k: sums.get(k, 0.0) / counts[k] if k in counts else 0.0
-           for k in ("policy_loss", "value_loss", "approx_kl", "clipfrac")}
+           for k in ("policy_loss", "value_loss", "approx_kl", "clipfrac", "kl_ref")}
     out["grad_norm"] = sum(grad_norms) / len(grad_norms)
     out["tokens"] = tokens
     return out
@@ -451,7 +556,8 @@ def ppo_update(policy, optimizer, params, batch, args, answer_key) -> dict:
 # answers cannot (its revisions were 77-95% illegal fragments, so 70% of the rollout attempts were
 # wasted): GeneralPoints' warm start also trains on ID conversations with 1-4 failed attempts
 # and the verifier's feedback before the right answer (sft.py --revise), and for longer.
-WARM_START = {"generalpoints": ["--revise", "0.5", "--steps", "900", "--eval-every", "0"], "virl": ["--eval-every", "0"]}
+WARM_START = {"generalpoints": ["--revise", "0.5", "--steps", "900", "--eval-every", "0"],
+              "virl": ["--eval-every", "0"]}
 
 
 def warm_start(args, rank: int) -> tuple[str, float]:
@@ -481,6 +587,55 @@ def warm_start(args, rank: int) -> tuple[str, float]:
                   f"(python sft.py {' '.join(flags)})", flush=True)
         path = sft.run(sft_args)
     return str(path), init_flops(path)
+
+
+def resume_point(args, out: Path, rank: int):
+    """The checkpoint a --resume run continues from: the newest intact one in `out`, checked to be
+    this run's (env, vision, model, seed); None for a new run, which refuses a folder that already
+    holds checkpoints."""
+    if not args.resume:
+        if sft.latest_checkpoint(out):
+            sys.exit(f"error: {out} already holds checkpoints; pass --resume to continue it or choose another --out")
+        return None
+    last = sft.resume_checkpoint(out)
+    if last is None:
+        if rank == 0:
+            print(f"--resume: no checkpoint in {out}, starting from the beginning", flush=True)
+        return None
+    sft.check_same_run(out, args, ("env", "vision", "model", "seed"))
+    return last
+
+
+def restore(last, policy, optimizer, scheduler, args, rank) -> tuple:
+    """Load a checkpoint's weights, optimizer, scheduler and RNG state (sft.load_checkpoint);
+    returns (update, d_rl, d_buffer, flops_init, init_path) as saved by the run."""
+    try:
+        extra = sft.load_checkpoint(last, policy, optimizer, scheduler)
+        state = tuple(extra[k] for k in ("step", "d_rl", "d_buffer", "flops_init", "init_path"))
+    except ValueError as err:
+        sys.exit(f"error: cannot resume from {last}: {err}")
+    except KeyError as key:
+        sys.exit(f"error: cannot resume from {last}: its trainer_state.json has no {key}")
+    if rank == 0:
+        print(f"resuming from {last} (update {state[0]}/{args.updates})", flush=True)
+    return state
+
+
+def load(path, args, device, world, frozen=False):
+    """The policy at `path` (torchrun: sharded with FSDP2 by sft.shard: blocks, root, value head);
+    frozen: eval mode, no gradients (the KL penalty's reference)."""
+    try:
+        policy = policy_lib.load_policy(path, vision=args.vision, seed=args.seed, device=device,
+                                        threads=None if world > 1 else 1)  # torchrun: cores / ranks
+    except ValueError as err:  # not a model folder, a text-only model with --vision, ...
+        sys.exit(f"error: {err}")
+    if frozen:
+        policy.eval()
+        for p in policy.parameters():
+            p.requires_grad_(False)
+    if world > 1:
+        sft.shard(policy)
+    return policy
 
 
 def init_flops(path) -> float:
@@ -534,7 +689,7 @@ def update_stats(roll, stats, ret, old_values, entropy, outcomes, world) -> dict
     only the quickly solved ones would finish inside the first update's window."""
     first = [o == "correct" for o, k in zip(roll.outcomes, roll.tries) if k == 1]
     later = [o == "correct" for o, k in zip(roll.outcomes, roll.tries) if k > 1]
-    ppo_keys = ("policy_loss", "value_loss", "approx_kl", "clipfrac", "grad_norm")
+    ppo_keys = ("policy_loss", "value_loss", "approx_kl", "clipfrac", "kl_ref", "grad_norm")
     local = {"n": len(roll.outcomes), "reward": float(roll.rewards.sum()), "first": len(first),
              "first_ok": sum(first), "later": len(later), "later_ok": sum(later),
              "resp_len": sum(len(r) for r in roll.responses), "cut": float(roll.cut_off.sum()),
@@ -559,7 +714,8 @@ def print_update(update, total, row) -> None:
     shares = " ".join(f"{k} {v:.2f}" for k, v in row["outcomes"].items())
     print(f"update {update}/{total} | solved: first {share(row['first_success'])} revision "
           f"{share(row['revision_success'])} | reward {row['reward']:+.2f} | {shares} | vloss "
-          f"{row['value_loss']:.3f} ploss {row['policy_loss']:+.4f} kl {row['approx_kl']:.4f} clip "
+          f"{row['value_loss']:.3f} ploss {row['policy_loss']:+.4f} kl {row['approx_kl']:.4f} "
+          + (f"klref {row['kl_ref']:.4f} " if row["kl_ref"] else "") + f"clip "
           f"{row['clipfrac']:.2f} ev {share(row['explained_variance'])} | lr {row['lr']:.1e} | len "
           f"{row['response_len']:.1f} cut {row['cut_off']:.2f} | {row['tokens_per_s']:.0f} tok/s | "
           f"{row['seconds']:.1f}s", flush=True)
@@ -580,25 +736,15 @@ def main(argv=None) -> None:
     sft.seed_everything(args.seed + rank)  # random, numpy, torch: seeded, not bit-exact
     env_mod = evaluate.ENVS[args.env]
     out = Path(args.out)
-    if not args.resume and sft.latest_checkpoint(out):
-        sys.exit(f"error: {out} already holds checkpoints; pass --resume to continue it or choose another --out")
-    last = sft.resume_checkpoint(out) if args.resume else None  # the newest intact checkpoint
-    if last is not None:  # the same run, not another one's checkpoint
-        sft.check_same_run(out, args, ("env", "vision", "model", "seed"))
+    last = resume_point(args, out, rank)  # the run's own newest checkpoint with --resume, else None
     timing = {"warm start": 0.0, "rollouts": 0.0, "updates": 0.0, "evals": 0.0}
 
     # ---- the policy: the SFT warm start, or the run's own last checkpoint when resuming ----
     t0 = time.perf_counter()
     init_path, flops_init = warm_start(args, rank) if last is None else (None, 0.0)
     timing["warm start"] = time.perf_counter() - t0
-    try:
-        policy = policy_lib.load_policy(last or init_path, vision=args.vision, seed=args.seed, device=device,
-                                        threads=None if world > 1 else 1)  # torchrun: cores / ranks (setup_distributed)
-    except ValueError as err:  # not a model folder, a text-only model with --vision, ...
-        sys.exit(f"error: {err}")
+    policy = load(last or init_path, args, device, world)
     n_params = policy.num_params
-    if world > 1:
-        policy_lib.shard(policy)  # FSDP2: blocks, root, value head (policy.py)
     params = list(policy.parameters())  # the language model's and the value head's
     groups = [{"params": list(policy.model.parameters()), "lr": args.lr},
               {"params": list(policy.value_head.parameters()), "lr": args.vf_lr or args.lr}]
@@ -606,19 +752,10 @@ def main(argv=None) -> None:
     horizon = max(args.lr_horizon, args.updates)  # one scheduler step per update
     scheduler = sft.cosine_schedule(optimizer, total_steps=horizon, warmup_frac=args.warmup_updates / horizon)
     start, d_rl, d_buffer = 0, 0.0, 0.0
-    if last is not None:
-        try:
-            extra = sft.load_checkpoint(last, policy, optimizer, scheduler)
-            start, d_rl, d_buffer, flops_init = (extra["step"], extra["d_rl"], extra["d_buffer"], extra["flops_init"])
-            init_path = extra["init_path"]
-        except ValueError as err:
-            sys.exit(f"error: cannot resume from {last}: {err}")
-        except KeyError as key:
-            sys.exit(f"error: cannot resume from {last}: its trainer_state.json has no {key}")
-        if rank == 0:
-            print(f"resuming from {last} (update {start}/{args.updates})", flush=True)
-    elif args.resume and rank == 0:
-        print(f"--resume: no checkpoint in {out}, starting from the beginning", flush=True)
+    if last is not None:  # the optimizer, scheduler, RNG and counters of the checkpoint too
+        start, d_rl, d_buffer, flops_init, init_path = restore(last, policy, optimizer, scheduler, args, rank)
+    # --kl-coef > 0: a frozen copy of the initial policy, the KL penalty's reference
+    ref = load(init_path, args, device, world, frozen=True) if args.kl_coef > 0 else None
     config = {"method": "ppo", **vars(args), "init_path": init_path, "world_size": world,
               "num_params": n_params, "flops_init": flops_init}
     logger = sft.RunLogger(out, config, rank, resume_step=start if last else None)
@@ -674,7 +811,7 @@ def main(argv=None) -> None:
         timing["rollouts"] += t_upd - t_roll
         # ---- the PPO update ----
         try:
-            stats = ppo_update(policy, optimizer, params, batch, args, env_mod.ANSWER_KEY)
+            stats = ppo_update(policy, optimizer, params, batch, args, env_mod.ANSWER_KEY, ref)
         except NonFiniteLoss as err:
             sys.exit(f"error: non-finite PPO loss at update {update} ({err}); stopped before the optimizer "
                      f"step. Last good checkpoint: {sft.latest_checkpoint(out) or 'none'} "

@@ -31,12 +31,13 @@ Where this departs from the paper's SFT run (a DeepSpeed ZeRO-3 HF Trainer scrip
 - Data is generated on the fly by the environment (fresh examples every step, never repeated
   epochs) unless --data gives the released file. The loss is the token mean of each
   micro-batch, averaged over the micro-batches of a step, so 1 and N ranks get the same gradient.
-- FSDP2 (PyTorch) instead of DeepSpeed ZeRO-3, written out by hand in policy.py.
+- FSDP2 (PyTorch) instead of DeepSpeed ZeRO-3, written out by hand below ("FSDP by hand").
 - The CPU defaults (tiny model, lr 1e-3) are there so that a laptop sees the curve in minutes;
   `--preset paper` restores the paper's hyperparameters.
 
-This file also holds the training plumbing that ppo.py imports (schedule, run log, checkpoints,
-compute axis), so that both arms log and checkpoint the same way.
+Read top to bottom: the SFT loss and step, FSDP by hand, the training loop. Below the "plumbing"
+banner: the config, the public data format, checkpoints, the run log and resuming, which ppo.py
+imports too, so that both arms log and checkpoint the same way.
 """
 
 import argparse
@@ -59,17 +60,397 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from PIL import Image
 from safetensors import SafetensorError, safe_open
-from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_optimizer_state_dict,
-                                                     set_optimizer_state_dict)
+from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
+                                                     get_optimizer_state_dict, set_optimizer_state_dict)
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from tqdm import tqdm
 
 import generalpoints
-from evaluate import (COUNT, COUNT_OR_0, ENVS, MAX_NEW_TOKENS, PAPER_MAX_NEW_TOKENS, SEED, ArgumentParser,
-                      evaluate, number, out_problem, paper_image_size, parse_splits)
-from policy import load_policy, setup_distributed, shard
+from evaluate import (COUNT, COUNT_OR_0, ENVS, PAPER_MAX_NEW_TOKENS, SEED, ArgumentParser, evaluate, number,
+                      out_problem, paper_image_size, parse_splits)
+from policy import load_policy, setup_distributed
 
 # -----------------------------------------------------------------------------------------------
-# Training plumbing shared with ppo.py: schedule, run log, checkpoints, compute axis.
+# ALGO LOGIC: the SFT step. The loss is on the response only: prompt, image and padding tokens
+# are masked out of it.
+
+
+def sft_loss(logits, labels):
+    """Mean cross-entropy over the answer tokens of a batch (the paper: loss on the response only).
+
+    labels are policy.py's Batch.labels: the input ids on answer tokens, -100 (ignored) on the
+    prompt (image tokens included) and on padding. Left-padded prompt "a b", answer "c d" + E:
+        input_ids [P,    a,    b,    c, d, E]        logits at column t predict token t + 1,
+        labels    [-100, -100, -100, c, d, E]        so logits[:, :-1] meet labels[:, 1:]
+    """
+    logits, labels = logits[:, :-1], labels[:, 1:]  # [B, L-1, V], [B, L-1]
+    keep = labels != -100  # [B, L-1]
+    return F.cross_entropy(logits[keep].float(), labels[keep])  # fp32 log-softmax over [T, V]
+
+
+def sft_batch(policy, examples):
+    """A policy.Batch of SFT examples: each conversation but its last turn is the prompt
+    (left-padded), the last turn's text the answer, followed by the end-of-turn token."""
+    obs = [{"messages": ex["messages"][:-1], "image": ex["image"]} for ex in examples]
+    answers = [policy.response_ids(ex["messages"][-1]["content"][-1]["text"]) for ex in examples]
+    return policy.build_batch(obs, answers)
+
+
+def micro_batch_loss(model, batch, autocast):
+    """sft_loss of one micro-batch. The forward keeps only the logits that score answer tokens:
+    the last R + 1 columns (the last prompt token's logits score the first answer token)."""
+    answer_len = batch.input_ids.shape[1] - batch.prompt_len  # R
+    with autocast:  # bf16 on GPU
+        logits = model(**batch.inputs, use_cache=False, logits_to_keep=answer_len + 1).logits  # [B, R+1, V]
+    return sft_loss(logits, batch.labels[:, -(answer_len + 1):])  # labels [B, R+1]
+
+
+# -----------------------------------------------------------------------------------------------
+# FSDP by hand (FSDP2: torch.distributed.fsdp.fully_shard). Under plain `python` there is one
+# process and no process group, and none of this runs.
+#
+# 1. Process group. torchrun starts one process per device and sets RANK, WORLD_SIZE and
+#    LOCAL_RANK; policy.setup_distributed() joins the group (NCCL on GPU, gloo on CPU) and gives
+#    this process its device. It lives in policy.py because ppo.py joins the same way.
+# 2. Shards (`shard`). Every transformer block (decoder layer, vision layer) becomes one FSDP unit
+#    whose parameters are split across the ranks, 1/world each; then the root takes what is left:
+#    the embeddings and the lm_head, in one unit, so that a tied weight belongs to one unit. The
+#    value head is a unit of its own, so its gradients are averaged over the ranks too.
+# 3. Unshard / reshard. Just before a unit's forward, FSDP all-gathers its full parameters
+#    (unshard), and frees them right after (reshard): a rank holds one block in full at a time,
+#    and the backward gathers each block again. policy.generate unshards the root by hand for the
+#    whole of model.generate and reshards it after; the blocks gather in their own hooks.
+# 4. Gradients. The backward reduce-scatters each unit's gradients: every rank gets the average
+#    over ranks of the gradient of its own shard, and AdamW updates that shard only. With gradient
+#    accumulation, only a step's last micro-batch reduces (set_requires_gradient_sync in run).
+# 5. Saving (`save_policy`). Every parameter is all-gathered in full to rank 0, onto its CPU, which
+#    alone writes the checkpoint; the optimizer state is gathered the same way (save_checkpoint).
+
+
+def shard(policy):
+    """2. Wrap the policy with FSDP2 `fully_shard`: each block class named in the model's
+    `_no_split_modules` (decoder layers, vision layers), then the root, which keeps the
+    embeddings and the (possibly tied) lm_head in one unit, then the value head. bf16 compute
+    with fp32 gradient reduction on GPU. Without a process group (plain python) there is nothing
+    to shard: the policy is returned unchanged."""
+    if not dist.is_initialized():
+        return policy
+    mesh = init_device_mesh(policy.device.type, (dist.get_world_size(),))
+    kwargs = {"mesh": mesh}
+    if policy.device.type == "cuda":
+        kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+    block_names = set(policy.model._no_split_modules or [])
+    blocks = [m for m in policy.model.modules() if type(m).__name__ in block_names]
+    if not blocks:
+        raise ValueError(f"no FSDP block classes found in {type(policy.model).__name__}")
+    for block in blocks:
+        fully_shard(block, **kwargs)
+    # The root too is resharded after each forward (FSDP2 keeps it gathered by default): else
+    # after a no-grad forward model.parameters() are the gathered copies, and an optimizer
+    # built from them would update copies that the next all-gather overwrites.
+    fully_shard(policy.model, reshard_after_forward=True, **kwargs)
+    fully_shard(policy.value_head, mesh=mesh, reshard_after_forward=True)  # fp32
+    policy.sharded = True
+    return policy
+
+
+def save_policy(policy, out_dir):
+    """5. Write the policy as a checkpoint folder (Policy.save: save_pretrained, value head).
+    Every rank calls it: a sharded policy's full state dicts are gathered to rank 0, which writes."""
+    if not policy.sharded:
+        return policy.save(out_dir)
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    model_state = get_model_state_dict(policy.model, options=options)  # a collective: every rank
+    head_state = get_model_state_dict(policy.value_head, options=options)
+    if dist.get_rank() == 0:
+        policy.save(out_dir, model_state, head_state)
+
+
+# -----------------------------------------------------------------------------------------------
+# The training loop
+
+
+def run(args):
+    """Train as `args` (from parse_args) says; returns the path of the final checkpoint."""
+    rank, world, device = setup_distributed()  # FSDP 1: the process group (rank 0 of 1 without torchrun)
+    out = Path(args.out)
+    if not args.resume and latest_checkpoint(out):
+        sys.exit(f"error: {out} already holds checkpoints; pass --resume to continue it or choose another --out")
+    resume_from = resume_checkpoint(out) if args.resume else None  # the newest intact checkpoint
+    if resume_from:  # the same run, not another one's checkpoint
+        check_same_run(out, args, ("env", "vision", "data", "mixture", "revise", "batch_size", "seed"))
+    micro = args.micro_batch_size or max(1, args.batch_size // world)
+    if args.batch_size % (micro * world):
+        sys.exit(f"error: --batch-size {args.batch_size} is not a multiple of --micro-batch-size "
+                 f"{micro} x {world} ranks")
+    n_micro = args.batch_size // micro  # micro-batches per optimizer step, over all ranks
+    accum = n_micro // world  # micro-batches per rank per step (gradient accumulation)
+    records = load_sft_file(args.data, args.vision) if args.data else None
+    seed_everything(args.seed + rank)
+
+    # Model: a fresh policy, or the checkpoint's own weights when resuming (see load_checkpoint).
+    try:  # torchrun: threads = cores / ranks (setup_distributed)
+        policy = load_policy(resume_from or args.model, vision=args.vision, seed=args.seed, device=device,
+                             threads=args.threads or (None if world > 1 else 1))
+    except ValueError as err:
+        sys.exit(f"error: {err}")
+    if records is not None:
+        records = drop_too_long(records, policy)
+    n_params = policy.num_params
+    if args.grad_checkpointing:
+        policy.model.activation_checkpointing_enable()  # before FSDP wraps the blocks
+    shard(policy)  # FSDP 2: one unit per block, then the root and the value head (under torchrun)
+    model = policy.model
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=ADAM_BETAS, eps=ADAM_EPS,
+                                  weight_decay=args.weight_decay)
+    scheduler = cosine_schedule(optimizer, args.steps, args.warmup_frac)
+    state = {"tokens": 0, "flops": args.init_flops, "examples_seen": 0}
+    if resume_from:
+        try:
+            state = load_checkpoint(resume_from, policy, optimizer, scheduler)
+        except ValueError as err:
+            sys.exit(f"error: cannot resume from {resume_from}: {err}")
+    start = state.pop("step", 0)
+    if start > args.steps:
+        sys.exit(f"error: {resume_from} is past --steps {args.steps}")
+
+    config = {"method": "sft", **vars(args), "world_size": world, "micro_batch_size": micro,
+              "num_params": n_params, "resumed_from": resume_from}
+    logger = RunLogger(out, config, rank, resume_step=start if resume_from else None)
+    if rank == 0:
+        say(f"sft: {args.env}{' (vision)' if args.vision else ''}, {n_params / 1e6:.2f}M parameters, "
+            f"{world} rank(s), batch {args.batch_size} = {n_micro} x {micro}, steps {start}->{args.steps}, "
+            f"data {args.data or ('generated (mixture of rules)' if args.mixture else 'generated (ID split)')}"
+            + (f", {args.revise:.0%} with revision turns" if args.revise else "") + f", out {out}"
+            + (f", resumed from {resume_from}" if resume_from else ""))
+    splits = tuple(args.eval_splits.split(","))  # default ID, rule-OOD (+ visual-OOD)
+
+    image_size = paper_image_size(args.env) if args.preset == "paper" else None  # None: the env's CPU size
+
+    def run_eval(step):
+        # Greedy, on the same fixed episodes every time; under FSDP every rank plays them in
+        # lockstep (evaluate.py) and rank 0 logs. --preset paper on one process evaluates as the
+        # public evaluator: the checkpoint's own generation settings, the public image sizes.
+        began = time.time()
+        policy.eval()
+        results = evaluate(policy, env=args.env, splits=splits, vision=args.vision,
+                           n=args.eval_episodes or None,
+                           temperature=None if args.preset == "paper" and world == 1 else 0.0,
+                           max_new_tokens=args.eval_max_new_tokens, image_size=image_size)
+        policy.train()
+        logger.log({"step": step, "flops": state["flops"], "eval": results})
+        if rank == 0:
+            say(f"eval step {step}: {eval_summary(results)} ({time.time() - began:.0f}s)")
+
+    if args.eval_every and start == 0:
+        run_eval(0)  # the initial checkpoint: the first point of every curve
+
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    policy.train()
+    bar = tqdm(total=args.steps, initial=start, desc="sft", dynamic_ncols=True,
+               disable=rank != 0 or not sys.stderr.isatty())  # a bar for a terminal, not for logs
+    window_losses, window_tokens, window_time = [], 0, 0.0  # since the last log line
+    for step in range(start, args.steps):
+        step_start = time.time()
+        # Forward/backward over this rank's micro-batches: r, r + world, ... of the global batch.
+        loss_sum, tokens = 0.0, 0  # this rank's sum of micro-batch losses, non-padding tokens
+        for k, m in enumerate(range(rank, n_micro, world)):
+            batch = sft_batch(policy, micro_batch_examples(args, records, step, m, micro, image_size))
+            if hasattr(model, "set_requires_gradient_sync"):  # FSDP 4: reduce gradients once per step
+                model.set_requires_gradient_sync(k == accum - 1)
+            loss = micro_batch_loss(model, batch, autocast)
+            (loss / accum).backward()  # FSDP averages over ranks: the mean over all micro-batches
+            loss_sum, tokens = loss_sum + loss.item(), tokens + int(batch.attention_mask.sum())
+        stats = torch.tensor([loss_sum, tokens], dtype=torch.float64, device=device)  # [2]
+        if dist.is_initialized():
+            dist.all_reduce(stats)  # summed over ranks (on the GPU under NCCL)
+        loss, tokens = stats[0].item() / n_micro, int(stats[1].item())
+        if not math.isfinite(loss):
+            sys.exit(f"error: the loss is {loss} at step {step + 1}; stopped before updating the "
+                     f"weights (last checkpoint: {latest_checkpoint(out) or 'none'})")
+        torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+
+        # Compute axis (the paper's): 6 N D with D = every non-padding token of the batch, prompt and
+        # answer (the prompt goes forward and backward too; an image counts as the image tokens in
+        # input_ids), summed over ranks; N = policy.num_params, the whole model's parameters.
+        state["tokens"] += tokens
+        state["flops"] += training_flops(n_params, tokens)
+        state["examples_seen"] += args.batch_size
+        done = step + 1
+        window_time += time.time() - step_start  # training time only, no evals or saves
+        bar.update(1)
+        window_losses.append(loss)
+        window_tokens += tokens
+        if done % args.log_every == 0 or done == args.steps:
+            record = {"step": done, "loss": sum(window_losses) / len(window_losses),
+                      "lr": scheduler.get_last_lr()[0], "tokens": state["tokens"],
+                      "tokens_per_s": window_tokens / max(window_time, 1e-9), "flops": state["flops"]}
+            logger.log(record)
+            if rank == 0:
+                say(f"step {done}/{args.steps} | loss {record['loss']:.4f} | lr {record['lr']:.2e} | "
+                    f"{record['tokens_per_s']:,.0f} tok/s | {state['flops'] / 1e9:,.1f} GFLOPs")
+            window_losses, window_tokens, window_time = [], 0, 0.0
+        if args.eval_every and (done % args.eval_every == 0 or done == args.steps):
+            run_eval(done)
+        if (args.save_every and done % args.save_every == 0) or done == args.steps:
+            try:
+                save_checkpoint(out, done, policy, optimizer, scheduler, state, final=done == args.steps)
+            except OSError as err:  # e.g. a full disk: the half-written folder is never the latest
+                sys.exit(f"error: writing checkpoint-{done} failed ({err}); the latest complete "
+                         f"checkpoint is {latest_checkpoint(out) or 'none'}")
+    bar.close()
+    final = str(out / f"checkpoint-{args.steps}")
+    if rank == 0:
+        say(f"sft: done, final checkpoint {final} (also {out / 'final'})")
+    return final
+
+
+def micro_batch_examples(args, records, step, m, micro, image_size):
+    """The examples of micro-batch m of optimizer step `step`: from the --data file, or generated
+    (--mixture, --revise, else the env's ID split) from micro_batch_seed."""
+    if records is not None:
+        return file_examples(records, step * args.batch_size + m * micro, micro, args.seed)
+    seed = micro_batch_seed(args.seed, step, m)
+    if args.mixture:
+        return generalpoints.mixture_examples(micro, vision=args.vision, seed=seed)
+    if args.revise:
+        return generalpoints.sft_examples(micro, vision=args.vision, revise=args.revise, seed=seed,
+                                          image_size=image_size)
+    return ENVS[args.env].sft_examples(micro, vision=args.vision, seed=seed, image_size=image_size)
+
+
+def micro_batch_seed(seed, step, micro):
+    """The data seed of micro-batch `micro` of optimizer step `step`.
+
+    Data depends only on (seed, step, micro-batch index), never on the rank or the number of
+    ranks: rank r trains micro-batches r, r + world, ..., so 1 process and N processes see the
+    same global batch, and a resumed run continues the same stream.
+    """
+    return int(np.random.SeedSequence([seed, step, micro]).generate_state(1)[0])
+
+
+def training_flops(n_params, tokens):
+    """Training compute, the paper's x-axis: 6 N D (forward 2 N D + backward 4 N D FLOPs for D tokens)."""
+    return 6.0 * n_params * tokens
+
+
+# -----------------------------------------------------------------------------------------------
+# ---- plumbing: config and CLI checks, checkpoints, run log, resume, the public data file ----
+
+
+PRESETS = {
+    # A tiny model on a CPU: visibly learns GP-L in minutes.
+    "cpu": dict(steps=600, batch_size=32, micro_batch_size=None, log_every=10, eval_every=100,
+                eval_episodes=64, eval_max_new_tokens=64, save_every=200, grad_checkpointing=False),
+    # The paper's run (public sft_scripts/gp_l.sh): 8 GPUs x 16, save every 20 steps, and the
+    # public evaluator's 256 new tokens.
+    "paper": dict(steps=400, batch_size=128, micro_batch_size=16, log_every=1, eval_every=20,
+                  eval_episodes=0, eval_max_new_tokens=PAPER_MAX_NEW_TOKENS, save_every=20,
+                  grad_checkpointing=True),
+}
+ADAM_BETAS, ADAM_EPS = (0.9, 0.98), 1e-7  # the paper's AdamW (public sft scripts), both presets
+
+
+def parse_args(argv=None):
+    """The command line (argv=None reads sys.argv). Flags left out take the --preset's values."""
+    p = ArgumentParser(description="Supervised fine-tuning on the ID split (the paper's SFT arm).")
+    p.add_argument("--env", choices=sorted(ENVS), default="generalpoints",
+                   help="task: generalpoints (GP) or virl (V-IRL)")
+    p.add_argument("--vision", action="store_true",
+                   help="the VL variant: cards / street views shown as an image (paper: both variants)")
+    p.add_argument("--model", default="tiny",
+                   help="'tiny' (built in code, random init) or a local checkpoint folder "
+                        "(paper: Llama-3.2-11B-Vision-Instruct)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="cpu",
+                   help="default values of the flags below: cpu (tiny model, minutes on a laptop) or "
+                        "paper (for a real checkpoint on GPUs)")
+    p.add_argument("--steps", type=COUNT, help="optimizer steps (cpu: 600; paper: 400, the public "
+                   "GP-L checkpoint used to start RL; the paper's V-IRL-L one is 25)")
+    p.add_argument("--batch-size", type=COUNT, help="global batch in examples, summed over ranks and "
+                   "accumulation (cpu: 32; paper: 128 = 16 per GPU x 8)")
+    p.add_argument("--micro-batch-size", type=COUNT, help="examples per forward/backward on one rank; "
+                   "batch-size / (micro x ranks) micro-batches are accumulated (cpu: whole batch; paper: 16)")
+    p.add_argument("--lr", type=number(above=0), help="peak learning rate (cpu: 1e-3; paper: 1e-6 for L, 5e-7 for VL)")
+    p.add_argument("--warmup-frac", type=number(at_least=0, at_most=1), default=0.03,
+                   help="share of the steps spent in linear warm-up before cosine decay (paper: 0.03)")
+    p.add_argument("--weight-decay", type=number(at_least=0), default=0.0, help="AdamW weight decay (paper: 0)")
+    p.add_argument("--max-grad-norm", type=number(above=0), default=1.0,
+                   help="clip the global gradient norm to this (paper: 1.0, the HF Trainer default)")
+    p.add_argument("--grad-checkpointing", action=argparse.BooleanOptionalAction,
+                   help="recompute activations in the backward pass to save memory (cpu: off; paper: on)")
+    p.add_argument("--data", help="train on this file in the public SFT release's format (JSON list "
+                   "of LLaVA-style 'conversations', optional 'image' relative to the file) instead of "
+                   "examples generated from the ID split (paper: the released SFT_data)")
+    p.add_argument("--mixture", action="store_true", help="GeneralPoints only: train on the laptop "
+                   "experiment's stand-in for pretraining, hands under random J/Q/K values with revision "
+                   "turns (generalpoints.mixture_examples), instead of the ID split")
+    p.add_argument("--revise", type=number(at_least=0, at_most=1), default=0.0, help="GeneralPoints only: "
+                   "this share of the generated ID conversations first holds 1-4 failed attempts, each "
+                   "with the verifier's feedback, before the optimal answer: the multi-turn skill an "
+                   "instruct model brings to VIter, for PPO's warm start (paper's SFT data: 0, single-turn)")
+    p.add_argument("--eval-splits", help="comma-separated splits to evaluate (default: id, ood-rule, and "
+                   "ood-visual with --vision; GeneralPoints also knows val-rule)")
+    p.add_argument("--eval-every", type=COUNT_OR_0, help="evaluate every N steps, at step 0 and at the end; "
+                   "0 = never (cpu: 100; paper: 20)")
+    p.add_argument("--eval-episodes", type=COUNT_OR_0, help="episodes per split in those evaluations, a fixed "
+                   "set; 0 = the paper's count: GP 234, V-IRL 48 / 18 (cpu: 64; paper: 0)")
+    p.add_argument("--eval-max-new-tokens", type=COUNT, help="longest answer in those evaluations; longer "
+                   "ones are cut off and fail. The tiny model's answers take <= 35 tokens, and an untrained "
+                   "model always runs to the limit, so it sets the cost of early evaluations (cpu: 64; "
+                   f"paper: {PAPER_MAX_NEW_TOKENS}, the public evaluator's)")
+    p.add_argument("--log-every", type=COUNT, help="print and log the training loss every N steps (cpu: 10; paper: 1)")
+    p.add_argument("--save-every", type=COUNT_OR_0, help="checkpoint every N steps and at the end; the last "
+                   "2 are kept (cpu: 200; paper: 20)")
+    p.add_argument("--init-flops", type=number(at_least=0), default=0.0,
+                   help="compute already spent on --model, the D_init term of SFT's 6 N (D_init + D_sft) "
+                        "(the paper's compute axis); 0 for the tiny model trained from scratch")
+    p.add_argument("--threads", type=COUNT, default=None, help="CPU threads of this process (default 1, or cores / "
+                   "ranks under torchrun; 2 threads trained 1.5x faster on a quiet 2-core machine and far "
+                   "slower beside a busy neighbour, benchmarks/README.md)")
+    p.add_argument("--seed", type=SEED, default=0, help="seed of the model init, the data and the RNGs")
+    p.add_argument("--out", help="run folder (default: runs/sft-<gp|virl>-<l|vl>)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the newest checkpoint in --out (starts fresh if there is none)")
+    preset = p.parse_known_args(argv)[0].preset
+    p.set_defaults(**PRESETS[preset])
+    args = p.parse_args(argv)
+    if args.lr is None:
+        args.lr = 1e-3 if preset == "cpu" else (5e-7 if args.vision else 1e-6)
+    if args.out is None:
+        args.out = f"runs/sft-{'gp' if args.env == 'generalpoints' else 'virl'}-{'vl' if args.vision else 'l'}"
+    if why := out_problem(args.out):
+        p.error(f"--out {why}")
+    if args.data is not None and not Path(args.data).is_file():
+        p.error(f"--data {args.data}: no such file")
+    if args.mixture and (args.env != "generalpoints" or args.data):
+        p.error("--mixture is GeneralPoints' generated mixture: not with --env virl or --data")
+    if args.revise and (args.env != "generalpoints" or args.data or args.mixture):
+        p.error("--revise is for GeneralPoints' generated ID data: not with --env virl, --data or --mixture")
+    default = "id,ood-rule" + (",ood-visual" if args.vision else "")
+    try:
+        args.eval_splits = ",".join(parse_splits(args.eval_splits or default, args.env))
+    except ValueError as err:
+        p.error(f"--eval-splits: {err}")
+    return args
+
+
+def say(text):
+    """Print a log line above the progress bar, at once (also when stdout is a pipe)."""
+    tqdm.write(text)
+    sys.stdout.flush()
+
+
+def eval_summary(results):
+    """'id 45.3% | ood-rule 0.0%' from evaluate()'s dict (GP success, V-IRL per-step accuracy)."""
+    parts = []
+    for split, m in results.items():
+        value = m.get("success", m.get("step_accuracy", float("nan")))
+        parts.append(f"{split} {100 * value:.1f}%")
+    return " | ".join(parts)
 
 
 def cosine_schedule(optimizer, total_steps, warmup_frac):
@@ -131,11 +512,6 @@ def lines_up_to(path, step):
     return "".join(kept)
 
 
-def training_flops(n_params, tokens):
-    """Training compute, the paper's x-axis: 6 N D (forward 2 N D + backward 4 N D FLOPs for D tokens)."""
-    return 6.0 * n_params * tokens
-
-
 def _rank():
     return dist.get_rank() if dist.is_initialized() else 0
 
@@ -158,7 +534,7 @@ def save_checkpoint(out_dir, step, policy, optimizer, scheduler, extra, keep=2, 
     """Write out_dir/checkpoint-STEP/ atomically and keep the newest `keep` checkpoints.
 
     Every rank calls this (the FSDP state is gathered to rank 0, which writes). The folder holds
-      - policy.save(): the model (save_pretrained, safetensors), tokenizer/processor, value head;
+      - save_policy(): the model (save_pretrained, safetensors), tokenizer/processor, value head;
         load it with load_policy(path), so a checkpoint is also a model to evaluate or fine-tune;
       - optimizer.pt: the full (unsharded) optimizer state, keyed by parameter name;
       - scheduler.pt, trainer_state.json (step + `extra`: data position, tokens, flops ...);
@@ -174,7 +550,7 @@ def save_checkpoint(out_dir, step, policy, optimizer, scheduler, extra, keep=2, 
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     _barrier()
-    policy.save(str(tmp))
+    save_policy(policy, str(tmp))  # FSDP 5: gathered to rank 0
     optim_state = get_optimizer_state_dict(  # a collective under FSDP: every rank takes part
         _trained_modules(policy), optimizer,
         options=StateDictOptions(full_state_dict=True, cpu_offload=True))
@@ -351,21 +727,6 @@ def seed_everything(seed):
     torch.manual_seed(seed)
 
 
-# -----------------------------------------------------------------------------------------------
-# SFT data: optimal single-turn answers of the ID split (the env module's sft_examples, a
-# deterministic function of its seed), or the public release's file.
-
-
-def micro_batch_seed(seed, step, micro):
-    """The data seed of micro-batch `micro` of optimizer step `step`.
-
-    Data depends only on (seed, step, micro-batch index), never on the rank or the number of
-    ranks: rank r trains micro-batches r, r + world, ..., so 1 process and N processes see the
-    same global batch, and a resumed run continues the same stream.
-    """
-    return int(np.random.SeedSequence([seed, step, micro]).generate_state(1)[0])
-
-
 def load_sft_file(path, vision):
     """Read the public SFT release's format into SFT examples.
 
@@ -468,293 +829,6 @@ def drop_too_long(records, policy):
 @functools.lru_cache(maxsize=4)
 def _epoch_order(seed, epoch, n):
     return np.random.default_rng([seed, epoch]).permutation(n)
-
-
-def sft_loss(logits, labels):
-    """Mean cross-entropy over the answer tokens of a batch (the paper: loss on the response only).
-
-    labels are policy.py's Batch.labels: the input ids on answer tokens, -100 (ignored) on the
-    prompt (image tokens included) and on padding. Left-padded prompt "a b", answer "c d" + E:
-        input_ids [P,    a,    b,    c, d, E]        logits at column t predict token t + 1,
-        labels    [-100, -100, -100, c, d, E]        so logits[:, :-1] meet labels[:, 1:]
-    """
-    logits, labels = logits[:, :-1], labels[:, 1:]  # [B, L-1, V], [B, L-1]
-    keep = labels != -100  # [B, L-1]
-    return F.cross_entropy(logits[keep].float(), labels[keep])  # fp32 log-softmax over [T, V]
-
-
-# -----------------------------------------------------------------------------------------------
-# Config
-
-
-PRESETS = {
-    # A tiny model on a CPU: visibly learns GP-L in minutes.
-    "cpu": dict(steps=600, batch_size=32, micro_batch_size=None, log_every=10, eval_every=100,
-                eval_episodes=64, eval_max_new_tokens=64, save_every=200, grad_checkpointing=False),
-    # The paper's run (public sft_scripts/gp_l.sh): 8 GPUs x 16, save every 20 steps, and the
-    # public evaluator's 256 new tokens.
-    "paper": dict(steps=400, batch_size=128, micro_batch_size=16, log_every=1, eval_every=20,
-                  eval_episodes=0, eval_max_new_tokens=PAPER_MAX_NEW_TOKENS, save_every=20,
-                  grad_checkpointing=True),
-}
-ADAM_BETAS, ADAM_EPS = (0.9, 0.98), 1e-7  # the paper's AdamW (public sft scripts), both presets
-
-
-def parse_args(argv=None):
-    """The command line (argv=None reads sys.argv). Flags left out take the --preset's values."""
-    p = ArgumentParser(description="Supervised fine-tuning on the ID split (the paper's SFT arm).")
-    p.add_argument("--env", choices=sorted(ENVS), default="generalpoints",
-                   help="task: generalpoints (GP) or virl (V-IRL)")
-    p.add_argument("--vision", action="store_true",
-                   help="the VL variant: cards / street views shown as an image (paper: both variants)")
-    p.add_argument("--model", default="tiny",
-                   help="'tiny' (built in code, random init) or a local checkpoint folder "
-                        "(paper: Llama-3.2-11B-Vision-Instruct)")
-    p.add_argument("--preset", choices=sorted(PRESETS), default="cpu",
-                   help="default values of the flags below: cpu (tiny model, minutes on a laptop) or "
-                        "paper (for a real checkpoint on GPUs)")
-    p.add_argument("--steps", type=COUNT, help="optimizer steps (cpu: 600; paper: 400, the public "
-                   "GP-L checkpoint used to start RL; the paper's V-IRL-L one is 25)")
-    p.add_argument("--batch-size", type=COUNT, help="global batch in examples, summed over ranks and "
-                   "accumulation (cpu: 32; paper: 128 = 16 per GPU x 8)")
-    p.add_argument("--micro-batch-size", type=COUNT, help="examples per forward/backward on one rank; "
-                   "batch-size / (micro x ranks) micro-batches are accumulated (cpu: whole batch; paper: 16)")
-    p.add_argument("--lr", type=number(above=0), help="peak learning rate (cpu: 1e-3; paper: 1e-6 for L, 5e-7 for VL)")
-    p.add_argument("--warmup-frac", type=number(at_least=0, at_most=1), default=0.03,
-                   help="share of the steps spent in linear warm-up before cosine decay (paper: 0.03)")
-    p.add_argument("--weight-decay", type=number(at_least=0), default=0.0, help="AdamW weight decay (paper: 0)")
-    p.add_argument("--max-grad-norm", type=number(above=0), default=1.0,
-                   help="clip the global gradient norm to this (paper: 1.0, the HF Trainer default)")
-    p.add_argument("--grad-checkpointing", action=argparse.BooleanOptionalAction,
-                   help="recompute activations in the backward pass to save memory (cpu: off; paper: on)")
-    p.add_argument("--data", help="train on this file in the public SFT release's format (JSON list "
-                   "of LLaVA-style 'conversations', optional 'image' relative to the file) instead of "
-                   "examples generated from the ID split (paper: the released SFT_data)")
-    p.add_argument("--mixture", action="store_true", help="GeneralPoints only: train on the laptop "
-                   "experiment's stand-in for pretraining, hands under random J/Q/K values with revision "
-                   "turns (generalpoints.mixture_examples), instead of the ID split")
-    p.add_argument("--revise", type=number(at_least=0, at_most=1), default=0.0, help="GeneralPoints only: "
-                   "this share of the generated ID conversations first holds 1-4 failed attempts, each "
-                   "with the verifier's feedback, before the optimal answer: the multi-turn skill an "
-                   "instruct model brings to VIter, for PPO's warm start (paper's SFT data: 0, single-turn)")
-    p.add_argument("--eval-splits", help="comma-separated splits to evaluate (default: id, ood-rule, and "
-                   "ood-visual with --vision; GeneralPoints also knows val-rule)")
-    p.add_argument("--eval-every", type=COUNT_OR_0, help="evaluate every N steps, at step 0 and at the end; "
-                   "0 = never (cpu: 100; paper: 20)")
-    p.add_argument("--eval-episodes", type=COUNT_OR_0, help="episodes per split in those evaluations, a fixed "
-                   "set; 0 = the paper's count: GP 234, V-IRL 48 / 18 (cpu: 64; paper: 0)")
-    p.add_argument("--eval-max-new-tokens", type=COUNT, help="longest answer in those evaluations; longer "
-                   "ones are cut off and fail. The tiny model's answers take <= 35 tokens, and an untrained "
-                   "model always runs to the limit, so it sets the cost of early evaluations (cpu: 64; "
-                   f"paper: {PAPER_MAX_NEW_TOKENS}, the public evaluator's)")
-    p.add_argument("--log-every", type=COUNT, help="print and log the training loss every N steps (cpu: 10; paper: 1)")
-    p.add_argument("--save-every", type=COUNT_OR_0, help="checkpoint every N steps and at the end; the last "
-                   "2 are kept (cpu: 200; paper: 20)")
-    p.add_argument("--init-flops", type=number(at_least=0), default=0.0,
-                   help="compute already spent on --model, the D_init term of SFT's 6 N (D_init + D_sft) "
-                        "(the paper's compute axis); 0 for the tiny model trained from scratch")
-    p.add_argument("--threads", type=COUNT, default=None, help="CPU threads of this process (default 1, or cores / "
-                   "ranks under torchrun; 2 threads trained 1.5x faster on a quiet 2-core machine and far "
-                   "slower beside a busy neighbour, benchmarks/README.md)")
-    p.add_argument("--seed", type=SEED, default=0, help="seed of the model init, the data and the RNGs")
-    p.add_argument("--out", help="run folder (default: runs/sft-<gp|virl>-<l|vl>)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue from the newest checkpoint in --out (starts fresh if there is none)")
-    preset = p.parse_known_args(argv)[0].preset
-    p.set_defaults(**PRESETS[preset])
-    args = p.parse_args(argv)
-    if args.lr is None:
-        args.lr = 1e-3 if preset == "cpu" else (5e-7 if args.vision else 1e-6)
-    if args.out is None:
-        args.out = f"runs/sft-{'gp' if args.env == 'generalpoints' else 'virl'}-{'vl' if args.vision else 'l'}"
-    if why := out_problem(args.out):
-        p.error(f"--out {why}")
-    if args.data is not None and not Path(args.data).is_file():
-        p.error(f"--data {args.data}: no such file")
-    if args.mixture and (args.env != "generalpoints" or args.data):
-        p.error("--mixture is GeneralPoints' generated mixture: not with --env virl or --data")
-    if args.revise and (args.env != "generalpoints" or args.data or args.mixture):
-        p.error("--revise is for GeneralPoints' generated ID data: not with --env virl, --data or --mixture")
-    default = "id,ood-rule" + (",ood-visual" if args.vision else "")
-    try:
-        args.eval_splits = ",".join(parse_splits(args.eval_splits or default, args.env))
-    except ValueError as err:
-        p.error(f"--eval-splits: {err}")
-    return args
-
-
-def say(text):
-    """Print a log line above the progress bar, at once (also when stdout is a pipe)."""
-    tqdm.write(text)
-    sys.stdout.flush()
-
-
-def eval_summary(results):
-    """'id 45.3% | ood-rule 0.0%' from evaluate()'s dict (GP success, V-IRL per-step accuracy)."""
-    parts = []
-    for split, m in results.items():
-        value = m.get("success", m.get("step_accuracy", float("nan")))
-        parts.append(f"{split} {100 * value:.1f}%")
-    return " | ".join(parts)
-
-
-# -----------------------------------------------------------------------------------------------
-# The training run
-
-
-def run(args):
-    """Train as `args` (from parse_args) says; returns the path of the final checkpoint."""
-    rank, world, device = setup_distributed()
-    env_module = ENVS[args.env]
-    out = Path(args.out)
-    if not args.resume and latest_checkpoint(out):
-        sys.exit(f"error: {out} already holds checkpoints; pass --resume to continue it or choose another --out")
-    resume_from = resume_checkpoint(out) if args.resume else None  # the newest intact checkpoint
-    if resume_from:  # the same run, not another one's checkpoint
-        check_same_run(out, args, ("env", "vision", "data", "mixture", "revise", "batch_size", "seed"))
-    micro = args.micro_batch_size or max(1, args.batch_size // world)
-    if args.batch_size % (micro * world):
-        sys.exit(f"error: --batch-size {args.batch_size} is not a multiple of --micro-batch-size "
-                 f"{micro} x {world} ranks")
-    n_micro = args.batch_size // micro  # micro-batches per optimizer step, over all ranks
-    accum = n_micro // world  # micro-batches per rank per step (gradient accumulation)
-    records = load_sft_file(args.data, args.vision) if args.data else None
-    seed_everything(args.seed + rank)
-
-    # Model: a fresh policy, or the checkpoint's own weights when resuming (see load_checkpoint).
-    try:
-        policy = load_policy(resume_from or args.model, vision=args.vision, seed=args.seed, device=device,
-                             threads=args.threads or (None if world > 1 else 1))  # torchrun: cores / ranks (setup_distributed)
-    except ValueError as err:
-        sys.exit(f"error: {err}")
-    if records is not None:
-        records = drop_too_long(records, policy)
-    n_params = policy.num_params
-    if args.grad_checkpointing:
-        policy.model.activation_checkpointing_enable()  # before FSDP wraps the blocks
-    shard(policy)  # under torchrun: FSDP2, one unit per block, then the root (policy.py)
-    model = policy.model
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=ADAM_BETAS, eps=ADAM_EPS,
-                                  weight_decay=args.weight_decay)
-    scheduler = cosine_schedule(optimizer, args.steps, args.warmup_frac)
-    state = {"tokens": 0, "flops": args.init_flops, "examples_seen": 0}
-    if resume_from:
-        try:
-            state = load_checkpoint(resume_from, policy, optimizer, scheduler)
-        except ValueError as err:
-            sys.exit(f"error: cannot resume from {resume_from}: {err}")
-    start = state.pop("step", 0)
-    if start > args.steps:
-        sys.exit(f"error: {resume_from} is past --steps {args.steps}")
-
-    config = {"method": "sft", **vars(args), "world_size": world, "micro_batch_size": micro,
-              "num_params": n_params, "resumed_from": resume_from}
-    logger = RunLogger(out, config, rank, resume_step=start if resume_from else None)
-    if rank == 0:
-        say(f"sft: {args.env}{' (vision)' if args.vision else ''}, {n_params / 1e6:.2f}M parameters, "
-            f"{world} rank(s), batch {args.batch_size} = {n_micro} x {micro}, steps {start}->{args.steps}, "
-            f"data {args.data or ('generated (mixture of rules)' if args.mixture else 'generated (ID split)')}"
-            + (f", {args.revise:.0%} with revision turns" if args.revise else "") + f", out {out}"
-            + (f", resumed from {resume_from}" if resume_from else ""))
-    splits = tuple(args.eval_splits.split(","))  # default ID, rule-OOD (+ visual-OOD)
-
-    image_size = paper_image_size(args.env) if args.preset == "paper" else None  # None: the env's CPU size
-
-    def run_eval(step):
-        # Greedy, on the same fixed episodes every time; under FSDP every rank plays them in
-        # lockstep (evaluate.py) and rank 0 logs. --preset paper on one process evaluates as the
-        # public evaluator: the checkpoint's own generation settings, the public image sizes.
-        began = time.time()
-        policy.eval()
-        results = evaluate(policy, env=args.env, splits=splits, vision=args.vision,
-                           n=args.eval_episodes or None,
-                           temperature=None if args.preset == "paper" and world == 1 else 0.0,
-                           max_new_tokens=args.eval_max_new_tokens, image_size=image_size)
-        policy.train()
-        logger.log({"step": step, "flops": state["flops"], "eval": results})
-        if rank == 0:
-            say(f"eval step {step}: {eval_summary(results)} ({time.time() - began:.0f}s)")
-
-    if args.eval_every and start == 0:
-        run_eval(0)  # the initial checkpoint: the first point of every curve
-
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-    policy.train()
-    bar = tqdm(total=args.steps, initial=start, desc="sft", dynamic_ncols=True,
-               disable=rank != 0 or not sys.stderr.isatty())  # a bar for a terminal, not for logs
-    window_losses, window_tokens, window_time = [], 0, 0.0  # since the last log line
-    for step in range(start, args.steps):
-        step_start = time.time()
-        # Forward/backward over this rank's micro-batches: r, r + world, ... of the global batch.
-        loss_sum, tokens = 0.0, 0  # this rank's sum of micro-batch losses, non-padding tokens
-        for k, m in enumerate(range(rank, n_micro, world)):
-            if records is not None:
-                examples = file_examples(records, step * args.batch_size + m * micro, micro, args.seed)
-            elif args.mixture:
-                examples = generalpoints.mixture_examples(micro, vision=args.vision,
-                                                          seed=micro_batch_seed(args.seed, step, m))
-            elif args.revise:
-                examples = generalpoints.sft_examples(micro, vision=args.vision, revise=args.revise,
-                                                      seed=micro_batch_seed(args.seed, step, m), image_size=image_size)
-            else:
-                examples = env_module.sft_examples(micro, vision=args.vision, seed=micro_batch_seed(args.seed, step, m),
-                                                   image_size=image_size)
-            obs = [{"messages": ex["messages"][:-1], "image": ex["image"]} for ex in examples]
-            answers = [policy.response_ids(ex["messages"][-1]["content"][-1]["text"]) for ex in examples]
-            batch = policy.build_batch(obs, answers)  # prompt left-padded, answer right after
-            answer_len = batch.input_ids.shape[1] - batch.prompt_len  # R
-            if hasattr(model, "set_requires_gradient_sync"):  # FSDP: reduce gradients once per step
-                model.set_requires_gradient_sync(k == accum - 1)
-            with autocast:  # only the last R + 1 columns' logits are needed (and kept in memory)
-                logits = model(**batch.inputs, use_cache=False, logits_to_keep=answer_len + 1).logits  # [B, R+1, V]
-            loss = sft_loss(logits, batch.labels[:, -(answer_len + 1):])  # labels [B, R+1]
-            (loss / accum).backward()  # FSDP averages over ranks: the mean over all micro-batches
-            loss_sum, tokens = loss_sum + loss.item(), tokens + int(batch.attention_mask.sum())
-        stats = torch.tensor([loss_sum, tokens], dtype=torch.float64, device=device)  # [2]
-        if dist.is_initialized():
-            dist.all_reduce(stats)  # summed over ranks (on the GPU under NCCL)
-        loss, tokens = stats[0].item() / n_micro, int(stats[1].item())
-        if not math.isfinite(loss):
-            sys.exit(f"error: the loss is {loss} at step {step + 1}; stopped before updating the "
-                     f"weights (last checkpoint: {latest_checkpoint(out) or 'none'})")
-        torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-
-        # Compute axis (the paper's): 6 N D with D = every non-padding token of the batch, prompt and
-        # answer (the prompt goes forward and backward too; an image counts as the image tokens in
-        # input_ids), summed over ranks; N = policy.num_params, the whole model's parameters.
-        state["tokens"] += tokens
-        state["flops"] += training_flops(n_params, tokens)
-        state["examples_seen"] += args.batch_size
-        done = step + 1
-        window_time += time.time() - step_start  # training time only, no evals or saves
-        bar.update(1)
-        window_losses.append(loss)
-        window_tokens += tokens
-        if done % args.log_every == 0 or done == args.steps:
-            record = {"step": done, "loss": sum(window_losses) / len(window_losses),
-                      "lr": scheduler.get_last_lr()[0], "tokens": state["tokens"],
-                      "tokens_per_s": window_tokens / max(window_time, 1e-9), "flops": state["flops"]}
-            logger.log(record)
-            if rank == 0:
-                say(f"step {done}/{args.steps} | loss {record['loss']:.4f} | lr {record['lr']:.2e} | "
-                    f"{record['tokens_per_s']:,.0f} tok/s | {state['flops'] / 1e9:,.1f} GFLOPs")
-            window_losses, window_tokens, window_time = [], 0, 0.0
-        if args.eval_every and (done % args.eval_every == 0 or done == args.steps):
-            run_eval(done)
-        if (args.save_every and done % args.save_every == 0) or done == args.steps:
-            try:
-                save_checkpoint(out, done, policy, optimizer, scheduler, state, final=done == args.steps)
-            except OSError as err:  # e.g. a full disk: the half-written folder is never the latest
-                sys.exit(f"error: writing checkpoint-{done} failed ({err}); the latest complete "
-                         f"checkpoint is {latest_checkpoint(out) or 'none'}")
-    bar.close()
-    final = str(out / f"checkpoint-{args.steps}")
-    if rank == 0:
-        say(f"sft: done, final checkpoint {final} (also {out / 'final'})")
-    return final
 
 
 if __name__ == "__main__":

@@ -18,7 +18,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import cards  # noqa: E402
 import generalpoints  # noqa: E402
+import streetview  # noqa: E402
 import virl  # noqa: E402
 
 
@@ -47,18 +49,18 @@ def bench_generalpoints(quick):
     rng = random.Random(0)
     answers = []
     for _ in range(300):
-        cards = generalpoints.deal(rng, "id", "black")
-        for text in generalpoints.answer_variants(cards, "id", rng):
-            answers.append((rng.choice(["", "Sure, here it is:\n```json\n"]) + text, cards))
+        hand = generalpoints.deal(rng, "id", "black")
+        for text in generalpoints.answer_variants(hand, "id", rng):
+            answers.append((rng.choice(["", "Sure, here it is:\n```json\n"]) + text, hand))
     rows.append(("generalpoints", "verifies/s (mixed answers)",
                  rate(lambda a: generalpoints.verify(a[0], a[1]), answers, seconds), 20_000))
     hands = [generalpoints.deal(rng, "id", "mixed") for _ in range(100)]
     rows.append(("generalpoints", "renders/s (1200x1200)",
-                 rate(lambda h: generalpoints.render(h, 1200), hands, seconds), 50))
+                 rate(lambda h: cards.render(h, 1200), hands, seconds), 50))
 
     def render_uncached(hand):  # every card drawn from scratch, as on the first deal of a size
-        generalpoints._card_image.cache_clear()
-        return generalpoints.render(hand, 1200)
+        cards._card_image.cache_clear()
+        return cards.render(hand, 1200)
     rows.append(("generalpoints", "renders/s (1200x1200, no cache)", rate(render_uncached, hands, seconds), 50))
     return rows
 
@@ -86,9 +88,10 @@ def bench_virl(quick):
     rows.append(("virl", "resets/s (V-IRL-L, id)", rate(lambda _: env.reset(), [None] * 1000, seconds), 2_000))
     rails = [(p, virl.landmark_names(r)) for r in virl.route_pool("train")[:50] for p in virl.build_rail(r)]
     answers = [(virl.answer_text(p) if i % 2 else rng.choice(wrong), p, names) for i, (p, names) in enumerate(rails)]
-    rows.append(("virl", "verifies/s (mixed answers)", rate(lambda a: virl.verify(a[0], a[1], "absolute", a[2]), answers, seconds), 20_000))
-    views = [(p, city) for city in virl.CITIES for r in virl.route_pool(city)[:3] for p in virl.build_rail(r)]
-    rows.append(("virl", "grids/s (448x448, V-IRL-VL)", rate(lambda v: virl.render_grid(*v), views, seconds), 50))
+    rows.append(("virl", "verifies/s (mixed answers)",
+                 rate(lambda a: virl.verify(a[0], a[1], "absolute", a[2]), answers, seconds), 20_000))
+    views = [(p, city) for city in streetview.CITIES for r in virl.route_pool(city)[:3] for p in virl.build_rail(r)]
+    rows.append(("virl", "grids/s (448x448, V-IRL-VL)", rate(lambda v: streetview.render_grid(*v), views, seconds), 50))
     return rows
 
 
@@ -96,7 +99,8 @@ BENCHMARKS = [bench_generalpoints, bench_virl]  # add one function per environme
 
 
 def main():
-    parser = argparse.ArgumentParser(description="Environment speed on one core (resets, verifies, renders per second).")
+    parser = argparse.ArgumentParser(
+        description="Environment speed on one core (resets, verifies, renders per second).")
     parser.add_argument("--quick", action="store_true", help="time each measure for 0.5 s instead of 3 s")
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):  # one core, as the targets are stated

@@ -3,8 +3,8 @@
 Two modes, one file:
 
 - The tiny model (default, CPU): the real training calls on real GeneralPoints data. An SFT step
-  is what sft.py's loop does (policy.build_batch, forward keeping the answer's logits,
-  sft.sft_loss, backward, gradient clipping, AdamW); a PPO update is ppo.ppo_update itself on a
+  is what sft.py's loop does (sft.sft_batch, sft.micro_batch_loss: the forward keeping the
+  answer's logits and sft.sft_loss; backward, gradient clipping, AdamW); a PPO update is ppo.ppo_update itself on a
   simulated rollout of ppo.py's default size (32 environments x 4 attempts, oracle answers and
   near misses, so failed attempts grow multi-turn prompts), with old log-probs from
   ppo.score_rollout. Every pass is padding-aware: many attempts per forward, left-padded prompts,
@@ -14,7 +14,7 @@ Two modes, one file:
 - `--model CONFIG` (qwen2-vl-2b, llama-3.2-11b-vision: the real models' shapes written below as
   transformers configs, random weights, nothing downloaded) or `--model PATH` (any local HF
   checkpoint's config): SFT steps on random token ids with sft.py's GPU recipe (fp32 master
-  weights, bf16 autocast, SDPA attention; optionally FSDP2 via policy.shard, which is what
+  weights, bf16 autocast, SDPA attention; optionally FSDP2 via sft.shard, which is what
   sft.py does under torchrun) and batched sampling, both with model FLOPs utilisation:
       MFU = 6 N tokens/s / peak bf16 FLOP/s   (training; 2 N for generation, prefill included)
   N counts the parameters the tokens go through (those that get a gradient; the input embedding,
@@ -137,31 +137,20 @@ def memory_label(device):
 # The tiny model: SFT step, PPO update, scoring
 # ---------------------------------------------------------------------------------------------
 
-def sft_step(policy, optimizer, obs, answers, autocast):
-    """One step of sft.py's loop (one micro-batch); returns the non-padding tokens and the
-    batch's padded size B x L."""
-    batch = policy.build_batch(obs, answers)  # prompt left-padded, answer right after
-    answer_len = batch.input_ids.shape[1] - batch.prompt_len  # R
-    with autocast:
-        logits = policy.model(**batch.inputs, use_cache=False,
-                              logits_to_keep=answer_len + 1).logits  # [B, R+1, V]
-    loss = sft.sft_loss(logits, batch.labels[:, -(answer_len + 1):])  # labels [B, R+1]
-    loss.backward()
+def sft_step(policy, optimizer, examples, autocast):
+    """One step of sft.py's loop on one micro-batch (sft.sft_batch, sft.micro_batch_loss, backward,
+    clipping, AdamW); returns the non-padding tokens and the batch's padded size B x L."""
+    batch = sft.sft_batch(policy, examples)  # prompt left-padded, answer right after
+    sft.micro_batch_loss(policy.model, batch, autocast).backward()
     torch.nn.utils.clip_grad_norm_(policy.model.parameters(), 1.0)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return int(batch.attention_mask.sum()), batch.input_ids.numel()
 
 
-def sft_batches(policy, n, batch_size, seed=0):
-    """n batches of GP-L ID SFT pairs as sft.py builds them: (observations, answer ids)."""
-    out = []
-    for i in range(n):
-        examples = generalpoints.sft_examples(batch_size, seed=seed + i)
-        obs = [{"messages": ex["messages"][:-1], "image": ex["image"]} for ex in examples]
-        answers = [policy.response_ids(ex["messages"][-1]["content"][-1]["text"]) for ex in examples]
-        out.append((obs, answers))
-    return out
+def sft_batches(n, batch_size, seed=0):
+    """n batches of GP-L ID SFT examples, as sft.py generates them."""
+    return [generalpoints.sft_examples(batch_size, seed=seed + i) for i in range(n)]
 
 
 def simulated_rollout(policy, num_envs, steps, seed=0):
@@ -209,10 +198,10 @@ def bench_tiny(args):
     policy.train()
     optimizer = torch.optim.AdamW(policy.model.parameters(), lr=1e-4, betas=sft.ADAM_BETAS,
                                   eps=sft.ADAM_EPS)
-    batches = sft_batches(policy, steps + 1, batch_size)
-    sft_step(policy, optimizer, *batches[0], autocast)  # warm-up: allocations, Adam state
+    batches = sft_batches(steps + 1, batch_size)
+    sft_step(policy, optimizer, batches[0], autocast)  # warm-up: allocations, Adam state
     reset_peak(device)
-    counts, secs = timed(lambda: [sft_step(policy, optimizer, *b, autocast) for b in batches[1:]],
+    counts, secs = timed(lambda: [sft_step(policy, optimizer, b, autocast) for b in batches[1:]],
                          device)
     real, grid = sum(c[0] for c in counts), sum(c[1] for c in counts)
     print(f"SFT step, batch of {batch_size}: {real / secs:8,.0f} tokens/s "
@@ -301,13 +290,13 @@ def compare_threads(policy, batches, obs, autocast):
     that both see the same load from other processes; the best of two runs each."""
     optimizer = torch.optim.AdamW(policy.model.parameters(), lr=1e-4)
     policy.train()
-    sft_step(policy, optimizer, *batches[0], autocast)
+    sft_step(policy, optimizer, batches[0], autocast)
     gen_obs = obs[:32]
     results = {1: {"sft": 0.0, "gen": 0.0}, 2: {"sft": 0.0, "gen": 0.0}}
     before = torch.get_num_threads()
     for threads in (1, 2, 1, 2):
         torch.set_num_threads(threads)
-        counts, secs = timed(lambda: [sft_step(policy, optimizer, *b, autocast) for b in batches[1:]],
+        counts, secs = timed(lambda: [sft_step(policy, optimizer, b, autocast) for b in batches[1:]],
                              policy.device)
         results[threads]["sft"] = max(results[threads]["sft"], sum(c[0] for c in counts) / secs)
         _, secs = timed(lambda: policy.generate(gen_obs, temperature=1.0, max_new_tokens=32,
@@ -390,11 +379,11 @@ def bench_config(args, config):
     model.train()
     if args.grad_checkpointing:
         model.activation_checkpointing_enable()  # as sft.py, before FSDP wraps the blocks
-    # FSDP2 as sft.py wraps it (policy.shard: blocks, root, value head; bf16 compute on GPU)
+    # FSDP2 as sft.py wraps it (sft.shard: blocks, root, value head; bf16 compute on GPU)
     holder = SimpleNamespace(model=model, device=device, sharded=False,
                              value_head=P.value_head(config.get_text_config().hidden_size).to(device))
     if args.fsdp:
-        P.shard(holder)
+        sft.shard(holder)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6, betas=sft.ADAM_BETAS, eps=sft.ADAM_EPS)
     peak = gpu_peak_flops(device, args.peak_flops)
@@ -478,7 +467,7 @@ def main():
     parser.add_argument("--allow-cpu", action="store_true",
                         help=f"run a config of more than {BIG / 1e6:.0f}M parameters on a CPU anyway")
     parser.add_argument("--fsdp", action="store_true",
-                        help="--model CONFIG/PATH: wrap with FSDP2 (policy.shard); world size 1 "
+                        help="--model CONFIG/PATH: wrap with FSDP2 (sft.shard); world size 1 "
                              "without torchrun")
     parser.add_argument("--grad-checkpointing", action="store_true",
                         help="--model CONFIG/PATH: recompute activations in the backward pass")

@@ -55,7 +55,8 @@ FULL = dict(
           "--eval-episodes", "128"],
     rl=["--updates", "30", "--eval-every", "6", "--eval-episodes", "128", "--eval-splits", "id,ood-rule,val-rule",
         "--eval-samples", "0"],  # greedy evaluations only, like the SFT arm's
-    sft=["--lr", "1e-4", "--eval-episodes", "128", "--eval-max-new-tokens", "96", "--eval-splits", "id,ood-rule,val-rule"],
+    sft=["--lr", "1e-4", "--eval-episodes", "128", "--eval-max-new-tokens", "96",
+         "--eval-splits", "id,ood-rule,val-rule"],
     eval_points=5,  # evaluations after the start, at the same compute fractions in both arms
 )
 SMOKE = dict(
@@ -113,7 +114,8 @@ def run_experiment(root: Path, protocol: dict, seeds: int, jobs: int) -> None:
     points = protocol["eval_points"]
 
     def rl(seed):
-        return stage(root, f"rl-{seed}", "ppo.py", ["--init", str(init / "final"), "--seed", str(seed), *protocol["rl"]])
+        return stage(root, f"rl-{seed}", "ppo.py",
+                     ["--init", str(init / "final"), "--seed", str(seed), *protocol["rl"]])
 
     def sft(seed, rl0_future):
         steps, every = sft_steps_for(init, rl0_future.result(), points)
@@ -226,13 +228,15 @@ def _commit() -> str:
 
 
 def main(argv=None) -> None:
-    p = ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    p = ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--root", default="runs/headline", help="folder of the stages' run folders and the results")
     p.add_argument("--seeds", type=COUNT, default=5, help="seeds per arm (at least 2 for the t-test; default 5)")
     p.add_argument("--jobs", type=COUNT, default=2, help="runs at once, one CPU thread each (default 2, for 2 cores)")
-    p.add_argument("--sft-lr", type=number(above=0), default=None, help="learning rate of the SFT arm (default 1e-4, as the init)")
-    p.add_argument("--rl-lr", type=number(above=0), default=None, help="learning rate of the RL arm (default ppo.py's 2e-5)")
+    p.add_argument("--sft-lr", type=number(above=0), default=None,
+                   help="learning rate of the SFT arm (default 1e-4, as the init)")
+    p.add_argument("--rl-lr", type=number(above=0), default=None,
+                   help="learning rate of the RL arm (default ppo.py's 2e-5)")
     p.add_argument("--pretrain-seed", type=SEED, default=0,
                    help="seed of the pretraining stand-in (model init and mixture; default 0): another seed is "
                         "another 'pretrained model' for a robustness check")

@@ -1,11 +1,12 @@
-"""FSDP2 check run by tests/test_policy.py (or by hand):
+"""FSDP2 check run by tests/test_sft.py (or by hand):
 
     torchrun --standalone --nproc_per_node=2 tests/fsdp_check.py OUT_DIR
 
-Works at any world size (the test uses 2). Every rank builds the same tiny policy twice: a plain reference and a copy wrapped by
-policy.shard (gloo on CPU). Both see the same batch on every rank, so the FSDP-averaged gradient
-is the plain one and everything must agree: log-probs and values, the loss after one AdamW step,
-greedy generation with images, and the checkpoint gathered on rank 0. Prints "fsdp check ok".
+Works at any world size (the test uses 2). Every rank builds the same tiny policy twice: a plain
+reference and a copy wrapped by sft.shard (gloo on CPU). Both see the same batch on every rank, so
+the FSDP-averaged gradient is the plain one and everything must agree: log-probs and values, the
+loss after one AdamW step, greedy generation with images, and the checkpoint that sft.save_policy
+gathers on rank 0. Prints "fsdp check ok".
 """
 import os
 import sys
@@ -16,6 +17,7 @@ import torch.distributed as dist
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import generalpoints  # noqa: E402
 import policy as P  # noqa: E402
+import sft  # noqa: E402
 
 
 def close(a, b, what, atol=1e-5):
@@ -25,7 +27,7 @@ def close(a, b, what, atol=1e-5):
 
 def step_loss(policy, obs, responses):
     """A PPO-like loss touching the log-probs and the value head."""
-    s = policy.score(obs, responses, temperature=0.5, answer_key=generalpoints.ANSWER_KEY)
+    s = policy.score(obs, responses, temperature=0.5)
     return -(s.logprobs.sum(1) / s.mask.sum(1)).mean() + s.values.pow(2).mean()
 
 
@@ -34,7 +36,7 @@ def main():
     rank, world, device = P.setup_distributed()
     assert dist.is_initialized(), "run me under torchrun"
     ref = P.load_policy("tiny", seed=0, device=device)
-    wrapped = P.shard(P.load_policy("tiny", seed=0, device=device))
+    wrapped = sft.shard(P.load_policy("tiny", seed=0, device=device))
     assert wrapped.sharded and wrapped.num_params == ref.num_params
 
     env = generalpoints.make_env(vision=True, seed=0)
@@ -73,7 +75,7 @@ def main():
     assert ref.generate(mine, max_new_tokens=8) == wrapped.generate(mine, max_new_tokens=8)
 
     # 4. the full state dict is gathered on rank 0 and loads back as the trained model
-    wrapped.save(out_dir)
+    sft.save_policy(wrapped, out_dir)
     dist.barrier()
     if rank == 0:
         loaded = P.load_policy(out_dir)

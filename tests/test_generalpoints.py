@@ -83,7 +83,7 @@ def test_solver_rational_and_other_targets():
 
 
 def test_solvability_table_is_fast():
-    gp._TABLE.clear()
+    gp._solvable_table.cache_clear()
     start = time.perf_counter()
     table = gp._solvable_table()
     assert time.perf_counter() - start < 3.0 and len(table) == 1820
@@ -153,12 +153,31 @@ def test_reward_rows_vision():
     for spelled in ('["7S", "QS", "3C", "AS"]', '["A", "3", "Q", "7"]', "['as', '3c', 'qs', '7s']",
                     '["ace of spades", "3 of clubs", "Q♠", "7 of spades"]', '["SA", "C3", "SQ", "S7"]',
                     '["AH", "3D", "QH", "7D"]', '["Ace", "3", "Queen", "7"]'):
-        assert gp.verify(good.replace('["A", "3", "Q", "7"]', spelled), CARDS, vision=True).outcome == "correct", spelled
+        answer = good.replace('["A", "3", "Q", "7"]', spelled)
+        assert gp.verify(answer, CARDS, vision=True).outcome == "correct", spelled
     assert gp.verify(good.replace("1+3*10-7", "(1+3*10-7"), CARDS, vision=True).reward == -3
     assert gp.verify(good.replace("1+3*10-7", "1+3*7-7"), CARDS, vision=True).reward == -2
     assert gp.verify(good.replace("1+3*10-7", "1+3*10+7"), CARDS, vision=True).reward == -1
     assert gp.verify('{"formula": "1+3*10-7=24"}', CARDS, vision=True).outcome == "wrong_cards"  # no cards listed
     assert gp.verify('{"formula": "1+3*10-7=24"}', CARDS, vision=False).outcome == "correct"  # GP-L ignores them
+
+
+def test_verifier_checks_in_the_public_order():
+    """judge's order: cards (GP-VL) -> legal formula -> numbers -> value. An answer that fails
+    several checks gets the verdict of the first one it fails (CARDS = 1, 3, 10, 7 under rule id)."""
+    def outcome(formula, cards=("A", "3", "Q", "7"), vision=False):
+        answer = json.dumps({"cards": list(cards), "number": [1, 3, 10, 7], "formula": formula})
+        v = gp.verify(answer, CARDS, vision=vision)
+        return v.outcome, v.reward
+    assert outcome("1+3*10-7=24") == ("correct", 5)
+    assert outcome("1+3*10+7=24") == ("wrong_value", -1)  # the cards' numbers, another value
+    assert outcome("2+3*10-8=24") == ("wrong_numbers", -2)  # makes 24, with other numbers
+    assert outcome("2+3*10+7=24") == ("wrong_numbers", -2)  # wrong numbers and wrong value
+    assert outcome("(2+3*10+7=24") == ("illegal_formula", -3)  # unclosed, wrong numbers and value
+    assert outcome("1+3x10-7=24") == ("illegal_formula", -3)  # an illegal character, right numbers
+    assert outcome("(2+3*10+7=24", ("K", "3", "Q", "7"), vision=True) == ("wrong_cards", -1.5)  # every check
+    assert outcome("1+3*10-7=24", ("K", "3", "Q", "7"), vision=True) == ("wrong_cards", -1.5)
+    assert outcome("1+3*10-7=24", ("K", "3", "Q", "7"), vision=False) == ("correct", 5)  # GP-L: no card check
 
 
 def test_recognition_is_by_rank_only():
@@ -332,7 +351,8 @@ def test_dealing_is_reproducible():
 
 def test_splits_and_eval_envs():
     assert gp.SPLITS == ("id", "ood-rule", "ood-visual") and gp.ANSWER_KEY == "formula" and gp.MAX_ATTEMPTS == 5
-    for split, (rule, color) in [("id", ("id", "black")), ("ood-rule", ("ood", "black")), ("ood-visual", ("id", "red"))]:
+    for split, (rule, color) in [("id", ("id", "black")), ("ood-rule", ("ood", "black")),
+                                 ("ood-visual", ("id", "red"))]:
         env = gp.make_env(split, seed=0)
         assert (env.rule, env.color) == (rule, color)
         envs = gp.eval_envs(split)
@@ -363,7 +383,8 @@ def test_five_wrong_attempts_end_truncated():
         assert (r, terminated, truncated, info["attempt"]) == (reward, False, k == 5, k)
         msgs = obs["messages"]
         if k < 5:  # the conversation so far + the answer + the verifier's feedback turn
-            assert len(msgs) == 1 + 2 * k and msgs[-2] == {"role": "assistant", "content": [{"type": "text", "text": answer}]}
+            assert len(msgs) == 1 + 2 * k
+            assert msgs[-2] == {"role": "assistant", "content": [{"type": "text", "text": answer}]}
             assert msgs[-1]["role"] == "user"
             assert msgs[-1]["content"][0]["text"] == "You failed this trial because " + info["verdict"].message
     assert not info["solved"]
@@ -435,7 +456,8 @@ GP_L_ID = """
 [Task Description]
 You are an expert 24 points card game player. You will receive a set of 4 cards.
 Note that 'J', 'Q', and 'K' count as '10'., and each card must be used once.
-Your goal is to output a formula that evaluates to 24 using numbers from the cards and operators such as '+', '-', '*', '/', '(', ')', and '='.
+Your goal is to output a formula that evaluates to 24 using numbers from the cards and operators such as \
+'+', '-', '*', '/', '(', ')', and '='.
 
 [Input]
 Cards: ['A', '3', 'Q', '7']
@@ -452,7 +474,8 @@ GP_VL_OOD = """
 [Task Description]
 You are an expert 24 points card game player. You are observing these four cards in the image.
 Note that 'J', 'Q', and 'K' count as '11', '12', and '13' respectively., and each card must be used once.
-Your goal is to output a formula that evaluates to 24 using numbers from the cards and operators such as '+', '-', '*', '/', '(', ')', and '='.
+Your goal is to output a formula that evaluates to 24 using numbers from the cards and operators such as \
+'+', '-', '*', '/', '(', ')', and '='.
 
 [Output]
 Your response should be a valid json file in the following format:

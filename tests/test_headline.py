@@ -2,7 +2,6 @@
 whole pipeline in its seconds-long smoke mode (experiments/headline.py --smoke)."""
 import json
 import os
-import random
 import subprocess
 import sys
 from pathlib import Path
@@ -17,8 +16,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_any_face_values_give_the_papers_sentences_and_values():
-    assert gp.rule_sentence("id") == "'J', 'Q', and 'K' count as '10'" and gp.rule_sentence((10, 10, 10)) == "'J', 'Q', and 'K' count as '10'"
-    assert gp.rule_sentence("ood") == "'J', 'Q', and 'K' count as '11', '12', and '13' respectively" == gp.rule_sentence((11, 12, 13))
+    assert gp.rule_sentence("id") == gp.rule_sentence((10, 10, 10)) == "'J', 'Q', and 'K' count as '10'"
+    assert (gp.rule_sentence("ood") == gp.rule_sentence((11, 12, 13))
+            == "'J', 'Q', and 'K' count as '11', '12', and '13' respectively")
     assert gp.rule_sentence((3, 7, 1)) == "'J', 'Q', and 'K' count as '3', '7', and '1' respectively"
     assert [gp.card_value(c, (3, 7, 1)) for c in ("JS", "QC", "KS", "9C", "AS")] == [3, 7, 1, 9, 1]
     assert gp.card_values("ood")["QS"] == 12
@@ -55,7 +55,8 @@ def test_mixture_holds_out_the_test_and_tuning_rules_and_revises():
     revised = 0
     for ex in examples:
         prompt = ex["messages"][0]["content"][-1]["text"]
-        assert "'J', 'Q', and 'K' count as '11', '12', and '13' respectively" not in prompt and gp.rule_sentence("val") not in prompt
+        assert "'J', 'Q', and 'K' count as '11', '12', and '13' respectively" not in prompt
+        assert gp.rule_sentence("val") not in prompt
         cards = json.loads(ex["messages"][-1]["content"][-1]["text"])["cards"]
         roles = [m["role"] for m in ex["messages"]]
         assert roles[-1] == "assistant" and roles == ["user", "assistant"] * (len(roles) // 2)
@@ -102,7 +103,9 @@ def test_smoke_pipeline_runs_every_stage_and_matches_compute(tmp_path):
     sft, rl = result["arms"]["SFT"], result["arms"]["RL"]
     assert 0.75 < sft["gflops"][0] / rl["gflops"][0] < 1.33  # matched training compute
     assert set(sft["numbers_right"]) == set(result["init"]) and "| RL (1 seeds) |" in out.stdout
-    assert (tmp_path / "headline_numbers.png").stat().st_size > 1000 and (tmp_path / "headline_curves.png").stat().st_size > 1000 and "Welch" not in out.stdout  # 1 seed: no test
+    assert (tmp_path / "headline_numbers.png").stat().st_size > 1000
+    assert (tmp_path / "headline_curves.png").stat().st_size > 1000
+    assert "Welch" not in out.stdout  # 1 seed: no test
     for name in ("pretrain", "init", "rl-0", "sft-0"):
         assert (tmp_path / name / "final").is_dir()
     pretrain_config = json.loads((tmp_path / "pretrain" / "config.json").read_text())

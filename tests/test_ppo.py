@@ -5,6 +5,7 @@ tiny model (random weights) on real GeneralPoints observations. End-to-end runs 
 live in test_ppo_run.py.
 """
 import copy
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -87,8 +88,9 @@ def test_action_logprob_weights_thought_and_answer_tokens():
     scores = SimpleNamespace(
         logprobs=torch.tensor([[-1.0, -2.0, -3.0, -4.0], [-1.0, -1.0, 0.0, 0.0]]),
         mask=torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]]),
-        answer_mask=torch.tensor([[0, 0, 1, 1], [0, 0, 0, 0]]))  # row 2: no answer key
-    out = ppo.action_logprob(scores, thought_prob_coef=0.5)
+    )
+    answer = torch.tensor([[0, 0, 1, 1], [0, 0, 0, 0]])  # row 2: no answer key
+    out = ppo.action_logprob(scores, answer, thought_prob_coef=0.5)
     assert out.tolist() == pytest.approx([0.5 * -3 + -7, 0.5 * -2])
 
 
@@ -160,9 +162,8 @@ def test_first_minibatch_ratio_is_exactly_one(base_policy, rollout):
     prompt = base_policy.prompt_inputs([roll.obs[5]])["input_ids"].shape[1]
     assert tokens[5] == prompt + len(roll.responses[5])  # the compute axis counts prompt + response
     idx = [3, 0, 6, 5]  # a shuffled minibatch, scored as the update scores it
-    s = base_policy.score([roll.obs[i] for i in idx], [roll.responses[i] for i in idx],
-                          temperature=args.temperature, answer_key=generalpoints.ANSWER_KEY)
-    new_logp = ppo.action_logprob(s, args.thought_prob_coef)
+    s, new_logp = ppo.turn_logprob(base_policy, [roll.obs[i] for i in idx], [roll.responses[i] for i in idx],
+                                   args, generalpoints.ANSWER_KEY)
     adv = torch.tensor([1.0, -1.0, 0.5, -0.5])
     _, stats = ppo.ppo_loss(new_logp, s.values, old_logp[idx], old_values[idx], adv, adv, args.clip_coef)
     assert torch.allclose(new_logp, old_logp[idx], atol=1e-4)
@@ -192,6 +193,35 @@ def test_update_raises_positive_and_lowers_negative_advantage(base_policy, rollo
     after, _, _, _ = ppo.score_rollout(policy, roll.obs, roll.responses, args, generalpoints.ANSWER_KEY)
     assert after[1] > batch["old_logp"][1]
     assert after[2] < batch["old_logp"][2]
+
+
+def test_kl_penalty_worked_example():
+    logprobs = torch.tensor([[-0.1, -0.2, 0.0]])
+    ref = torch.tensor([[-0.3, -0.2, -5.0]])
+    mask = torch.tensor([[1.0, 1.0, 0.0]])  # the third token is padding
+    assert ppo.kl_penalty(logprobs, ref, mask).item() == pytest.approx(math.exp(-0.2) + 0.2 - 1)
+    assert ppo.kl_penalty(logprobs, logprobs, mask).item() == 0.0
+
+
+def test_kl_coef_pulls_the_update_back_toward_the_reference(base_policy, rollout):
+    """The same one-attempt update with and without --kl-coef: the KL to the initial policy is 0
+    before the first step, and a second epoch with the penalty stays closer to the reference."""
+    args, roll = rollout
+    args = copy.copy(args)
+    args.ppo_epochs, args.minibatch_size, args.rollout_steps = 3, 8, 8
+    args.lr, args.max_grad_norm, args.vf_coef, args.clip_coef = 3e-3, 1e9, 0.0, 1e9
+    adv = torch.zeros(8)
+    adv[1] = 1.0
+    moved = {}
+    for coef in (0.0, 1.0):
+        policy, args.kl_coef = copy.deepcopy(base_policy), coef
+        batch = update_batch(policy, roll, args, adv)
+        opt = torch.optim.Adam(list(policy.parameters()), lr=args.lr, eps=args.adam_eps)
+        ref = base_policy if coef else None
+        ppo.ppo_update(policy, opt, list(policy.parameters()), batch, args, generalpoints.ANSWER_KEY, ref)
+        after, _, _, _ = ppo.score_rollout(policy, roll.obs, roll.responses, args, generalpoints.ANSWER_KEY)
+        moved[coef] = float((after - batch["old_logp"]).abs().sum())
+    assert 0 < moved[1.0] < moved[0.0], moved
 
 
 def test_non_finite_loss_stops_before_the_optimizer_step(base_policy, rollout):

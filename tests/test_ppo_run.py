@@ -60,7 +60,8 @@ def test_end_to_end_run_writes_its_logs(env, vision, init_ckpt, tmp_path):
     assert set(evals[0]["eval"]) == splits
     # the sampled evaluation beside the greedy one: 3 seeded passes over the same episodes
     assert set(evals[0]["eval_sampled"]) == splits
-    assert all(m["samples"] == 3 and m["n"] == 3 * evals[0]["eval"][s]["n"] for s, m in evals[0]["eval_sampled"].items())
+    greedy, sampled = evals[0]["eval"], evals[0]["eval_sampled"]
+    assert all(m["samples"] == 3 and m["n"] == 3 * greedy[s]["n"] for s, m in sampled.items())
     assert evals[0]["flops"] < train[0]["flops"] < train[1]["flops"] == evals[1]["flops"]
     for key in ("reward", "outcomes", "value_loss", "policy_loss", "approx_kl", "clipfrac",
                 "explained_variance", "response_len", "cut_off", "tokens_per_s", "lr", "grad_norm"):

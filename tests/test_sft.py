@@ -1,4 +1,4 @@
-"""sft.py: the SFT loss and its labels, learning, FSDP equivalence, resume, the public data format,
+"""sft.py: the SFT loss and its labels, learning, FSDP by hand, resume, the public data format,
 bad input. Every run uses the tiny model with a batch of 4 and a handful of steps."""
 
 import json
@@ -13,7 +13,7 @@ from PIL import Image
 
 import generalpoints
 import sft
-from policy import load_policy
+from policy import load_policy, setup_distributed
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = ["--batch-size", "4", "--log-every", "1", "--eval-every", "0", "--save-every", "0"]
@@ -47,6 +47,25 @@ def to_public_record(example, image=None):
 
 # -----------------------------------------------------------------------------------------------
 # The loss and its labels
+
+
+def test_sft_loss_hand_example():
+    # sft_loss's docstring: left-padded prompt "a b", answer "c d" + E. Only the logits of the
+    # columns before c, d and E count (columns 2, 3, 4): what the others say changes nothing.
+    c, d, E = 3, 4, 1
+    labels = torch.tensor([[-100, -100, -100, c, d, E]])  # [B=1, L=6]
+    logits = torch.randn(1, 6, 8, generator=torch.Generator().manual_seed(0))  # [B, L, V=8]
+    expected = torch.nn.functional.cross_entropy(logits[0, 2:5], torch.tensor([c, d, E]))
+    assert torch.allclose(sft.sft_loss(logits, labels), expected)
+    noisy = logits.clone()
+    noisy[0, :2], noisy[0, 5] = 100 * torch.randn(2, 8), 100 * torch.randn(8)  # prompt columns, last column
+    assert torch.allclose(sft.sft_loss(noisy, labels), expected)
+    # a second row, padded on the right: its padding is masked, the mean is over the 5 answer tokens
+    labels2 = torch.tensor([[-100, -100, -100, c, d, E], [-100, -100, -100, d, E, -100]])
+    logits2 = torch.cat([logits, logits])
+    both = torch.nn.functional.cross_entropy(torch.cat([logits[0, 2:5], logits[0, 2:4]]),
+                                             torch.tensor([c, d, E, d, E]))
+    assert torch.allclose(sft.sft_loss(logits2, labels2), both)
 
 
 def test_labels_mask_exactly_prompt_and_padding():
@@ -276,7 +295,7 @@ def test_existing_run_needs_resume_of_the_same_task(tmp_path):
 
 
 # -----------------------------------------------------------------------------------------------
-# FSDP: 2 processes follow the 1-process loss curve
+# FSDP by hand: 2 processes follow the 1-process loss curve; the wrapped model equals the plain one
 
 
 def test_torchrun_two_ranks_follow_the_single_process_curve(tmp_path):
@@ -298,3 +317,23 @@ def test_torchrun_two_ranks_follow_the_single_process_curve(tmp_path):
     a = load_policy(str(tmp_path / "fsdp" / "final")).model.state_dict()
     b = load_policy(str(tmp_path / "single" / "final")).model.state_dict()
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-4
+
+
+def test_without_torchrun_nothing_is_distributed(monkeypatch):
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(var, raising=False)
+    rank, world, device = setup_distributed()
+    assert (rank, world) == (0, 1) and not torch.distributed.is_initialized()
+    policy = load_policy("tiny")
+    assert sft.shard(policy) is policy and not policy.sharded  # world size 1: nothing to shard
+
+
+def test_fsdp_under_torchrun_matches_unwrapped(tmp_path):
+    """tests/fsdp_check.py under `torchrun --nproc_per_node=2` (gloo): logits, one AdamW step,
+    greedy generation with images and the gathered checkpoint equal the unwrapped model's."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(ROOT / "tests" / "fsdp_check.py"), str(tmp_path)]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "fsdp check ok" in result.stdout

@@ -18,6 +18,7 @@ from hypothesis import given, settings, strategies as st
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+import streetview  # noqa: E402
 import virl  # noqa: E402
 
 SMALL = ROOT / "tests" / "data" / "route_infos_small.json"  # written by hand in the public format
@@ -147,12 +148,12 @@ def test_forward_points_follow_the_public_rule():
         for j, street in enumerate(streets(rail)):
             a, b = points[j], points[j + 1]
             for p in street:
-                assert virl.distance(a, p.geocode) > virl.MIN_GAP_M and virl.distance(b, p.geocode) > virl.MIN_GAP_M
-                f = virl.distance(a, p.geocode) / virl.distance(a, b)
+                assert min(streetview.distance(a, p.geocode), streetview.distance(b, p.geocode)) > virl.MIN_GAP_M
+                f = streetview.distance(a, p.geocode) / streetview.distance(a, b)
                 assert min(abs(f - i / 5) for i in range(1, 5)) < 1e-3  # at i/5, i < 5
             if 0 < j < len(points) - 2:  # between two intersections: about 100 m (diagonals 141 m)
                 counts.append(len(street))
-                lengths.append(virl.distance(a, b))
+                lengths.append(streetview.distance(a, b))
     per_100m = 100 * sum(counts) / sum(lengths)
     assert len(counts) > 1000 and abs(sum(counts) / len(counts) - 2.0) < 0.1, sum(counts) / len(counts)
     assert 1.6 < per_100m < 2.0  # < 2 per 100 m only because diagonal streets are longer
@@ -227,7 +228,8 @@ def vision(prompt):
                            "instructions to follow while observing your surrounding stree tviews. You\n")
             .replace("\n[Action space]\n", "\n" + observation_format + "[Action space]\n")
             .replace("O_5: No landmarks nearby; \n", "O_5: You observe an image of 4 views; \n")
-            .replace("latest observation from the observation sequence", "latest observation from the street view grid"))
+            .replace("latest observation from the observation sequence",
+                     "latest observation from the street view grid"))
 
 
 VL_ID = vision(L_ID)
@@ -235,7 +237,8 @@ VL_ID = vision(L_ID)
 
 def relative(prompt):
     """The rule-OOD prompt of the same route: the public relative action space and actions."""
-    absolute = "following 8 directions ['north', 'northeast', 'east', 'southeast', 'south', 'southwest', 'west', 'northwest']"
+    absolute = ("following 8 directions ['north', 'northeast', 'east', 'southeast', 'south', 'southwest', 'west', "
+                "'northwest']")
     return (prompt.replace(absolute, "following ['left', 'right', 'slightly left', 'slightly right']")
             .replace("A_1: turn_direction(northeast)", "A_1: turn_direction(slightly right)")
             .replace("A_4: turn_direction(north)", "A_4: turn_direction(slightly left)"))
@@ -315,10 +318,11 @@ def test_relative_turn_boundaries(prev, nxt, turn):
 
 
 def test_compass_and_sides():
-    assert [virl.compass(h) for h in (0, 22, 23, 177, 270, 337, 338, 359)] == \
+    assert [streetview.compass(h) for h in (0, 22, 23, 177, 270, 337, 338, 359)] == \
         ["north", "north", "northeast", "south", "west", "northwest", "north", "north"]
-    assert virl.side(90, 90) == "front" and virl.side(90, 180) == "right" and virl.side(0, 225) == "left behind"
-    assert virl.side(350, 30) == "right front" and virl.side(10, 300) == "left"
+    side = streetview.side
+    assert side(90, 90) == "front" and side(90, 180) == "right" and side(0, 225) == "left behind"
+    assert streetview.side(350, 30) == "right front" and streetview.side(10, 300) == "left"
 
 
 # --- the verifier --------------------------------------------------------------------------------
@@ -489,16 +493,16 @@ def count(img, color):
 def test_grid_layout_front_is_top_left(small_routes):
     rail = virl.build_rail(small_routes[0], 3, 0.0)
     dest = rail[12]  # mid-block, street ahead and behind, the museum on the left
-    grid = virl.render_grid(dest, "train", 448)
-    views = [virl.render_view(dest, "train", v, 222) for v in range(4)]
+    grid = streetview.render_grid(dest, "train", 448)
+    views = [streetview.render_view(dest, "train", v, 222) for v in range(4)]
     for v, (x, y) in enumerate(((0, 0), (226, 0), (0, 226), (226, 226))):
         assert grid.crop((x, y, x + 222, y + 222)).tobytes() == views[v].tobytes()
-    sign = virl.STYLES["train"].sign_bg
+    sign = streetview.STYLES["train"].sign_bg
     assert [count(v, sign) > 500 for v in views] == [False, False, False, True]  # the sign: left view only
     assert views[0].tobytes() != views[1].tobytes() != views[2].tobytes()
     for s, v in (("right", 1), ("right front", 1), ("front", 0), ("behind", 2), ("left behind", 3)):
         moved = virl.Position(**{**dest.__dict__, "side": s})
-        signs = [count(virl.render_view(moved, "train", k, 222), sign) > 500 for k in range(4)]
+        signs = [count(streetview.render_view(moved, "train", k, 222), sign) > 500 for k in range(4)]
         assert signs == [k == v for k in range(4)], s
 
 
@@ -507,23 +511,23 @@ def test_views_show_intersections():
     route = virl.generate_routes(1, "desert", seed=2)[0]
     rail = virl.build_rail(route, drop_rate=0.0)
     for p in rail:
-        views = [virl.render_view(p, "desert", v, 222) for v in range(4)]
+        views = [streetview.render_view(p, "desert", v, 222) for v in range(4)]
         crossings = sum(count(v, zebra) > 100 for v in views)
         assert crossings >= 2 if p.intersection else crossings == 0  # zebra stripes on every street at a crossing
 
 
 def test_city_styles_look_different():
     p = virl.build_rail(virl.generate_routes(1, "train", 0)[0])[0]
-    images = {c: virl.render_grid(p, c, 224).tobytes() for c in virl.CITIES}
-    assert len(set(images.values())) == len(virl.CITIES) == 10
-    pools = [set(virl.STYLES[c].prefixes.split()) for c in virl.CITIES]
+    images = {c: streetview.render_grid(p, c, 224).tobytes() for c in streetview.CITIES}
+    assert len(set(images.values())) == len(streetview.CITIES) == 10
+    pools = [set(streetview.STYLES[c].prefixes.split()) for c in streetview.CITIES]
     assert all(not (a & b) for i, a in enumerate(pools) for b in pools[i + 1:])  # landmark names differ
 
 
 def test_image_size():
     """448 px by default; make_env / eval_envs take image_size, PAPER_GRID_SIZE is the public grid
     (two 1200 px views a side and a 5 px black line: navigation_environment.py, resolution 1200)."""
-    assert virl.PAPER_GRID_SIZE == 2405 and virl.GRID_SIZE == 448
+    assert virl.PAPER_GRID_SIZE == 2405 and streetview.GRID_SIZE == 448
     obs, _ = virl.make_env("id", vision=True, seed=0).reset()
     assert obs["image"].size == (448, 448)
     img = virl.make_env("id", vision=True, seed=0, image_size=virl.PAPER_GRID_SIZE).reset()[0]["image"]
@@ -549,8 +553,8 @@ def test_generation_is_reproducible():
 def test_generated_routes_are_valid():
     """Every landmark of an instruction exists in the city where it says; headings match geometry."""
     turns, headings = Counter(), Counter()
-    for city in virl.CITIES:
-        c = virl.make_city(city)
+    for city in streetview.CITIES:
+        c = streetview.make_city(city)
         shops = {name: c.geo(p) for name, p in c.corner.values()} | {s[0]: c.geo(s[1]) for s in c.street}
         intersections = {c.geo(c.xy[n]) for n in c.nbrs if c.is_intersection(n)}
         for r in virl.route_pool(city)[:200]:
@@ -559,19 +563,20 @@ def test_generated_routes_are_valid():
             assert all(g in intersections for g in r.geocodes[:-1]) and r.geocodes[-1] not in intersections
             prev = r.init_heading
             for k, (h, seen) in enumerate(zip(r.headings, r.landmarks)):
-                assert h == round(virl.bearing(points[k], points[k + 1])) % 360 and r.directions[k] == virl.compass(h)
+                assert h == round(streetview.bearing(points[k], points[k + 1])) % 360
+                assert r.directions[k] == streetview.compass(h)
                 turns[virl.relative_turn(prev, h)] += 1
                 headings[r.directions[k]] += 1
                 prev = h
                 name, where = virl._name(seen)
                 if name is None:
-                    assert seen == virl.NO_LANDMARK and k < len(r.headings) - 1
+                    assert seen == streetview.NO_LANDMARK and k < len(r.headings) - 1
                     continue
-                assert virl.distance(r.geocodes[k], shops[name]) < virl.LANDMARK_RADIUS
-                assert where == virl.side(h, virl.bearing(r.geocodes[k], shops[name]))
+                assert streetview.distance(r.geocodes[k], shops[name]) < streetview.LANDMARK_RADIUS
+                assert where == streetview.side(h, streetview.bearing(r.geocodes[k], shops[name]))
             assert r.destination == virl._name(r.landmarks[-1])[0]
     assert set(turns) == set(virl.TURNS) and min(turns.values()) > 50
-    assert set(headings) == set(virl.COMPASS) and min(headings.values()) > 50
+    assert set(headings) == set(streetview.COMPASS) and min(headings.values()) > 50
 
 
 # --- splits, SFT data, tokenizer corpus ----------------------------------------------------------
@@ -584,7 +589,7 @@ def test_eval_envs_are_fixed_and_held_out():
         a.reset(), b.reset()
         assert a.route is b.route and a.rail == b.rail and (a.actions, b.actions) == ("absolute", "relative")
     visual = virl.eval_envs("ood-visual")
-    assert len(visual) == 18 and Counter(e.routes[0].city for e in visual) == {c: 2 for c in virl.OOD_CITIES}
+    assert len(visual) == 18 and Counter(e.routes[0].city for e in visual) == {c: 2 for c in streetview.OOD_CITIES}
     train = {(r.start, tuple(r.geocodes)) for r in virl.route_pool("train")}
     assert not train & {(r.start, tuple(r.geocodes)) for r in virl.eval_routes("id")}
     code = "import virl; e = virl.eval_envs('id', n=3)[2]; print(e.reset()[0]['messages'][0]['content'][0]['text'])"
@@ -602,7 +607,7 @@ def test_make_env_splits():
         env.messages[0]["content"][0]["text"]
     env = virl.make_env("ood-visual", vision=True, seed=3)
     obs, _ = env.reset()
-    assert env.route.city in virl.OOD_CITIES and obs["image"].size == (448, 448)
+    assert env.route.city in streetview.OOD_CITIES and obs["image"].size == (448, 448)
     a, b = virl.make_env("id", seed=11), virl.make_env("id", seed=11)
     assert [a.reset()[0] == b.reset()[0] for _ in range(5)] == [True] * 5
 
@@ -621,8 +626,8 @@ def test_sft_examples_and_corpus():
     assert len(corpus) == 400 and "You observe an image of 4 views" in text and "turn_direction(slightly" in text
     for key, message in virl.MESSAGES.items():  # every feedback turn, word for word
         assert (virl.FEEDBACK.format(message) in corpus) == (key != "correct"), key
-    for city in virl.CITIES:  # every city's landmark names reach the tokenizer
-        assert any(p in text for p in virl.STYLES[city].prefixes.split()), city
+    for city in streetview.CITIES:  # every city's landmark names reach the tokenizer
+        assert any(p in text for p in streetview.STYLES[city].prefixes.split()), city
 
 
 # --- CLI -----------------------------------------------------------------------------------------
