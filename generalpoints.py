@@ -30,8 +30,8 @@ Where we differ from the public code, and why:
     end: we add "unmatched opening parenthesis" / "invalid sequence at the end"); spaces in a
     formula are allowed; a GP-VL cards list is read leniently ("Q", "QS", "'Q'", "Queen");
   * formulas over 200 characters are illegal ("your formula is too long."), to bound the work;
-  * solvability comes from a table of all 1820 multisets of 4 values in 1..13, built once in
-    ~0.3 s, so a deal never searches (the public code brute-forces with eval: ~1 reset/s);
+  * solvability comes from a table of all 1820 multisets of 4 values in 1..13 (solver.py), built
+    once in ~0.3 s, so a deal never searches (the public code brute-forces with eval: ~1 reset/s);
   * cards are drawn in code (no image files); the SFT answer is one compact JSON line (the
     public ResponseEqn spreads it over lines with a trailing comma): shorter for a tiny model.
 
@@ -48,11 +48,9 @@ from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
-from itertools import combinations, combinations_with_replacement, permutations, product
-
-import numpy as np
 
 from cards import render
+from solver import TARGET, parse, public_solutions, solvable_table, solve
 
 ANSWER_KEY = "formula"  # the "answer" part of a response starts here (the paper's thought_prob_coef, from RL4VLM)
 MAX_ATTEMPTS = 5  # VIter: attempts per hand in training and evaluation (the paper, public configs: verify_iter 5)
@@ -60,7 +58,6 @@ SPLITS = ("id", "ood-rule", "ood-visual")  # the paper's; val-rule below is ours
 SPLIT_VARIANTS = {"id": ("id", "black"), "ood-rule": ("ood", "black"), "ood-visual": ("id", "red"),
                   "val-rule": ("val", "black")}
 N_EVAL = 234  # hands per evaluation split in the paper
-TARGET = 24
 IMAGE_SIZE = 224  # default render size: what the tiny VLMs of policy.py see (one 224 px image tile)
 PAPER_IMAGE_SIZE = 1200  # the public code's table image (resolution=1200), used by --preset paper
 
@@ -121,104 +118,6 @@ def _card_values(faces):
 def card_values(rule):
     """{card: value} under a rule, e.g. card_values('ood')['QS'] == 12 (cached per rule)."""
     return _card_values(face_values(rule))
-
-
-# ---------------------------------------------------------------------------------------------
-# SOLVER: which number multisets can make the target, with one formula each.
-# reach(ms) = {value: formula} for every value the numbers of ms can make, built by splitting
-# ms into two sub-multisets and combining their (memoised) reach sets with + - * /. For the
-# full hand we never build the whole set: for each split and each value a of one side we look
-# up the six values b that would give the target (b = t-a, a-t, a+t, t/a, t*a, a/t). With
-# exact fractions, 6/(1-3/4) = 24 counts.
-def _join(left, op, right):
-    """Join two (text, precedence) expressions with minimal brackets; precedence 1 = + -, 2 = * /, 3 = atom."""
-    (ls, lp), (rs, rp) = left, right
-    if op in "+-":
-        if op == "-" and rp == 1:
-            rs = f"({rs})"
-        return ls + op + rs, 1
-    if lp == 1:
-        ls = f"({ls})"
-    if rp == 1 or (op == "/" and rp == 2):
-        rs = f"({rs})"
-    return ls + op + rs, 2
-
-
-def _splits(ms):
-    """Unordered splits of a sorted tuple into two non-empty sorted sub-tuples (each once)."""
-    n, seen = len(ms), set()
-    for k in range(0, n - 1):  # the first element always goes left, so each split appears once
-        for rest in combinations(range(1, n), k):
-            left = (ms[0],) + tuple(ms[i] for i in rest)
-            if left in seen:
-                continue
-            seen.add(left)
-            right = tuple(ms[i] for i in range(1, n) if i not in rest)
-            yield left, right
-
-
-@lru_cache(maxsize=4096)
-def _reach(ms):
-    """Every value the sorted tuple ms can make -> (formula, precedence)."""
-    if len(ms) == 1:
-        return {Fraction(ms[0]): (str(ms[0]), 3)}
-    out = {}
-    for left, right in _splits(ms):
-        for a, ea in _reach(left).items():
-            for b, eb in _reach(right).items():
-                out.setdefault(a + b, _join(ea, "+", eb))
-                out.setdefault(a * b, _join(ea, "*", eb))
-                out.setdefault(a - b, _join(ea, "-", eb))
-                out.setdefault(b - a, _join(eb, "-", ea))
-                if b:
-                    out.setdefault(a / b, _join(ea, "/", eb))
-                if a:
-                    out.setdefault(b / a, _join(eb, "/", ea))
-    return out
-
-
-def _find(ms, target):
-    """A formula of the sorted tuple ms equal to target, or None, without building reach(ms)."""
-    t = Fraction(target)
-    if len(ms) == 1:
-        return str(ms[0]) if ms[0] == t else None
-    for left, right in _splits(ms):
-        xs, ys = _reach(left), _reach(right)
-        if len(xs) > len(ys):  # loop over the smaller side, look up in the larger
-            xs, ys = ys, xs
-        for x, ex in xs.items():
-            # (y needed, op, x is the left operand) so that x op y == t or y op x == t
-            needs = [(t - x, "+", True), (x - t, "-", True), (x + t, "-", False)]
-            if x:
-                needs += [(t / x, "*", True), (t * x, "/", False)]
-                if t:
-                    needs.append((x / t, "/", True))  # y = x/t is non-zero here
-            for y, op, x_first in needs:
-                ey = ys.get(y)
-                if ey is not None:
-                    return _join(ex, op, ey)[0] if x_first else _join(ey, op, ex)[0]
-            if t == 0 and x == 0:  # 0 * anything
-                return _join(ex, "*", next(iter(ys.values())))[0]
-    return None
-
-
-@lru_cache(maxsize=None)
-def _solvable_table():
-    """Every multiset of 4 numbers in 1..13 (1820 of them, 1362 solvable) -> a formula making 24 or
-    None, solved once (~0.3 s)."""
-    return {ms: _find(ms, TARGET) for ms in combinations_with_replacement(range(1, 14), 4)}
-
-
-def solve(numbers, target=TARGET):
-    """A formula using each number once with + - * / and brackets that equals target, or None.
-
-    solve([1, 3, 4, 6]) -> '6/(1-3/4)'. The formula has no '=<target>' suffix. Hands of 4 numbers
-    in 1..13 with target 24 come from the cached table; anything else is searched directly.
-    """
-    ms = tuple(sorted(numbers))
-    if len(ms) == 4 and target == TARGET and all(type(v) is int and 1 <= v <= 13 for v in ms):
-        return _solvable_table()[ms]
-    return _find(ms, target) if ms else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -304,43 +203,10 @@ def _apply(op, a, b):
     return a + b if op == "+" else a - b if op == "-" else a * b if op == "*" else Fraction(a) / b
 
 
-def _parse(tokens, leaf, node):
-    """Recursive descent over a well-formed token list: expr := term (+|- term)*, term := factor
-    (*|/ factor)*, factor := operand | ( expr ), combined left to right with node(op, left, right)
-    over leaf(token). _evaluate gives the exact value; _public_shapes builds expression trees."""
-    pos = 0
-
-    def chain(ops, operand):  # operand (op operand)*
-        nonlocal pos
-        value = operand()
-        while pos < len(tokens) and tokens[pos] in ops:
-            op = tokens[pos]
-            pos += 1
-            value = node(op, value, operand())
-        return value
-
-    def expr():
-        return chain("+-", term)
-
-    def term():
-        return chain("*/", factor)
-
-    def factor():
-        nonlocal pos
-        pos += 1
-        if tokens[pos - 1] != "(":
-            return leaf(tokens[pos - 1])
-        value = expr()
-        pos += 1  # the closing bracket
-        return value
-
-    return expr()
-
-
 def _evaluate(tokens):
     """The exact value of a well-formed formula's tokens, or None if it divides by zero:
-    _evaluate(['(', '1', '+', '3', ')', '*', '6']) == 24."""
-    return _parse(tokens, int, _apply)
+    _evaluate(['(', '1', '+', '3', ')', '*', '6']) == 24 (the grammar is solver.parse)."""
+    return parse(tokens, int, _apply)
 
 
 def _syntax_errors(tokens):
@@ -385,59 +251,10 @@ def _numbers_errors(used, wanted):
     return errors + ([f"you didn't use numbers: {unused}"] if unused else [])
 
 
-# The public code's solutions of a hand: every formula its brute-force solver writes (digits in
-# every order, every operator triple, 6 bracket placements and one double-bracket one; public
-# code: general_points_oneline.py, solve). The wrong-value message names the longest prefix of
-# the model's formula that starts one of them, as the public verifier does.
-@lru_cache(maxsize=None)
-def _public_shapes():
-    """The public solver's 448 formula shapes, grouped by the shape of their expression tree
-    (5 binary trees over a, b, c, d in order): {tree: (texts with {0}..{3} for the digits,
-    operator codes of the tree's 3 nodes in post-order [n, 3])}. Built once, on first use."""
-    placements = [()] + [(x, y) for x in range(0, 7, 2) for y in range(x + 4, 9, 2) if (x, y) != (0, 8)]
-    placements.append((0, 4, 6, 10))  # the double-bracket case, (a o b) o (c o d)
-    groups = {}
-    for ops in product("+-*/", repeat=3):
-        for brackets in placements:
-            exp = ["a", ops[0], "b", ops[1], "c", ops[2], "d"]
-            for point, bracket in zip(brackets, "()" * (len(brackets) // 2)):
-                exp.insert(point, bracket)
-            codes = []  # the tree's operators in post-order
-            tree = _parse(exp, "abcd".index, lambda op, left, right: codes.append("+-*/".index(op)) or (left, right))
-            texts, opcodes = groups.setdefault(tree, ([], []))
-            texts.append("".join("{%d}" % "abcd".index(t) if t in "abcd" else t for t in exp))
-            opcodes.append(codes)
-    return {tree: (texts, np.array(opcodes)) for tree, (texts, opcodes) in groups.items()}
-
-
-def _tree_values(tree, opcodes, leaves, nodes):
-    """Values of every shape of one tree for every digit order: [shapes, orders] (float64)."""
-    if isinstance(tree, int):
-        return leaves[tree]  # [1, orders]
-    x = _tree_values(tree[0], opcodes, leaves, nodes)
-    y = _tree_values(tree[1], opcodes, leaves, nodes)
-    op = opcodes[:, next(nodes)][:, None]  # [shapes, 1], post-order like the codes
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(op == 0, x + y, np.where(op == 1, x - y, np.where(op == 2, x * y, x / y)))
-
-@lru_cache(maxsize=2048)
-def public_solutions(numbers, target=TARGET):
-    """The public solver's formulas for a sorted tuple of 4 numbers, e.g. (1, 3, 7, 10) -> a
-    tuple holding '1+3*10-7', '(1+3*10)-7'... (brackets only where its placements put them).
-    All 448 shapes x 24 digit orders at once in float64; with 4 numbers up to 13 two different
-    values differ by more than 1e-7, so |value - target| < 1e-9 is exact equality."""
-    orders = sorted(set(permutations(numbers)))
-    leaves = np.array(orders, dtype=np.float64).T[:, None, :]  # [4, 1, orders]
-    out = []
-    for tree, (texts, opcodes) in _public_shapes().items():
-        values = _tree_values(tree, opcodes, leaves, iter(range(3)))  # [shapes, orders]
-        for i, j in zip(*np.nonzero(np.abs(values - target) < 1e-9)):
-            out.append(texts[i].format(*orders[j]))
-    return tuple(sorted(out))
-
-
 def _value_message(tokens, numbers, target):
-    """Why a formula with the right numbers misses the target, in the public verifier's words."""
+    """Why a formula with the right numbers misses the target, in the public verifier's words: it
+    names the longest prefix of the formula that starts one of the public solver's formulas for
+    the hand (solver.public_solutions) as "partially correct"."""
     solutions, register = public_solutions(tuple(sorted(numbers)), target), ""
     for tok in tokens:
         if not any(s.startswith(register + tok) for s in solutions):
@@ -508,7 +325,7 @@ def deal(rng, rule="id", color="black", target=TARGET):
     any rule but id, three uniform ranks and one J, Q or K, shuffled, so that the rule matters),
     each suit drawn from the colour's suits; redrawn until the numbers can make the target.
     So triples and quadruples occur, e.g. ['7S', '7C', '7S', '3C']. A table lookup per draw."""
-    suits, values, table = COLORS[color], card_values(rule), _solvable_table()
+    suits, values, table = COLORS[color], card_values(rule), solvable_table()
     need_face = face_values(rule) != FACE_VALUES["id"]
     for _ in range(100_000):  # ~1.4 draws on average for target 24
         ranks = [rng.randint(1, 13) for _ in range(3 if need_face else 4)]

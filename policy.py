@@ -460,10 +460,10 @@ class Policy:
 
     def save(self, out_dir, model_state=None, head_state=None):
         """save_pretrained (safetensors) + processor/tokenizer + value_head.safetensors. A sharded
-        policy is saved with sft.save_policy, which gathers the full state dicts to rank 0 and
+        policy is saved with checkpoints.save_policy, which gathers the full state dicts to rank 0 and
         passes them here."""
         if self.sharded and model_state is None:
-            raise ValueError("a sharded policy is saved with sft.save_policy (it gathers the weights)")
+            raise ValueError("a sharded policy is saved with checkpoints.save_policy (it gathers the weights)")
         head_state = self.value_head.state_dict() if head_state is None else head_state
         os.makedirs(out_dir, exist_ok=True)
         self.model.save_pretrained(out_dir, state_dict=model_state)

@@ -99,6 +99,7 @@ import torch.distributed as dist
 import transformers
 from tqdm import tqdm
 
+import checkpoints
 import evaluate
 import plots
 import policy as policy_lib
@@ -594,23 +595,23 @@ def resume_point(args, out: Path, rank: int):
     this run's (env, vision, model, seed); None for a new run, which refuses a folder that already
     holds checkpoints."""
     if not args.resume:
-        if sft.latest_checkpoint(out):
+        if checkpoints.latest(out):
             sys.exit(f"error: {out} already holds checkpoints; pass --resume to continue it or choose another --out")
         return None
-    last = sft.resume_checkpoint(out)
+    last = checkpoints.latest_intact(out)
     if last is None:
         if rank == 0:
             print(f"--resume: no checkpoint in {out}, starting from the beginning", flush=True)
         return None
-    sft.check_same_run(out, args, ("env", "vision", "model", "seed"))
+    checkpoints.check_same_run(out, args, ("env", "vision", "model", "seed"))
     return last
 
 
 def restore(last, policy, optimizer, scheduler, args, rank) -> tuple:
-    """Load a checkpoint's weights, optimizer, scheduler and RNG state (sft.load_checkpoint);
+    """Load a checkpoint's weights, optimizer, scheduler and RNG state (checkpoints.load);
     returns (update, d_rl, d_buffer, flops_init, init_path) as saved by the run."""
     try:
-        extra = sft.load_checkpoint(last, policy, optimizer, scheduler)
+        extra = checkpoints.load(last, policy, optimizer, scheduler)
         state = tuple(extra[k] for k in ("step", "d_rl", "d_buffer", "flops_init", "init_path"))
     except ValueError as err:
         sys.exit(f"error: cannot resume from {last}: {err}")
@@ -647,7 +648,7 @@ def init_flops(path) -> float:
     try:
         flops = float(json.loads(state.read_text()).get("flops", 0.0))
     except (OSError, ValueError, TypeError, AttributeError, RecursionError) as err:  # not JSON, not a dict, ...
-        sys.exit(f"error: {state} cannot be read ({sft.one_line(err)}); fix or delete it")
+        sys.exit(f"error: {state} cannot be read ({checkpoints.one_line(err)}); fix or delete it")
     if not (math.isfinite(flops) and flops >= 0):
         sys.exit(f"error: {state} gives flops {flops}; it must be a finite number >= 0")
     return flops
@@ -733,7 +734,7 @@ def main(argv=None) -> None:
         if rank == 0:
             print("note: under torchrun the evaluation is greedy only: FSDP ranks must make the same "
                   "generate() calls", flush=True)
-    sft.seed_everything(args.seed + rank)  # random, numpy, torch: seeded, not bit-exact
+    checkpoints.seed_everything(args.seed + rank)  # random, numpy, torch: seeded, not bit-exact
     env_mod = evaluate.ENVS[args.env]
     out = Path(args.out)
     last = resume_point(args, out, rank)  # the run's own newest checkpoint with --resume, else None
@@ -758,10 +759,10 @@ def main(argv=None) -> None:
     ref = load(init_path, args, device, world, frozen=True) if args.kl_coef > 0 else None
     config = {"method": "ppo", **vars(args), "init_path": init_path, "world_size": world,
               "num_params": n_params, "flops_init": flops_init}
-    logger = sft.RunLogger(out, config, rank, resume_step=start if last else None)
+    logger = checkpoints.RunLogger(out, config, rank, resume_step=start if last else None)
     samples_path = out / "samples.jsonl"
     if rank == 0 and samples_path.exists():  # keep only what the resumed checkpoint has seen
-        samples_path.write_text(sft.lines_up_to(samples_path, start) if last else "")
+        samples_path.write_text(checkpoints.lines_up_to(samples_path, start) if last else "")
     if rank == 0 and last is None:
         print(f"ppo: {run_name(args.env, args.vision)}, {n_params / 1e6:.2f}M parameters, {world} rank(s) x "
               f"{args.num_envs} envs, {args.rollout_steps} attempts/rank/update, {args.updates} updates, "
@@ -814,7 +815,7 @@ def main(argv=None) -> None:
             stats = ppo_update(policy, optimizer, params, batch, args, env_mod.ANSWER_KEY, ref)
         except NonFiniteLoss as err:
             sys.exit(f"error: non-finite PPO loss at update {update} ({err}); stopped before the optimizer "
-                     f"step. Last good checkpoint: {sft.latest_checkpoint(out) or 'none'} "
+                     f"step. Last good checkpoint: {checkpoints.latest(out) or 'none'} "
                      f"(continue with --resume, e.g. with a lower --lr)")
         scheduler.step()
         d_rl += all_sum([float(stats["tokens"])])[0]
@@ -834,11 +835,11 @@ def main(argv=None) -> None:
                     f.write(json.dumps({"step": update, **ep}) + "\n")
         bar.update(1)
 
-        # ---- checkpoint (atomic, sft.py), evaluation ----
+        # ---- checkpoint (atomic, checkpoints.py), evaluation ----
         if (args.save_every and update % args.save_every == 0) or update == args.updates:
-            sft.save_checkpoint(out, update, policy, optimizer, scheduler,
-                                {"d_rl": d_rl, "d_buffer": d_buffer, "flops_init": flops_init,
-                                 "flops": flops(), "init_path": init_path}, final=update == args.updates)
+            checkpoints.save(out, update, policy, optimizer, scheduler,
+                             {"d_rl": d_rl, "d_buffer": d_buffer, "flops_init": flops_init,
+                              "flops": flops(), "init_path": init_path}, final=update == args.updates)
         if (args.eval_every and update % args.eval_every == 0) or update == args.updates:
             do_eval(update)
     bar.close()

@@ -22,10 +22,10 @@ Launch (the same file runs alone or under torchrun; it looks at RANK / WORLD_SIZ
     torchrun --nnodes=2 --node_rank=$NODE_RANK --nproc_per_node=8 --master_addr=$HEAD_NODE \\
         --master_port=29500 sft.py --env generalpoints --model PATH --preset paper
 
-The run folder runs/NAME/ (default runs/sft-<gp|virl>-<l|vl>) gets config.json, metrics.jsonl
-(read by plots.py), checkpoint-STEP/ folders (the last 2 are kept) and `final`, a link to the last
-checkpoint, which is a policy.py folder: `load_policy("runs/sft-gp-l/final")` or
-`python ppo.py --init runs/sft-gp-l/final`.
+The run folder runs/NAME/ (default runs/sft-<gp|virl>-<l|vl>), written by checkpoints.py as ppo.py's
+is, gets config.json, metrics.jsonl (read by plots.py), checkpoint-STEP/ folders (the last 2 are
+kept) and `final`, a link to the last checkpoint, which is a policy.py folder:
+`load_policy("runs/sft-gp-l/final")` or `python ppo.py --init runs/sft-gp-l/final`.
 
 Where this departs from the paper's SFT run (a DeepSpeed ZeRO-3 HF Trainer script):
 - Data is generated on the fly by the environment (fresh examples every step, never repeated
@@ -36,22 +36,16 @@ Where this departs from the paper's SFT run (a DeepSpeed ZeRO-3 HF Trainer scrip
   `--preset paper` restores the paper's hyperparameters.
 
 Read top to bottom: the SFT loss and step, FSDP by hand, the training loop. Below the "plumbing"
-banner: the config, the public data format, checkpoints, the run log and resuming, which ppo.py
-imports too, so that both arms log and checkpoint the same way.
+banner: the config and the public data format. Checkpoints, resuming and the run log are
+checkpoints.py's, shared with ppo.py, so that both arms log and checkpoint the same way.
 """
 
 import argparse
 import functools
 import json
 import math
-import os
-import pickle
-import random
-import re
-import shutil
 import sys
 import time
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -59,13 +53,11 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from PIL import Image
-from safetensors import SafetensorError, safe_open
-from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
-                                                     get_optimizer_state_dict, set_optimizer_state_dict)
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from tqdm import tqdm
 
+import checkpoints
 import generalpoints
 from evaluate import (COUNT, COUNT_OR_0, ENVS, PAPER_MAX_NEW_TOKENS, SEED, ArgumentParser, evaluate, number,
                       out_problem, paper_image_size, parse_splits)
@@ -124,8 +116,10 @@ def micro_batch_loss(model, batch, autocast):
 # 4. Gradients. The backward reduce-scatters each unit's gradients: every rank gets the average
 #    over ranks of the gradient of its own shard, and AdamW updates that shard only. With gradient
 #    accumulation, only a step's last micro-batch reduces (set_requires_gradient_sync in run).
-# 5. Saving (`save_policy`). Every parameter is all-gathered in full to rank 0, onto its CPU, which
-#    alone writes the checkpoint; the optimizer state is gathered the same way (save_checkpoint).
+# 5. Saving (checkpoints.save_policy, called by checkpoints.save). Every parameter is all-gathered
+#    in full to rank 0, onto its CPU (get_model_state_dict with full_state_dict and cpu_offload, a
+#    collective every rank joins), and rank 0 alone writes the checkpoint; the optimizer state is
+#    gathered the same way (get_optimizer_state_dict).
 
 
 def shard(policy):
@@ -155,18 +149,6 @@ def shard(policy):
     return policy
 
 
-def save_policy(policy, out_dir):
-    """5. Write the policy as a checkpoint folder (Policy.save: save_pretrained, value head).
-    Every rank calls it: a sharded policy's full state dicts are gathered to rank 0, which writes."""
-    if not policy.sharded:
-        return policy.save(out_dir)
-    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-    model_state = get_model_state_dict(policy.model, options=options)  # a collective: every rank
-    head_state = get_model_state_dict(policy.value_head, options=options)
-    if dist.get_rank() == 0:
-        policy.save(out_dir, model_state, head_state)
-
-
 # -----------------------------------------------------------------------------------------------
 # The training loop
 
@@ -175,11 +157,11 @@ def run(args):
     """Train as `args` (from parse_args) says; returns the path of the final checkpoint."""
     rank, world, device = setup_distributed()  # FSDP 1: the process group (rank 0 of 1 without torchrun)
     out = Path(args.out)
-    if not args.resume and latest_checkpoint(out):
+    if not args.resume and checkpoints.latest(out):
         sys.exit(f"error: {out} already holds checkpoints; pass --resume to continue it or choose another --out")
-    resume_from = resume_checkpoint(out) if args.resume else None  # the newest intact checkpoint
+    resume_from = checkpoints.latest_intact(out) if args.resume else None  # the newest intact checkpoint
     if resume_from:  # the same run, not another one's checkpoint
-        check_same_run(out, args, ("env", "vision", "data", "mixture", "revise", "batch_size", "seed"))
+        checkpoints.check_same_run(out, args, ("env", "vision", "data", "mixture", "revise", "batch_size", "seed"))
     micro = args.micro_batch_size or max(1, args.batch_size // world)
     if args.batch_size % (micro * world):
         sys.exit(f"error: --batch-size {args.batch_size} is not a multiple of --micro-batch-size "
@@ -187,9 +169,9 @@ def run(args):
     n_micro = args.batch_size // micro  # micro-batches per optimizer step, over all ranks
     accum = n_micro // world  # micro-batches per rank per step (gradient accumulation)
     records = load_sft_file(args.data, args.vision) if args.data else None
-    seed_everything(args.seed + rank)
+    checkpoints.seed_everything(args.seed + rank)
 
-    # Model: a fresh policy, or the checkpoint's own weights when resuming (see load_checkpoint).
+    # Model: a fresh policy, or the checkpoint's own weights when resuming (see checkpoints.load).
     try:  # torchrun: threads = cores / ranks (setup_distributed)
         policy = load_policy(resume_from or args.model, vision=args.vision, seed=args.seed, device=device,
                              threads=args.threads or (None if world > 1 else 1))
@@ -208,7 +190,7 @@ def run(args):
     state = {"tokens": 0, "flops": args.init_flops, "examples_seen": 0}
     if resume_from:
         try:
-            state = load_checkpoint(resume_from, policy, optimizer, scheduler)
+            state = checkpoints.load(resume_from, policy, optimizer, scheduler)
         except ValueError as err:
             sys.exit(f"error: cannot resume from {resume_from}: {err}")
     start = state.pop("step", 0)
@@ -217,7 +199,7 @@ def run(args):
 
     config = {"method": "sft", **vars(args), "world_size": world, "micro_batch_size": micro,
               "num_params": n_params, "resumed_from": resume_from}
-    logger = RunLogger(out, config, rank, resume_step=start if resume_from else None)
+    logger = checkpoints.RunLogger(out, config, rank, resume_step=start if resume_from else None)
     if rank == 0:
         say(f"sft: {args.env}{' (vision)' if args.vision else ''}, {n_params / 1e6:.2f}M parameters, "
             f"{world} rank(s), batch {args.batch_size} = {n_micro} x {micro}, steps {start}->{args.steps}, "
@@ -268,7 +250,7 @@ def run(args):
         loss, tokens = stats[0].item() / n_micro, int(stats[1].item())
         if not math.isfinite(loss):
             sys.exit(f"error: the loss is {loss} at step {step + 1}; stopped before updating the "
-                     f"weights (last checkpoint: {latest_checkpoint(out) or 'none'})")
+                     f"weights (last checkpoint: {checkpoints.latest(out) or 'none'})")
         torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
         optimizer.step()
         scheduler.step()
@@ -298,10 +280,10 @@ def run(args):
             run_eval(done)
         if (args.save_every and done % args.save_every == 0) or done == args.steps:
             try:
-                save_checkpoint(out, done, policy, optimizer, scheduler, state, final=done == args.steps)
+                checkpoints.save(out, done, policy, optimizer, scheduler, state, final=done == args.steps)
             except OSError as err:  # e.g. a full disk: the half-written folder is never the latest
                 sys.exit(f"error: writing checkpoint-{done} failed ({err}); the latest complete "
-                         f"checkpoint is {latest_checkpoint(out) or 'none'}")
+                         f"checkpoint is {checkpoints.latest(out) or 'none'}")
     bar.close()
     final = str(out / f"checkpoint-{args.steps}")
     if rank == 0:
@@ -339,7 +321,7 @@ def training_flops(n_params, tokens):
 
 
 # -----------------------------------------------------------------------------------------------
-# ---- plumbing: config and CLI checks, checkpoints, run log, resume, the public data file ----
+# ---- plumbing: config and CLI checks, log lines, the lr schedule, the public data file ----
 
 
 PRESETS = {
@@ -471,262 +453,6 @@ def cosine_schedule(optimizer, total_steps, warmup_frac):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, multiplier)
 
 
-class RunLogger:
-    """The run log that plots.py reads: runs/NAME/config.json and runs/NAME/metrics.jsonl.
-
-    Only rank 0 writes. A fresh run starts an empty metrics.jsonl; a resumed run (resume_step
-    given) keeps the lines up to the checkpoint's step and drops what the killed run logged after
-    it, since those steps are trained again.
-    """
-
-    def __init__(self, out_dir, config, rank, resume_step=None):
-        self.path = Path(out_dir) / "metrics.jsonl"
-        self.enabled = rank == 0
-        if not self.enabled:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        (self.path.parent / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-        resumed = resume_step is not None and self.path.exists()
-        self.path.write_text(lines_up_to(self.path, resume_step) if resumed else "")
-
-    def log(self, record):
-        """Append one JSON line (flushed at once, so a killed run loses nothing logged)."""
-        if self.enabled:
-            with open(self.path, "a") as f:
-                f.write(json.dumps(record) + "\n")
-
-
-def lines_up_to(path, step):
-    """The lines of a JSONL log (metrics.jsonl, ppo.py's samples.jsonl) whose "step" is at most
-    `step`, for a resumed run: what the killed run logged after its checkpoint is done again.
-    A half-written last line (kill -9 mid-write) is dropped, with any other line that does not parse."""
-    kept = []
-    for line in Path(path).read_text(errors="replace").splitlines():
-        try:
-            record = json.loads(line)
-        except (ValueError, RecursionError):
-            continue
-        logged_at = record.get("step", 0) if isinstance(record, dict) else None
-        if isinstance(logged_at, (int, float)) and logged_at <= step:
-            kept.append(line + "\n")
-    return "".join(kept)
-
-
-def _rank():
-    return dist.get_rank() if dist.is_initialized() else 0
-
-
-def _barrier():
-    if dist.is_initialized():
-        dist.barrier()
-
-
-def _trained_modules(policy):
-    """One module holding every parameter an optimizer may train (model and value head), so that
-    optimizer states are saved by parameter name, whatever the sharding."""
-    modules = {"model": policy.model}
-    if getattr(policy, "value_head", None) is not None:
-        modules["value_head"] = policy.value_head
-    return torch.nn.ModuleDict(modules)
-
-
-def save_checkpoint(out_dir, step, policy, optimizer, scheduler, extra, keep=2, final=False):
-    """Write out_dir/checkpoint-STEP/ atomically and keep the newest `keep` checkpoints.
-
-    Every rank calls this (the FSDP state is gathered to rank 0, which writes). The folder holds
-      - save_policy(): the model (save_pretrained, safetensors), tokenizer/processor, value head;
-        load it with load_policy(path), so a checkpoint is also a model to evaluate or fine-tune;
-      - optimizer.pt: the full (unsharded) optimizer state, keyed by parameter name;
-      - scheduler.pt, trainer_state.json (step + `extra`: data position, tokens, flops ...);
-      - rng-rankR.pt: the random states of every rank.
-    Everything is written to .tmp-checkpoint-STEP first and renamed when complete, so a run
-    killed (or a disk filling up) mid-write leaves the previous checkpoint as the latest one.
-    final=True (the end of a run) also points the link out_dir/final at it, so `final` exists
-    only once a run has finished. Assumes a file system shared by all ranks, as on clusters.
-    """
-    out_dir, rank = Path(out_dir), _rank()
-    path, tmp = out_dir / f"checkpoint-{step}", out_dir / f".tmp-checkpoint-{step}"
-    if rank == 0:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-    _barrier()
-    save_policy(policy, str(tmp))  # FSDP 5: gathered to rank 0
-    optim_state = get_optimizer_state_dict(  # a collective under FSDP: every rank takes part
-        _trained_modules(policy), optimizer,
-        options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-    if rank == 0:
-        torch.save(optim_state, tmp / "optimizer.pt")
-        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-        (tmp / "trainer_state.json").write_text(json.dumps({"step": step, **extra}, indent=2))
-    torch.save(_rng_state(), tmp / f"rng-rank{rank}.pt")
-    _barrier()
-    if rank == 0:
-        if path.exists():  # the same step saved again (after a resume): swap, then delete
-            os.rename(path, out_dir / f".old-checkpoint-{step}")
-        os.rename(tmp, path)
-        shutil.rmtree(out_dir / f".old-checkpoint-{step}", ignore_errors=True)
-        for old in _checkpoints(out_dir)[:-keep]:
-            shutil.rmtree(old)
-        if final:  # out_dir/final -> checkpoint-STEP, replaced atomically
-            link = out_dir / ".final-tmp"
-            link.unlink(missing_ok=True)
-            link.symlink_to(path.name)
-            os.replace(link, out_dir / "final")
-    _barrier()
-    return str(path)
-
-
-def _checkpoints(out_dir):
-    """Checkpoint folders of a run, oldest first. A checkpoint-STEP folder only ever appears by the
-    rename that completes it, so a file missing from one later was lost (checkpoint_problem)."""
-    found = [(int(m.group(1)), p) for p in Path(out_dir).glob("checkpoint-*")
-             if (m := re.fullmatch(r"checkpoint-(\d+)", p.name)) and p.is_dir()]
-    return [p for _, p in sorted(found)]
-
-
-def latest_checkpoint(out_dir):
-    """The path of the newest checkpoint in out_dir, or None."""
-    found = _checkpoints(out_dir) if Path(out_dir).is_dir() else []
-    return str(found[-1]) if found else None
-
-
-CHECKPOINT_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt", "rng-rank0.pt",
-                    "config.json", "value_head.safetensors")  # and the weights, one file or shards
-
-
-def checkpoint_problem(path):
-    """What makes a checkpoint folder unusable for --resume, in one line, or None if it looks intact.
-
-    Cheap, so it runs before any model is loaded: every file save_checkpoint writes must be there,
-    every JSON file must parse, every safetensors header must describe exactly the bytes present
-    (a truncated copy fails), every .pt must be a complete zip (torch.save's format, whose
-    directory is at the very end). Values inside the files are not read here: load_checkpoint
-    and load_policy still fail with one line on what this cannot see.
-        checkpoint_problem("runs/x/checkpoint-20") -> "runs/x/checkpoint-20/optimizer.pt is missing"
-    """
-    path = Path(path)
-    weights, index = ["model.safetensors"], path / "model.safetensors.index.json"
-    if index.exists():  # a large model is saved in shards, which the index names
-        try:
-            weights = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            return f"{index} is corrupt"
-    for name in [*CHECKPOINT_FILES, *weights]:
-        if not (path / name).is_file():
-            return f"{path / name} is missing"
-    for file in sorted(path.iterdir()):
-        try:
-            if file.suffix == ".json":
-                json.loads(file.read_text())
-            elif file.suffix == ".safetensors":
-                with safe_open(file, "pt"):
-                    pass
-            elif file.suffix == ".pt":
-                zipfile.ZipFile(file).close()
-        except (OSError, ValueError, RecursionError, zipfile.BadZipFile, SafetensorError) as err:
-            return f"{file} is corrupt or truncated ({one_line(err)})"
-    state = json.loads((path / "trainer_state.json").read_text())
-    if not isinstance(state, dict) or not isinstance(state.get("step"), int):
-        return f"{path / 'trainer_state.json'} holds no step"
-    return None
-
-
-def resume_checkpoint(out_dir):
-    """The checkpoint --resume continues from: the newest intact one in out_dir, or None if the run
-    has none. A damaged newest checkpoint is named on stderr and the older kept one used instead;
-    when every checkpoint is damaged the run stops with one line naming the files."""
-    problems = []
-    for path in reversed(_checkpoints(out_dir) if Path(out_dir).is_dir() else []):
-        if (why := checkpoint_problem(path)) is None:
-            if problems and _rank() == 0:
-                print(f"warning: {'; '.join(problems)}; resuming from the older {path} instead",
-                      file=sys.stderr, flush=True)
-            return str(path)
-        problems.append(why)
-    if problems:
-        sys.exit(f"error: cannot resume {out_dir}, no intact checkpoint: {'; '.join(problems)}")
-    return None
-
-
-def check_same_run(out_dir, args, keys):
-    """Stop with one line when --resume would continue out_dir with other settings `keys` (e.g.
-    env, seed) than its config.json records: that would train another task's checkpoint, or
-    another run, and overwrite its config."""
-    path = Path(out_dir) / "config.json"
-    if not path.is_file():
-        return
-    try:
-        saved = json.loads(path.read_text())
-    except (OSError, ValueError, RecursionError) as err:
-        sys.exit(f"error: {path} cannot be read ({one_line(err)}); fix or delete it to resume")
-    changed = [k for k in keys if isinstance(saved, dict) and k in saved and saved[k] != getattr(args, k)]
-    if changed:
-        sys.exit(f"error: --resume of {out_dir} with a different {', '.join(changed)} than the run's "
-                 f"config.json ({', '.join(f'{k} {saved[k]!r}' for k in changed)})")
-
-
-def one_line(err):
-    """An exception as one short line (torch's and safetensors' messages run to paragraphs)."""
-    return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-
-
-def _load_pt(file):
-    """torch.load of a checkpoint file, weights only (a pickle never runs code); ValueError with one
-    line naming the file when it cannot be read."""
-    try:
-        return torch.load(file, weights_only=True)
-    except pickle.UnpicklingError:
-        raise ValueError(f"{file}: refused, it holds more than tensors (torch.load weights_only)") from None
-    except (OSError, RuntimeError, EOFError, zipfile.BadZipFile) as err:
-        raise ValueError(f"{file} is corrupt or truncated ({one_line(err)})") from None
-
-
-def load_checkpoint(path, policy, optimizer, scheduler):
-    """Restore the training state saved by save_checkpoint around a policy loaded from `path`.
-
-    The weights are restored by loading the policy from the checkpoint folder itself
-    (policy = load_policy(path), then shard it as usual); this restores the optimizer, the
-    scheduler and this rank's random states, and returns trainer_state.json (step, extra).
-    Every rank calls it; rank 0 reads the optimizer state and broadcasts it. A file that cannot
-    be read raises ValueError naming it (resume_checkpoint has already checked the obvious).
-    """
-    path, rank = Path(path), _rank()
-    optim_state = _load_pt(path / "optimizer.pt") if rank == 0 else {}
-    # strict=False: parameters that never got a gradient (the vision tower in a text-only run)
-    # have no Adam state to restore
-    set_optimizer_state_dict(_trained_modules(policy), optimizer, optim_state,
-                             options=StateDictOptions(full_state_dict=True, strict=False,
-                                                      broadcast_from_rank0=dist.is_initialized()))
-    scheduler.load_state_dict(_load_pt(path / "scheduler.pt"))
-    rng_file = path / f"rng-rank{rank}.pt"
-    if rng_file.exists():  # absent when resuming on more ranks than the run was saved with
-        _set_rng_state(_load_pt(rng_file))
-    return json.loads((path / "trainer_state.json").read_text())
-
-
-def _rng_state():
-    state = {"python": random.getstate(), "numpy": np.random.get_state()[1].tolist(),
-             "numpy_pos": int(np.random.get_state()[2]), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state):
-    random.setstate(state["python"])
-    np.random.set_state(("MT19937", np.array(state["numpy"], dtype=np.uint32), state["numpy_pos"]))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def seed_everything(seed):
-    """Seed python, numpy and torch (seeded, not bit-exact on GPU)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
 def load_sft_file(path, vision):
     """Read the public SFT release's format into SFT examples.
 
@@ -788,7 +514,7 @@ def _parse_record(record, root, vision):
         try:  # reads the header only; file_examples decodes the image when its batch comes
             Image.open(image).close()
         except (OSError, ValueError) as err:  # missing, not an image (PIL.UnidentifiedImageError), ...
-            raise ValueError(f"image {image} cannot be opened ({one_line(err)})") from None
+            raise ValueError(f"image {image} cannot be opened ({checkpoints.one_line(err)})") from None
         messages[0]["content"].insert(0, {"type": "image"})
     elif vision:
         raise ValueError("no 'image' but --vision is on")
@@ -805,7 +531,7 @@ def file_examples(records, start, n, seed):
         try:
             out.append({"messages": messages, "image": Image.open(image).convert("RGB") if image else None})
         except OSError as err:  # a truncated image: its header read well in load_sft_file
-            sys.exit(f"error: --data: image {image} cannot be decoded ({one_line(err)})")
+            sys.exit(f"error: --data: image {image} cannot be decoded ({checkpoints.one_line(err)})")
     return out
 
 
@@ -820,7 +546,7 @@ def drop_too_long(records, policy):
     kept = [(messages, image) for messages, image in records if length(messages) <= policy.context]
     if not kept:
         sys.exit(f"error: --data: no record fits the model's context of {policy.context} tokens")
-    if len(kept) < len(records) and _rank() == 0:
+    if len(kept) < len(records) and (not dist.is_initialized() or dist.get_rank() == 0):
         print(f"warning: --data: skipped {len(records) - len(kept)} of {len(records)} records longer than "
               f"the model's context of {policy.context} tokens", file=sys.stderr)
     return kept

@@ -5,8 +5,8 @@
 Works at any world size (the test uses 2). Every rank builds the same tiny policy twice: a plain
 reference and a copy wrapped by sft.shard (gloo on CPU). Both see the same batch on every rank, so
 the FSDP-averaged gradient is the plain one and everything must agree: log-probs and values, the
-loss after one AdamW step, greedy generation with images, and the checkpoint that sft.save_policy
-gathers on rank 0. Prints "fsdp check ok".
+loss after one AdamW step, greedy generation with images, and the checkpoint that
+checkpoints.save_policy gathers on rank 0. Prints "fsdp check ok".
 """
 import os
 import sys
@@ -15,6 +15,7 @@ import torch
 import torch.distributed as dist
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import checkpoints  # noqa: E402
 import generalpoints  # noqa: E402
 import policy as P  # noqa: E402
 import sft  # noqa: E402
@@ -75,7 +76,7 @@ def main():
     assert ref.generate(mine, max_new_tokens=8) == wrapped.generate(mine, max_new_tokens=8)
 
     # 4. the full state dict is gathered on rank 0 and loads back as the trained model
-    sft.save_policy(wrapped, out_dir)
+    checkpoints.save_policy(wrapped, out_dir)
     dist.barrier()
     if rank == 0:
         loaded = P.load_policy(out_dir)

@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import checkpoints  # noqa: E402
 import evaluate  # noqa: E402
 import generalpoints  # noqa: E402
 import plots  # noqa: E402
@@ -268,7 +269,7 @@ def test_resume_falls_back_to_the_older_checkpoint(work, tmp_path, name, capsys)
     sft.run(sft.parse_args(["--model", str(work["model"]), "--steps", "2", "--save-every", "1", *SFT_FAST,
                             "--out", str(run), "--resume"]))
     one_line(capsys.readouterr().err, f"checkpoint-2/{name}", f"older {run / 'checkpoint-1'}")
-    assert sft.checkpoint_problem(run / "checkpoint-2") is None  # trained again from step 1
+    assert checkpoints.problem(run / "checkpoint-2") is None  # trained again from step 1
 
 
 def test_resume_with_every_checkpoint_damaged_changes_nothing(work, tmp_path, capsys):

@@ -1,4 +1,5 @@
-"""GeneralPoints (generalpoints.py): solver, verifier, dealing, prompts, episodes, rendering, CLI.
+"""GeneralPoints (generalpoints.py, and its solvers in solver.py): solver, verifier, dealing, prompts,
+episodes, rendering, CLI.
 
 Run: python -m pytest tests/test_generalpoints.py -q      (about 15 s on one core)
 """
@@ -23,11 +24,12 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import generalpoints as gp  # noqa: E402
+import solver  # noqa: E402
 
 OUTCOMES = {"correct", "wrong_value", "wrong_numbers", "illegal_formula", "wrong_cards"}
 
 
-# --- an independent solver and evaluator, written differently from generalpoints.py ---------
+# --- an independent solver and evaluator, written differently from solver.py / generalpoints.py
 @lru_cache(maxsize=None)
 def can_make(nums, target):
     """Classic 24 search: replace any two numbers by a result of + - * / until one is left."""
@@ -64,7 +66,7 @@ def ast_value(formula):
 def test_solver_agrees_with_brute_force_on_every_multiset(top):
     solvable = 0
     for ms in combinations_with_replacement(range(1, top + 1), 4):
-        formula = gp.solve(list(ms))
+        formula = solver.solve(list(ms))
         expected = can_make(tuple(Fraction(v) for v in ms), Fraction(24))
         assert (formula is not None) == expected, ms
         if formula is not None:
@@ -74,18 +76,18 @@ def test_solver_agrees_with_brute_force_on_every_multiset(top):
 
 
 def test_solver_rational_and_other_targets():
-    assert ast_value(gp.solve([1, 3, 4, 6]))[0] == 24  # only 6/(1-3/4)
-    assert ast_value(gp.solve([3, 3, 8, 8]))[0] == 24  # only 8/(3-8/3)
-    assert gp.solve([1, 1, 1, 1]) is None
+    assert ast_value(solver.solve([1, 3, 4, 6]))[0] == 24  # only 6/(1-3/4)
+    assert ast_value(solver.solve([3, 3, 8, 8]))[0] == 24  # only 8/(3-8/3)
+    assert solver.solve([1, 1, 1, 1]) is None
     for nums, target in [([2, 3, 4], 10), ([5, 5, 5, 1], 24), ([7], 7), ([1, 2, 3, 4, 5], 120), ([2, 2, 0], 0)]:
-        assert ast_value(gp.solve(nums, target))[0] == target
-    assert gp.solve([2, 3], 7) is None
+        assert ast_value(solver.solve(nums, target))[0] == target
+    assert solver.solve([2, 3], 7) is None
 
 
 def test_solvability_table_is_fast():
-    gp._solvable_table.cache_clear()
+    solver.solvable_table.cache_clear()
     start = time.perf_counter()
-    table = gp._solvable_table()
+    table = solver.solvable_table()
     assert time.perf_counter() - start < 3.0 and len(table) == 1820
 
 
@@ -219,14 +221,14 @@ def test_messages_are_the_public_verifiers():
 
 
 def test_public_solutions_are_the_public_solvers():
-    sols = gp.public_solutions((1, 3, 7, 10))
+    sols = solver.public_solutions((1, 3, 7, 10))
     assert "1+3*10-7" in sols and "(1+3*10)-7" in sols and "3*10-7+1" in sols and len(sols) == 44
     assert all(ast_value(s) == (24, [1, 3, 7, 10]) for s in sols)
-    assert gp.public_solutions((3, 3, 8, 8)) == ("8/(3-8/3)",)
-    assert gp.public_solutions((1, 1, 1, 1)) == ()
+    assert solver.public_solutions((3, 3, 8, 8)) == ("8/(3-8/3)",)
+    assert solver.public_solutions((1, 1, 1, 1)) == ()
     # the public solver and ours agree on which hands can make 24 (checked on a sample)
-    for ms in list(gp._solvable_table())[::37]:
-        assert bool(gp.public_solutions(ms)) == (gp._solvable_table()[ms] is not None), ms
+    for ms in list(solver.solvable_table())[::37]:
+        assert bool(solver.public_solutions(ms)) == (solver.solvable_table()[ms] is not None), ms
 
 
 # --- verifier: never raises, never hangs ---------------------------------------------------------

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+import checkpoints
 import ppo
-import sft
 from policy import load_policy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,7 +104,7 @@ def test_kill_and_resume(init_ckpt, tmp_path):
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)  # killed mid-run, without any chance to clean up
     proc.wait()
-    done = json.loads((Path(sft.latest_checkpoint(out)) / "trainer_state.json").read_text())["step"]
+    done = json.loads((Path(checkpoints.latest(out)) / "trainer_state.json").read_text())["step"]
     assert done < 4
     again = run_ppo(flags)
     assert again.returncode != 0 and "--resume" in again.stderr  # never overwrites a run silently

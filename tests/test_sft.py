@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+import checkpoints
 import generalpoints
 import sft
 from policy import load_policy, setup_distributed
@@ -166,7 +167,7 @@ def test_kill_and_resume_reproduces_the_uninterrupted_losses(tmp_path, monkeypat
     with pytest.raises(KeyboardInterrupt):
         train(tmp_path / "b", *flags)
     monkeypatch.setattr(sft, "sft_loss", real_loss)
-    assert sft.latest_checkpoint(tmp_path / "b") == str(tmp_path / "b" / "checkpoint-3")
+    assert checkpoints.latest(tmp_path / "b") == str(tmp_path / "b" / "checkpoint-3")
     assert not (tmp_path / "b" / "final").exists()
 
     resumed = train(tmp_path / "b", *flags, "--resume")
@@ -193,10 +194,10 @@ def test_a_failed_checkpoint_write_leaves_the_previous_one(tmp_path, monkeypatch
     with pytest.raises(SystemExit) as exit_info:
         train(out, "--steps", "4", "--save-every", "2")
     assert "No space left" in str(exit_info.value.code) and "checkpoint-2" in str(exit_info.value.code)
-    assert sft.latest_checkpoint(out) == str(out / "checkpoint-2")
+    assert checkpoints.latest(out) == str(out / "checkpoint-2")
     monkeypatch.undo()
     train(out, "--steps", "4", "--save-every", "2", "--resume")
-    assert sft.latest_checkpoint(out) == str(out / "checkpoint-4")
+    assert checkpoints.latest(out) == str(out / "checkpoint-4")
     assert not (out / ".tmp-checkpoint-4").exists()
 
 
@@ -214,7 +215,7 @@ def test_nan_loss_stops_with_the_last_checkpoint_intact(tmp_path, monkeypatch):
     message = str(exit_info.value.code)
     assert message.startswith("error:") and "nan" in message and "checkpoint-2" in message
     assert "\n" not in message
-    assert sft.latest_checkpoint(out) == str(out / "checkpoint-2")
+    assert checkpoints.latest(out) == str(out / "checkpoint-2")
 
 
 # -----------------------------------------------------------------------------------------------

@@ -1,0 +1,329 @@
+"""
+The run folder: atomic checkpoints, resume, the metrics log; used by sft.py and ppo.py.
+
+A run writes runs/NAME/ and survives being killed at any moment:
+    config.json          the run's settings (check_same_run compares a --resume against it)
+    metrics.jsonl        one JSON line per log or evaluation, read by plots.py (RunLogger)
+    checkpoint-STEP/     a policy.py folder (load_policy reads it) + optimizer, scheduler, RNG states;
+                         the newest `keep` are kept (save)
+    final                a link to the last checkpoint, made when the run finishes
+A checkpoint appears only by the rename that completes it, so a kill mid-write leaves the previous
+one as the newest; --resume takes the newest intact one (latest_intact, problem), restores the
+training state (load) and drops what the log holds past its step (lines_up_to):
+
+    last = checkpoints.latest_intact(out)                            # None: a fresh run
+    state = checkpoints.load(last, policy, optimizer, scheduler)     # {"step": 20, **extra}
+    checkpoints.save(out, step, policy, optimizer, scheduler, extra, final=step == steps)
+
+Under torchrun every rank calls save and load: the sharded (FSDP) state is gathered to rank 0,
+which alone writes; a file system shared by all ranks is assumed, as on clusters.
+"""
+
+import json
+import os
+import pickle
+import random
+import re
+import shutil
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from safetensors import SafetensorError, safe_open
+from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
+                                                     get_optimizer_state_dict, set_optimizer_state_dict)
+
+# -----------------------------------------------------------------------------------------------
+# Saving: the full state gathered to rank 0, written atomically
+
+
+def save_policy(policy, out_dir):
+    """Write the policy as a checkpoint folder (Policy.save: save_pretrained, value head).
+    Every rank calls it: a sharded policy's full state dicts are gathered to rank 0, which writes
+    (sft.py, "FSDP by hand" 5)."""
+    if not policy.sharded:
+        return policy.save(out_dir)
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    model_state = get_model_state_dict(policy.model, options=options)  # a collective: every rank
+    head_state = get_model_state_dict(policy.value_head, options=options)
+    if dist.get_rank() == 0:
+        policy.save(out_dir, model_state, head_state)
+
+
+def _trained_modules(policy):
+    """One module holding every parameter an optimizer may train (model and value head), so that
+    optimizer states are saved by parameter name, whatever the sharding."""
+    modules = {"model": policy.model}
+    if getattr(policy, "value_head", None) is not None:
+        modules["value_head"] = policy.value_head
+    return torch.nn.ModuleDict(modules)
+
+
+def save(out_dir, step, policy, optimizer, scheduler, extra, keep=2, final=False):
+    """Write out_dir/checkpoint-STEP/ atomically and keep the newest `keep` checkpoints.
+
+    Every rank calls this (the FSDP state is gathered to rank 0, which writes). The folder holds
+      - save_policy(): the model (save_pretrained, safetensors), tokenizer/processor, value head;
+        load it with load_policy(path), so a checkpoint is also a model to evaluate or fine-tune;
+      - optimizer.pt: the full (unsharded) optimizer state, keyed by parameter name;
+      - scheduler.pt, trainer_state.json (step + `extra`: data position, tokens, flops ...);
+      - rng-rankR.pt: the random states of every rank.
+    Everything is written to .tmp-checkpoint-STEP first and renamed when complete, so a run
+    killed (or a disk filling up) mid-write leaves the previous checkpoint as the latest one.
+    final=True (the end of a run) also points the link out_dir/final at it, so `final` exists
+    only once a run has finished. Assumes a file system shared by all ranks, as on clusters.
+    """
+    out_dir, rank = Path(out_dir), _rank()
+    path, tmp = out_dir / f"checkpoint-{step}", out_dir / f".tmp-checkpoint-{step}"
+    if rank == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    _barrier()
+    save_policy(policy, str(tmp))  # FSDP 5: gathered to rank 0
+    optim_state = get_optimizer_state_dict(  # a collective under FSDP: every rank takes part
+        _trained_modules(policy), optimizer,
+        options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    if rank == 0:
+        torch.save(optim_state, tmp / "optimizer.pt")
+        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+        (tmp / "trainer_state.json").write_text(json.dumps({"step": step, **extra}, indent=2))
+    torch.save(_rng_state(), tmp / f"rng-rank{rank}.pt")
+    _barrier()
+    if rank == 0:
+        if path.exists():  # the same step saved again (after a resume): swap, then delete
+            os.rename(path, out_dir / f".old-checkpoint-{step}")
+        os.rename(tmp, path)
+        shutil.rmtree(out_dir / f".old-checkpoint-{step}", ignore_errors=True)
+        for old in _folders(out_dir)[:-keep]:
+            shutil.rmtree(old)
+        if final:  # out_dir/final -> checkpoint-STEP, replaced atomically
+            link = out_dir / ".final-tmp"
+            link.unlink(missing_ok=True)
+            link.symlink_to(path.name)
+            os.replace(link, out_dir / "final")
+    _barrier()
+    return str(path)
+
+
+# -----------------------------------------------------------------------------------------------
+# Finding the checkpoint to resume from, and checking it before any model is loaded
+
+
+def _folders(out_dir):
+    """Checkpoint folders of a run, oldest first. A checkpoint-STEP folder only ever appears by the
+    rename that completes it, so a file missing from one later was lost (problem)."""
+    found = [(int(m.group(1)), p) for p in Path(out_dir).glob("checkpoint-*")
+             if (m := re.fullmatch(r"checkpoint-(\d+)", p.name)) and p.is_dir()]
+    return [p for _, p in sorted(found)]
+
+
+def latest(out_dir):
+    """The path of the newest checkpoint in out_dir, or None."""
+    found = _folders(out_dir) if Path(out_dir).is_dir() else []
+    return str(found[-1]) if found else None
+
+
+FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt", "rng-rank0.pt",
+         "config.json", "value_head.safetensors")  # and the weights, one file or shards
+
+
+def problem(path):
+    """What makes a checkpoint folder unusable for --resume, in one line, or None if it looks intact.
+
+    Cheap, so it runs before any model is loaded: every file that save() writes must be there,
+    every JSON file must parse, every safetensors header must describe exactly the bytes present
+    (a truncated copy fails), every .pt must be a complete zip (torch.save's format, whose
+    directory is at the very end). Values inside the files are not read here: load()
+    and load_policy still fail with one line on what this cannot see.
+        problem("runs/x/checkpoint-20") -> "runs/x/checkpoint-20/optimizer.pt is missing"
+    """
+    path = Path(path)
+    weights, index = ["model.safetensors"], path / "model.safetensors.index.json"
+    if index.exists():  # a large model is saved in shards, which the index names
+        try:
+            weights = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return f"{index} is corrupt"
+    for name in [*FILES, *weights]:
+        if not (path / name).is_file():
+            return f"{path / name} is missing"
+    for file in sorted(path.iterdir()):
+        try:
+            if file.suffix == ".json":
+                json.loads(file.read_text())
+            elif file.suffix == ".safetensors":
+                with safe_open(file, "pt"):
+                    pass
+            elif file.suffix == ".pt":
+                zipfile.ZipFile(file).close()
+        except (OSError, ValueError, RecursionError, zipfile.BadZipFile, SafetensorError) as err:
+            return f"{file} is corrupt or truncated ({one_line(err)})"
+    state = json.loads((path / "trainer_state.json").read_text())
+    if not isinstance(state, dict) or not isinstance(state.get("step"), int):
+        return f"{path / 'trainer_state.json'} holds no step"
+    return None
+
+
+def latest_intact(out_dir):
+    """The checkpoint --resume continues from: the newest intact one in out_dir, or None if the run
+    has none. A damaged newest checkpoint is named on stderr and the older kept one used instead;
+    when every checkpoint is damaged the run stops with one line naming the files."""
+    problems = []
+    for path in reversed(_folders(out_dir) if Path(out_dir).is_dir() else []):
+        if (why := problem(path)) is None:
+            if problems and _rank() == 0:
+                print(f"warning: {'; '.join(problems)}; resuming from the older {path} instead",
+                      file=sys.stderr, flush=True)
+            return str(path)
+        problems.append(why)
+    if problems:
+        sys.exit(f"error: cannot resume {out_dir}, no intact checkpoint: {'; '.join(problems)}")
+    return None
+
+
+def check_same_run(out_dir, args, keys):
+    """Stop with one line when --resume would continue out_dir with other settings `keys` (e.g.
+    env, seed) than its config.json records: that would train another task's checkpoint, or
+    another run, and overwrite its config."""
+    path = Path(out_dir) / "config.json"
+    if not path.is_file():
+        return
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError) as err:
+        sys.exit(f"error: {path} cannot be read ({one_line(err)}); fix or delete it to resume")
+    changed = [k for k in keys if isinstance(saved, dict) and k in saved and saved[k] != getattr(args, k)]
+    if changed:
+        sys.exit(f"error: --resume of {out_dir} with a different {', '.join(changed)} than the run's "
+                 f"config.json ({', '.join(f'{k} {saved[k]!r}' for k in changed)})")
+
+
+# -----------------------------------------------------------------------------------------------
+# Loading: the optimizer, the scheduler and the random states (the weights are the policy folder's)
+
+
+def load(path, policy, optimizer, scheduler):
+    """Restore the training state that save() wrote, around a policy loaded from `path`.
+
+    The weights are restored by loading the policy from the checkpoint folder itself
+    (policy = load_policy(path), then shard it as usual); this restores the optimizer, the
+    scheduler and this rank's random states, and returns trainer_state.json (step, extra).
+    Every rank calls it; rank 0 reads the optimizer state and broadcasts it. A file that cannot
+    be read raises ValueError naming it (latest_intact has already checked the obvious).
+    """
+    path, rank = Path(path), _rank()
+    optim_state = _load_pt(path / "optimizer.pt") if rank == 0 else {}
+    # strict=False: parameters that never got a gradient (the vision tower in a text-only run)
+    # have no Adam state to restore
+    set_optimizer_state_dict(_trained_modules(policy), optimizer, optim_state,
+                             options=StateDictOptions(full_state_dict=True, strict=False,
+                                                      broadcast_from_rank0=dist.is_initialized()))
+    scheduler.load_state_dict(_load_pt(path / "scheduler.pt"))
+    rng_file = path / f"rng-rank{rank}.pt"
+    if rng_file.exists():  # absent when resuming on more ranks than the run was saved with
+        _set_rng_state(_load_pt(rng_file))
+    return json.loads((path / "trainer_state.json").read_text())
+
+
+def _load_pt(file):
+    """torch.load of a checkpoint file, weights only (a pickle never runs code); ValueError with one
+    line naming the file when it cannot be read."""
+    try:
+        return torch.load(file, weights_only=True)
+    except pickle.UnpicklingError:
+        raise ValueError(f"{file}: refused, it holds more than tensors (torch.load weights_only)") from None
+    except (OSError, RuntimeError, EOFError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{file} is corrupt or truncated ({one_line(err)})") from None
+
+
+# -----------------------------------------------------------------------------------------------
+# Random states: seeded once, saved with every checkpoint, restored on resume
+
+
+def seed_everything(seed):
+    """Seed python, numpy and torch (seeded, not bit-exact on GPU)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _rng_state():
+    state = {"python": random.getstate(), "numpy": np.random.get_state()[1].tolist(),
+             "numpy_pos": int(np.random.get_state()[2]), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state):
+    random.setstate(state["python"])
+    np.random.set_state(("MT19937", np.array(state["numpy"], dtype=np.uint32), state["numpy_pos"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# -----------------------------------------------------------------------------------------------
+# The run log
+
+
+class RunLogger:
+    """The run log that plots.py reads: runs/NAME/config.json and runs/NAME/metrics.jsonl.
+
+    Only rank 0 writes. A fresh run starts an empty metrics.jsonl; a resumed run (resume_step
+    given) keeps the lines up to the checkpoint's step and drops what the killed run logged after
+    it, since those steps are trained again.
+    """
+
+    def __init__(self, out_dir, config, rank, resume_step=None):
+        self.path = Path(out_dir) / "metrics.jsonl"
+        self.enabled = rank == 0
+        if not self.enabled:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        (self.path.parent / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        resumed = resume_step is not None and self.path.exists()
+        self.path.write_text(lines_up_to(self.path, resume_step) if resumed else "")
+
+    def log(self, record):
+        """Append one JSON line (flushed at once, so a killed run loses nothing logged)."""
+        if self.enabled:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+
+def lines_up_to(path, step):
+    """The lines of a JSONL log (metrics.jsonl, ppo.py's samples.jsonl) whose "step" is at most
+    `step`, for a resumed run: what the killed run logged after its checkpoint is done again.
+    A half-written last line (kill -9 mid-write) is dropped, with any other line that does not parse."""
+    kept = []
+    for line in Path(path).read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except (ValueError, RecursionError):
+            continue
+        logged_at = record.get("step", 0) if isinstance(record, dict) else None
+        if isinstance(logged_at, (int, float)) and logged_at <= step:
+            kept.append(line + "\n")
+    return "".join(kept)
+
+
+# -----------------------------------------------------------------------------------------------
+# Helpers: errors in one line, the rank under torchrun
+
+
+def one_line(err):
+    """An exception as one short line (torch's and safetensors' messages run to paragraphs)."""
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+
+
+def _rank():
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def _barrier():
+    if dist.is_initialized():
+        dist.barrier()
