@@ -20,6 +20,7 @@ which alone writes; a file system shared by all ranks is assumed, as on clusters
 """
 
 import json
+import math
 import os
 import pickle
 import random
@@ -182,6 +183,36 @@ def latest_intact(out_dir):
     if problems:
         sys.exit(f"error: cannot resume {out_dir}, no intact checkpoint: {'; '.join(problems)}")
     return None
+
+
+def resume_point(out_dir, args, keys):
+    """The checkpoint a run continues from: with --resume, the newest intact one in `out_dir`,
+    checked to be the same run (check_same_run on `keys`), or None when there is none; without
+    --resume None, and a folder that already holds checkpoints is refused (one line, exit 1)."""
+    if not args.resume:
+        if latest(out_dir):
+            sys.exit(f"error: {out_dir} already holds checkpoints; pass --resume to continue it "
+                     "or choose another --out")
+        return None
+    last = latest_intact(out_dir)
+    if last is not None:
+        check_same_run(out_dir, args, keys)
+    return last
+
+
+def init_flops(path) -> float:
+    """Training compute already in a checkpoint: the 'flops' sft.py / ppo.py store in its
+    trainer_state.json (0 for a model without one)."""
+    state = Path(path) / "trainer_state.json"
+    if not state.is_file():
+        return 0.0
+    try:
+        flops = float(json.loads(state.read_text()).get("flops", 0.0))
+    except (OSError, ValueError, TypeError, AttributeError, RecursionError) as err:  # not JSON, not a dict, ...
+        sys.exit(f"error: {state} cannot be read ({one_line(err)}); fix or delete it")
+    if not (math.isfinite(flops) and flops >= 0):
+        sys.exit(f"error: {state} gives flops {flops}; it must be a finite number >= 0")
+    return flops
 
 
 def check_same_run(out_dir, args, keys):

@@ -538,6 +538,16 @@ def setup_distributed():
     return rank, world, device
 
 
+def all_sum(values: list[float]) -> list[float]:
+    """Sum a list of floats over all ranks (identity without torch.distributed)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return list(values)
+    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+    t = torch.tensor(values, dtype=torch.float64, device=device)  # [len(values)]
+    dist.all_reduce(t)
+    return t.tolist()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny", help="'tiny', 'tiny-large' or a checkpoint dir")

@@ -34,44 +34,26 @@ minibatch 128 = 128 micro-batches of 1, 20 updates (GP) / 15 (V-IRL), 512 new to
 evaluation sets (explicit flags still win).
 
 Where the CPU defaults differ, and why (measured on the tiny 1.4M-parameter model, 2 cores):
-  - the warm start can revise: 900 SFT steps (sft.py --revise 0.5), half of the conversations
-    with 1-4 failed ID attempts and the verifier's feedback before the right answer (the paper's
-    instruct model brings that skill). From the 600-step single-turn warm start, 70% of the
-    rollout attempts were revisions and 65-77% of all attempts illegal fragments; from this one,
-    1-7% are illegal, and greedy ID success on 128 hands is 57.0% against 39.1% (part of that is
-    its 300 more steps). It takes about twice as long to train.
+  - the warm start can revise (sft.warm_start: 900 steps, half of the conversations with 1-4
+    failed ID attempts and the verifier's feedback before the right answer), as the paper's
+    instruct model can: from a single-turn warm start 70% of the rollout attempts were revisions
+    and 65-77% of all attempts illegal fragments; from this one 1-7% are illegal.
   - lr 2e-5 (the paper: 1e-6 for 11B parameters): 1e-4 without a warm-up moved the turn-level
     ratio far outside the clip in one update (approx KL 0.6-2) and success fell from 50% to ~20%.
-  - sampling temperature 0.7 (the paper: 0.2, which barely explores with a tiny model; at 1.0 the
-    warm start's first answers are 32% correct against 43% at 0.7).
-  - the value head's own MLP learns at 1e-3 and the value loss is unclipped: the head starts from
-    random weights and returns span about -10..+5, so at the policy's lr with a 0.1 clip it could
-    not follow in a 30-update run (explained variance stayed ~0; with this it reaches 0.3-0.5).
-  - 2 epochs of minibatches of 64 in length-sorted micro-batches of 8 (4 optimizer steps per
-    update; the paper: 4 epochs of 128 micro-batches of 1), max grad norm 1.0, 128 attempts per
-    update from 32 environments, evaluation on 128 fixed hands, greedy and by sampling (3 seeded
-    passes at the rollout temperature: what RL improves is the policy it samples from).
-  - Flags for the departures tried, all off by default (the paper's values): --warmup-updates
-    (a fresh Adam's first step is a sign step), --critic detached (the value loss stays out of
-    the language model), --max-attempts 1 with --eval-attempts 5 (train first answers only).
-  - What these defaults do: README "What the main job shows". In short, PPO does not yet lift
-    GP-L ID success visibly at this scale; none of the variants above did either (one seed each,
-    30 updates): the best, --max-attempts 1 --lr 1e-4 --rollout-steps 256 --minibatch-size 128,
-    raised sampled first-attempt success 43.4% -> 50.4% while 5-attempt success stayed flat.
-Where the algorithm differs from the public code, and why:
-  - One verifier outcome per attempt, as in the paper's reward table: the public code's extra
-    per-violation penalties and the extra generation spent only to receive the -1 are left out
-    (the environments add the -1 to the last failed attempt, which ends the episode).
-  - An episode that ends (solved or attempts exhausted) is terminal for GAE; an episode still
-    running when the rollout stops is bootstrapped with the value of its current observation.
-  - The public code replaces min(surr1, surr2) by surr2 when any ratio exceeds 10 and skips
-    minibatches with NaN log-probs; here a non-finite loss or gradient stops the run instead
-    (the last checkpoint stays intact; continue with --resume, e.g. with a lower --lr).
-  - If the answer key never appears in a response, every token counts as "thought" (x 0.5).
-  - Dropout is off in both the scoring and the update passes (eval mode throughout), so the
-    first minibatch's ratio is exactly 1.
-  - The learning rate steps once per update along a cosine over max(--lr-horizon, --updates)
-    updates: 100 as in the public code, whose 20 updates end near the peak lr (it decays to 1e-9).
+  - T 0.7 (the paper: 0.2, which barely explores a tiny model; at 1.0 fewer first answers are right).
+  - the value head's own MLP learns at 1e-3, its loss unclipped: it starts from random weights and
+    returns span -10..+5 (explained variance stayed ~0 at the policy's lr with a 0.1 clip; 0.3-0.5 now).
+  - 2 epochs of minibatches of 64 (micro-batches of 8), max grad norm 1.0, 128 attempts per update
+    from 32 environments; evaluation on 128 fixed hands, greedy and by sampling (3 seeded passes at
+    the rollout temperature: what RL improves is the policy it samples from).
+  - Off by default (the paper's values), tried: --warmup-updates, --critic detached, --max-attempts 1
+    (with --eval-attempts 5), and --kl-coef, a KL penalty to the initial policy that TRL and verl
+    offer: at lr 1e-4 with a 3-update warm-up, 20 updates moved ID success 57.0 -> 48.4% greedy and
+    64.5 -> 52.3% sampled without it, 57.0 -> 62.5% and 64.5 -> 66.0% with --kl-coef 0.2 (one seed).
+  - What these defaults do: README "What the main job shows". In short, PPO does not yet lift GP-L
+    ID success visibly at this scale, and none of the variants did either (one seed each).
+Where the algorithm differs from the public code (its extra per-violation penalties, its ratio > 10
+and NaN workarounds, bootstrapping, dropout, the lr horizon): README "Where this differs from the paper".
 
 Scale: under torchrun each rank steps its own environments (seeds offset by rank), the model is
 sharded with FSDP2 (sft.shard) which reduces the gradients, advantages are normalised over all
@@ -118,108 +100,80 @@ OUTCOMES = {"generalpoints": ("correct", "wrong_value", "wrong_numbers", "illega
             "virl": ("correct", "wrong_action", "wrong_observation")}
 
 
-def run_name(env: str, vision: bool, seed: int = 0) -> str:
-    """gp-l, gp-vl, virl-l, virl-vl: the suffix sft.py names its runs with; -seedN for seed N > 0."""
-    return f"{'gp' if env == 'generalpoints' else 'virl'}-{'vl' if vision else 'l'}" + (f"-seed{seed}" if seed else "")
-
-
 def parse_args(argv=None) -> argparse.Namespace:
     p = evaluate.ArgumentParser(description="\n\n".join(__doc__.split("\n\n")[:2]),  # title + launch lines
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--env", choices=sorted(evaluate.ENVS), default="generalpoints", help="task (the paper: both)")
-    p.add_argument("--vision", action="store_true", help="VL variant: the observation is an image (GP-VL, V-IRL-VL)")
-    p.add_argument("--model", default="tiny",
-                   help="'tiny' (built in code) or a local model path (the paper: Llama-3.2-11B-Vision-Instruct)")
-    p.add_argument("--init", default=None,
-                   help="checkpoint to start PPO from; default: the warm start in runs/warm-gp-l etc., trained first "
-                        "with sft.py when missing (GeneralPoints: 900 steps, half of the conversations with revision "
-                        "turns); 'base' = --model itself, no SFT")
-    p.add_argument("--out", default=None,
-                   help="run folder (default runs/ppo-gp-l, -gp-vl, -virl-l, -virl-vl; -seedN added for --seed N > 0)")
-    p.add_argument("--preset", choices=["cpu", "paper"], default="cpu",
-                   help="'paper' = the paper's hyperparameters for a real checkpoint on GPUs")
-    p.add_argument("--seed", type=SEED, default=0,
-                   help="seed of random/numpy/torch and of the environments (offset per rank)")
+    a = p.add_argument
+    a("--env", choices=sorted(evaluate.ENVS), default="generalpoints", help="task (the paper: both)")
+    a("--vision", action="store_true", help="VL variant: the observation is an image (GP-VL, V-IRL-VL)")
+    a("--model", default="tiny", help="'tiny' (built in code) or a local model path (the paper: "
+      "Llama-3.2-11B-Vision-Instruct)")
+    a("--init", default=None, help="checkpoint to start PPO from; default: the warm start in runs/warm-gp-l etc., "
+      "trained first with sft.py when missing (GeneralPoints: 900 steps, half of the conversations with revision "
+      "turns); 'base' = --model itself, no SFT")
+    a("--out", default=None, help="run folder (default runs/ppo-gp-l, -gp-vl, -virl-l, -virl-vl; -seedN added for "
+      "--seed N > 0)")
+    a("--preset", choices=["cpu", "paper"], default="cpu", help="'paper' = the paper's hyperparameters for a real "
+      "checkpoint on GPUs")
+    a("--seed", type=SEED, default=0, help="seed of random/numpy/torch and of the environments (offset per rank)")
     # rollout
-    p.add_argument("--updates", type=COUNT, default=None,
-                   help="PPO updates (the paper: 20 GP / 15 V-IRL; CPU default 30)")
-    p.add_argument("--num-envs", type=COUNT, default=32,
-                   help="environments stepped together per rank (the paper: 1 per GPU)")
-    p.add_argument("--rollout-steps", type=COUNT, default=128,
-                   help="attempts collected per rank per update (the paper: 256 per GPU x 8)")
-    p.add_argument("--max-attempts", type=COUNT, default=None,
-                   help="VIter, attempts per hand/position (the paper: 5 GP / 2 V-IRL)")
-    p.add_argument("--temperature", type=number(above=0), default=0.7,
-                   help="sampling temperature, > 0: it also divides the logits when scoring, PPO needs those log-probs"
-                        " (the paper: 0.2)")
-    p.add_argument("--max-new-tokens", type=COUNT, default=96,
-                   help="longest answer; a longer one is cut off and judged as is (the paper: 512)")
+    a("--updates", type=COUNT, default=None, help="PPO updates (the paper: 20 GP / 15 V-IRL; CPU default 30)")
+    a("--num-envs", type=COUNT, default=32, help="environments stepped together per rank (the paper: 1 per GPU)")
+    a("--rollout-steps", type=COUNT, default=128, help="attempts collected per rank per update (the paper: 256 per "
+      "GPU x 8)")
+    a("--max-attempts", type=COUNT, default=None, help="VIter, attempts per hand/position (the paper: 5 GP / 2 V-IRL)")
+    a("--temperature", type=number(above=0), default=0.7, help="sampling temperature, > 0: it also divides the "
+      "logits when scoring, PPO needs those log-probs (the paper: 0.2)")
+    a("--max-new-tokens", type=COUNT, default=96, help="longest answer; a longer one is cut off and judged as is "
+      "(the paper: 512)")
     # the PPO update
-    p.add_argument("--ppo-epochs", type=COUNT, default=2, help="epochs over the rollout per update (the paper: 4)")
-    p.add_argument("--minibatch-size", type=COUNT, default=64,
-                   help="attempts per optimizer step per rank (the paper: 128 = 1 x 128 accumulation)")
-    p.add_argument("--grad-accum", type=COUNT, default=None,
-                   help="micro-batches per minibatch, gradients accumulated; the micro-batch is also the scoring "
-                        "pass's batch (default: micro-batches of gcd(--minibatch-size, 8), which ran 1.8x faster than "
-                        "64 on 2 CPU cores, benchmarks/train_speed.py; the paper: 128)")
-    p.add_argument("--lr", type=number(above=0), default=2e-5,
-                   help="Adam learning rate, cosine-decayed over the updates (the paper: 1e-6)")
-    p.add_argument("--vf-lr", type=number(at_least=0), default=1e-3,
-                   help="learning rate of the value head's own MLP; 0 = --lr (the paper: one lr for all)")
-    p.add_argument("--warmup-updates", type=COUNT_OR_0, default=0,
-                   help="linear lr warm-up over the first N updates: a fresh Adam's first step is a sign step of size "
-                        "lr on every weight (the paper: 0)")
-    p.add_argument("--critic", choices=["shared", "detached"], default="shared",
-                   help="shared: the value loss also trains the language model under the value head (the paper); "
-                        "detached: it trains the value head alone, so it cannot disturb the policy at a CPU learning "
-                        "rate")
-    p.add_argument("--lr-horizon", type=COUNT, default=100,
-                   help="the cosine decay spans max(this, --updates) updates (the public code: lr_max_steps 100 for 20"
-                        " updates, so the lr stays near its peak)")
-    p.add_argument("--adam-eps", type=number(above=0), default=1e-7, help="Adam epsilon (the paper: 1e-7)")
-    p.add_argument("--clip-coef", type=number(above=0), default=0.1, help="PPO ratio clip (the paper: 0.1)")
-    p.add_argument("--vf-clip", type=number(at_least=0), default=0.0,
-                   help="value clip around the old value, 0 = off (the paper: 0.1, its clip_param; CPU default off so "
-                        "a fresh head can reach returns of -10..+5)")
-    p.add_argument("--vf-coef", type=number(at_least=0), default=0.5, help="value loss coefficient (the paper: 0.5)")
-    p.add_argument("--max-grad-norm", type=number(above=0), default=1.0,
-                   help="gradient clipping norm (the paper: 0.01)")
-    p.add_argument("--gamma", type=number(at_least=0, at_most=1), default=0.9,
-                   help="discount over attempts (the paper: 0.9)")
-    p.add_argument("--gae-lambda", type=number(at_least=0, at_most=1), default=0.95,
-                   help="GAE lambda (the paper: 0.95)")
-    p.add_argument("--kl-coef", type=number(at_least=0), default=0.0,
-                   help="weight of a KL penalty to the frozen initial policy in the loss, the k3 estimate summed over "
-                        "each answer's tokens (TRL and verl offer one); the reference model is loaded only when > 0 "
-                        "(the paper: 0, no reference model)")
-    p.add_argument("--thought-prob-coef", type=number(at_least=0), default=0.5,
-                   help="weight of the tokens before the answer key in the action log-prob (the paper: 0.5)")
+    a("--ppo-epochs", type=COUNT, default=2, help="epochs over the rollout per update (the paper: 4)")
+    a("--minibatch-size", type=COUNT, default=64, help="attempts per optimizer step per rank (the paper: 128 = 1 x "
+      "128 accumulation)")
+    a("--grad-accum", type=COUNT, default=None, help="micro-batches per minibatch, gradients accumulated; also the "
+      "scoring pass's batch (default: micro-batches of gcd(--minibatch-size, 8), 1.8x faster than 64 on 2 CPU cores, "
+      "benchmarks/train_speed.py; the paper: 128)")
+    a("--lr", type=number(above=0), default=2e-5, help="Adam learning rate, cosine-decayed (the paper: 1e-6)")
+    a("--vf-lr", type=number(at_least=0), default=1e-3, help="learning rate of the value head's own MLP; 0 = --lr "
+      "(the paper: one lr for all)")
+    a("--warmup-updates", type=COUNT_OR_0, default=0, help="linear lr warm-up over the first N updates: a fresh "
+      "Adam's first step is a sign step of size lr on every weight (the paper: 0)")
+    a("--critic", choices=["shared", "detached"], default="shared", help="shared: the value loss also trains the "
+      "language model under the value head (the paper); detached: it trains the value head alone")
+    a("--lr-horizon", type=COUNT, default=100, help="the cosine decay spans max(this, --updates) updates (the public "
+      "code: lr_max_steps 100 for 20 updates, so the lr stays near its peak)")
+    a("--adam-eps", type=number(above=0), default=1e-7, help="Adam epsilon (the paper: 1e-7)")
+    a("--clip-coef", type=number(above=0), default=0.1, help="PPO ratio clip (the paper: 0.1)")
+    a("--vf-clip", type=number(at_least=0), default=0.0, help="value clip around the old value, 0 = off (the paper: "
+      "0.1, its clip_param; off on the CPU so a fresh head can reach returns of -10..+5)")
+    a("--vf-coef", type=number(at_least=0), default=0.5, help="value loss coefficient (the paper: 0.5)")
+    a("--max-grad-norm", type=number(above=0), default=1.0, help="gradient clipping norm (the paper: 0.01)")
+    a("--gamma", type=number(at_least=0, at_most=1), default=0.9, help="discount over attempts (the paper: 0.9)")
+    a("--gae-lambda", type=number(at_least=0, at_most=1), default=0.95, help="GAE lambda (the paper: 0.95)")
+    a("--kl-coef", type=number(at_least=0), default=0.0, help="weight of a KL penalty to the frozen initial policy "
+      "(k3 estimate summed over each answer's tokens; TRL and verl offer one); its reference model is loaded only "
+      "when > 0 (the paper: 0, no reference model)")
+    a("--thought-prob-coef", type=number(at_least=0), default=0.5, help="weight of the tokens before the answer key "
+      "in the action log-prob (the paper: 0.5)")
     # evaluation, checkpoints
-    p.add_argument("--eval-every", type=COUNT_OR_0, default=15,
-                   help="evaluate every N updates, and always at the start and the end (0: only those); an evaluation "
-                        "costs about as much as 10 updates on the CPU")
-    p.add_argument("--eval-splits", default=None,
-                   help="comma-separated splits to evaluate (default: id,ood-rule, and ood-visual with --vision; "
-                        "GeneralPoints also knows val-rule)")
-    p.add_argument("--eval-episodes", type=COUNT_OR_0, default=128,
-                   help="fixed hands/routes per split, capped at the split's set (0 = the paper's full set: 234 GP / "
-                        "48 V-IRL)")
-    p.add_argument("--eval-max-new-tokens", type=COUNT, default=None,
-                   help="longest answer in evaluations (default: --max-new-tokens; the paper: 256)")
-    p.add_argument("--eval-attempts", type=COUNT, default=None,
-                   help="attempts per hand/position in evaluations (default: the env's VIter, 5 GP / 2 V-IRL, whatever"
-                        " --max-attempts trains with)")
-    p.add_argument("--eval-temperature", type=number(at_least=0), default=0.0,
-                   help="temperature of the main evaluation (0 = greedy; --preset paper: the checkpoint's own "
-                        "generation settings)")
-    p.add_argument("--eval-samples", type=COUNT_OR_0, default=3,
-                   help="also evaluate by sampling at the rollout --temperature, this many seeded passes over the same"
-                        " episodes (0 = off); what RL optimizes is the policy it samples from")
-    p.add_argument("--save-every", type=COUNT_OR_0, default=10,
-                   help="checkpoint every N updates (and at the end); 0 = only at the end")
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the run folder")
-    p.add_argument("--warm-start-args", default="",
-                   help="extra flags for sft.py when the warm start is trained here, e.g. '--steps 100'")
+    a("--eval-every", type=COUNT_OR_0, default=15, help="evaluate every N updates, and always at the start and the "
+      "end (0: only those); an evaluation costs about as much as 10 updates on the CPU")
+    a("--eval-splits", default=None, help="comma-separated splits to evaluate (default: id,ood-rule, and ood-visual "
+      "with --vision; GeneralPoints also knows val-rule)")
+    a("--eval-episodes", type=COUNT_OR_0, default=128, help="fixed hands/routes per split, capped at the split's set "
+      "(0 = the paper's full set: 234 GP / 48 V-IRL)")
+    a("--eval-max-new-tokens", type=COUNT, default=None, help="longest answer in evaluations (default: "
+      "--max-new-tokens; the paper: 256)")
+    a("--eval-attempts", type=COUNT, default=None, help="attempts per hand/position in evaluations (default: the "
+      "env's VIter, 5 GP / 2 V-IRL, whatever --max-attempts trains with)")
+    a("--eval-temperature", type=number(at_least=0), default=0.0, help="temperature of the main evaluation (0 = "
+      "greedy; --preset paper: the checkpoint's own generation settings)")
+    a("--eval-samples", type=COUNT_OR_0, default=3, help="also evaluate by sampling at the rollout --temperature, "
+      "this many seeded passes over the same episodes (0 = off): RL improves the policy it samples from")
+    a("--save-every", type=COUNT_OR_0, default=10, help="checkpoint every N updates and at the end (0: only then)")
+    a("--resume", action="store_true", help="continue from the last checkpoint in the run folder")
+    a("--warm-start-args", default="", help="extra flags for sft.py when the warm start is trained here, e.g. "
+      "'--steps 100'")
     args = p.parse_args(argv)
     if args.preset == "paper":  # paper values for every flag not given explicitly
         p.set_defaults(**PAPER)
@@ -235,7 +189,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     # the public sizes under --preset paper (1200 px cards, 2405 px grids), the env's CPU size otherwise
     args.image_size = evaluate.paper_image_size(args.env) if args.preset == "paper" else None
     if args.out is None:
-        args.out = f"runs/ppo-{run_name(args.env, args.vision, args.seed)}"
+        args.out = f"runs/ppo-{sft.run_name(args.env, args.vision, args.seed)}"
     if why := evaluate.out_problem(args.out):
         p.error(f"--out {why}")
     if args.rollout_steps % args.num_envs:
@@ -251,16 +205,6 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error(f"--eval-splits: {err}")
     args.eval_episodes = args.eval_episodes or None  # None = the paper's count
     return args
-
-
-def all_sum(values: list[float]) -> list[float]:
-    """Sum a list of floats over all ranks (identity without torch.distributed)."""
-    if not (dist.is_available() and dist.is_initialized()):
-        return list(values)
-    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
-    t = torch.tensor(values, dtype=torch.float64, device=device)  # [len(values)]
-    dist.all_reduce(t)
-    return t.tolist()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -446,7 +390,7 @@ def compute_gae(rewards, values, dones, last_values, gamma: float, lam: float):
 
 def normalize_advantages(adv: torch.Tensor) -> torch.Tensor:
     """(adv - mean) / std over the whole batch, all ranks included."""
-    s, sq, n = all_sum([float(adv.sum()), float((adv ** 2).sum()), float(adv.numel())])
+    s, sq, n = policy_lib.all_sum([float(adv.sum()), float((adv ** 2).sum()), float(adv.numel())])
     mean = s / n
     std = math.sqrt(max(sq / n - mean ** 2, 0.0))
     return (adv - mean) / (std + 1e-8)
@@ -552,61 +496,6 @@ def ppo_update(policy, optimizer, params, batch, args, answer_key, ref=None) -> 
 # plumbing: warm start, evaluation, logging, samples
 # ---------------------------------------------------------------------------------------------
 
-# The warm start: the tiny model's stand-in for the paper's instruct checkpoint + its short ID SFT.
-# An instruct model can already answer again after feedback; a tiny model trained on single-turn
-# answers cannot (its revisions were 77-95% illegal fragments, so 70% of the rollout attempts were
-# wasted): GeneralPoints' warm start also trains on ID conversations with 1-4 failed attempts
-# and the verifier's feedback before the right answer (sft.py --revise), and for longer.
-WARM_START = {"generalpoints": ["--revise", "0.5", "--steps", "900", "--eval-every", "0"],
-              "virl": ["--eval-every", "0"]}
-
-
-def warm_start(args, rank: int) -> tuple[str, float]:
-    """The checkpoint PPO starts from and the compute that produced it (6 N D_init).
-
-    The paper starts RL from an SFT-initialised checkpoint (RL from the base model never reaches
-    the answer format). Default: sft.py run with WARM_START's flags into runs/warm-gp-l, ...,
-    reused once finished (its `final` link), else trained here with sft.py's own run() (or, when
-    a killed run left checkpoints, finished from the last one).
-    """
-    if args.init == "base":
-        return args.model, 0.0
-    if args.init is not None:
-        return args.init, init_flops(args.init)
-    flags = ["--env", args.env, "--model", args.model, "--seed", str(args.seed),
-             "--out", f"runs/warm-{run_name(args.env, args.vision, args.seed)}"]
-    flags += (["--vision"] if args.vision else []) + WARM_START[args.env] + args.warm_start_args.split()
-    sft_args = sft.parse_args(flags + ["--resume"])  # finishes a killed SFT run, else starts one
-    final = Path(sft_args.out) / "final"             # exists once an SFT run has finished
-    if final.exists():
-        path = final.resolve()
-        if rank == 0:
-            print(f"warm start: reusing {path}", flush=True)
-    else:
-        if rank == 0:
-            print(f"warm start: no finished run in {sft_args.out}; training it first "
-                  f"(python sft.py {' '.join(flags)})", flush=True)
-        path = sft.run(sft_args)
-    return str(path), init_flops(path)
-
-
-def resume_point(args, out: Path, rank: int):
-    """The checkpoint a --resume run continues from: the newest intact one in `out`, checked to be
-    this run's (env, vision, model, seed); None for a new run, which refuses a folder that already
-    holds checkpoints."""
-    if not args.resume:
-        if checkpoints.latest(out):
-            sys.exit(f"error: {out} already holds checkpoints; pass --resume to continue it or choose another --out")
-        return None
-    last = checkpoints.latest_intact(out)
-    if last is None:
-        if rank == 0:
-            print(f"--resume: no checkpoint in {out}, starting from the beginning", flush=True)
-        return None
-    checkpoints.check_same_run(out, args, ("env", "vision", "model", "seed"))
-    return last
-
-
 def restore(last, policy, optimizer, scheduler, args, rank) -> tuple:
     """Load a checkpoint's weights, optimizer, scheduler and RNG state (checkpoints.load);
     returns (update, d_rl, d_buffer, flops_init, init_path) as saved by the run."""
@@ -637,21 +526,6 @@ def load(path, args, device, world, frozen=False):
     if world > 1:
         sft.shard(policy)
     return policy
-
-
-def init_flops(path) -> float:
-    """Training compute already in a checkpoint: the 'flops' sft.py / ppo.py store in its
-    trainer_state.json (0 for a model without one)."""
-    state = Path(path) / "trainer_state.json"
-    if not state.is_file():
-        return 0.0
-    try:
-        flops = float(json.loads(state.read_text()).get("flops", 0.0))
-    except (OSError, ValueError, TypeError, AttributeError, RecursionError) as err:  # not JSON, not a dict, ...
-        sys.exit(f"error: {state} cannot be read ({checkpoints.one_line(err)}); fix or delete it")
-    if not (math.isfinite(flops) and flops >= 0):
-        sys.exit(f"error: {state} gives flops {flops}; it must be a finite number >= 0")
-    return flops
 
 
 def run_eval(policy, args) -> dict:
@@ -698,7 +572,7 @@ def update_stats(roll, stats, ret, old_values, entropy, outcomes, world) -> dict
              "var_res": float((ret - old_values).var()), "var_ret": float(ret.var()), "entropy": entropy,
              **{f"n_{k}": sum(o == k for o in roll.outcomes) for k in outcomes},
              **{k: stats[k] for k in ppo_keys}}
-    g = dict(zip(local, all_sum(list(local.values()))))
+    g = dict(zip(local, policy_lib.all_sum(list(local.values()))))
     n = g["n"]
     return {"first_success": g["first_ok"] / g["first"] if g["first"] else None,
             "revision_success": g["later_ok"] / g["later"] if g["later"] else None,
@@ -737,12 +611,14 @@ def main(argv=None) -> None:
     checkpoints.seed_everything(args.seed + rank)  # random, numpy, torch: seeded, not bit-exact
     env_mod = evaluate.ENVS[args.env]
     out = Path(args.out)
-    last = resume_point(args, out, rank)  # the run's own newest checkpoint with --resume, else None
+    last = checkpoints.resume_point(out, args, ("env", "vision", "model", "seed"))  # None: a new run
+    if args.resume and last is None and rank == 0:
+        print(f"--resume: no checkpoint in {out}, starting from the beginning", flush=True)
     timing = {"warm start": 0.0, "rollouts": 0.0, "updates": 0.0, "evals": 0.0}
 
     # ---- the policy: the SFT warm start, or the run's own last checkpoint when resuming ----
     t0 = time.perf_counter()
-    init_path, flops_init = warm_start(args, rank) if last is None else (None, 0.0)
+    init_path, flops_init = sft.warm_start(args, rank) if last is None else (None, 0.0)
     timing["warm start"] = time.perf_counter() - t0
     policy = load(last or init_path, args, device, world)
     n_params = policy.num_params
@@ -764,7 +640,7 @@ def main(argv=None) -> None:
     if rank == 0 and samples_path.exists():  # keep only what the resumed checkpoint has seen
         samples_path.write_text(checkpoints.lines_up_to(samples_path, start) if last else "")
     if rank == 0 and last is None:
-        print(f"ppo: {run_name(args.env, args.vision)}, {n_params / 1e6:.2f}M parameters, {world} rank(s) x "
+        print(f"ppo: {sft.run_name(args.env, args.vision)}, {n_params / 1e6:.2f}M parameters, {world} rank(s) x "
               f"{args.num_envs} envs, {args.rollout_steps} attempts/rank/update, {args.updates} updates, "
               f"init {init_path}, out {out}", flush=True)
 
@@ -801,7 +677,7 @@ def main(argv=None) -> None:
         old_logp, old_values, entropy, tokens = score_rollout(policy, roll.obs, roll.responses, args,
                                                               env_mod.ANSWER_KEY)              # [N] each
         last_values = bootstrap_values(policy, roll.last_obs, args, env_mod.ANSWER_KEY)       # [E]
-        d_buffer += all_sum([2 * float(tokens.sum())])[0]  # two no-grad passes: generation, scoring
+        d_buffer += policy_lib.all_sum([2 * float(tokens.sum())])[0]  # two no-grad passes: generation, scoring
         # ---- advantages (GAE over attempts), normalised over all ranks ----
         T, E = roll.rewards.shape
         adv, ret = compute_gae(roll.rewards, old_values.view(T, E), roll.dones, last_values,
@@ -818,7 +694,7 @@ def main(argv=None) -> None:
                      f"step. Last good checkpoint: {checkpoints.latest(out) or 'none'} "
                      f"(continue with --resume, e.g. with a lower --lr)")
         scheduler.step()
-        d_rl += all_sum([float(stats["tokens"])])[0]
+        d_rl += policy_lib.all_sum([float(stats["tokens"])])[0]
         timing["updates"] += time.perf_counter() - t_upd
 
         # ---- logging: one line per update, two sample episodes ----

@@ -150,6 +150,53 @@ def shard(policy):
 
 
 # -----------------------------------------------------------------------------------------------
+# The warm start PPO begins from (ppo.py calls warm_start)
+
+
+def run_name(env: str, vision: bool, seed: int = 0) -> str:
+    """gp-l, gp-vl, virl-l, virl-vl: the suffix sft.py names its runs with; -seedN for seed N > 0."""
+    return f"{'gp' if env == 'generalpoints' else 'virl'}-{'vl' if vision else 'l'}" + (f"-seed{seed}" if seed else "")
+
+
+# The warm start: the tiny model's stand-in for the paper's instruct checkpoint + its short ID SFT.
+# An instruct model can already answer again after feedback; a tiny model trained on single-turn
+# answers cannot (its revisions were 77-95% illegal fragments, so 70% of the rollout attempts were
+# wasted): GeneralPoints' warm start also trains on ID conversations with 1-4 failed attempts
+# and the verifier's feedback before the right answer (sft.py --revise), and for longer.
+WARM_START = {"generalpoints": ["--revise", "0.5", "--steps", "900", "--eval-every", "0"],
+              "virl": ["--eval-every", "0"]}
+
+
+def warm_start(args, rank: int) -> tuple[str, float]:
+    """ppo.py's --init (its parsed args): the checkpoint PPO starts from and the compute that produced it (6 N D_init).
+
+    The paper starts RL from an SFT-initialised checkpoint (RL from the base model never reaches
+    the answer format). Default: sft.py run with WARM_START's flags into runs/warm-gp-l, ...,
+    reused once finished (its `final` link), else trained here with sft.py's own run() (or, when
+    a killed run left checkpoints, finished from the last one).
+    """
+    if args.init == "base":
+        return args.model, 0.0
+    if args.init is not None:
+        return args.init, checkpoints.init_flops(args.init)
+    flags = ["--env", args.env, "--model", args.model, "--seed", str(args.seed),
+             "--out", f"runs/warm-{run_name(args.env, args.vision, args.seed)}"]
+    flags += (["--vision"] if args.vision else []) + WARM_START[args.env] + args.warm_start_args.split()
+    sft_args = parse_args(flags + ["--resume"])  # finishes a killed SFT run, else starts one
+    final = Path(sft_args.out) / "final"             # exists once an SFT run has finished
+    if final.exists():
+        path = final.resolve()
+        if rank == 0:
+            print(f"warm start: reusing {path}", flush=True)
+    else:
+        if rank == 0:
+            print(f"warm start: no finished run in {sft_args.out}; training it first "
+                  f"(python sft.py {' '.join(flags)})", flush=True)
+        path = run(sft_args)
+    return str(path), checkpoints.init_flops(path)
+
+
+# -----------------------------------------------------------------------------------------------
 # The training loop
 
 
@@ -157,11 +204,8 @@ def run(args):
     """Train as `args` (from parse_args) says; returns the path of the final checkpoint."""
     rank, world, device = setup_distributed()  # FSDP 1: the process group (rank 0 of 1 without torchrun)
     out = Path(args.out)
-    if not args.resume and checkpoints.latest(out):
-        sys.exit(f"error: {out} already holds checkpoints; pass --resume to continue it or choose another --out")
-    resume_from = checkpoints.latest_intact(out) if args.resume else None  # the newest intact checkpoint
-    if resume_from:  # the same run, not another one's checkpoint
-        checkpoints.check_same_run(out, args, ("env", "vision", "data", "mixture", "revise", "batch_size", "seed"))
+    resume_from = checkpoints.resume_point(out, args, ("env", "vision", "data", "mixture", "revise", "batch_size",
+                                                        "seed"))  # None: a new run
     micro = args.micro_batch_size or max(1, args.batch_size // world)
     if args.batch_size % (micro * world):
         sys.exit(f"error: --batch-size {args.batch_size} is not a multiple of --micro-batch-size "
@@ -403,7 +447,7 @@ def parse_args(argv=None):
     if args.lr is None:
         args.lr = 1e-3 if preset == "cpu" else (5e-7 if args.vision else 1e-6)
     if args.out is None:
-        args.out = f"runs/sft-{'gp' if args.env == 'generalpoints' else 'virl'}-{'vl' if args.vision else 'l'}"
+        args.out = f"runs/sft-{run_name(args.env, args.vision)}"
     if why := out_problem(args.out):
         p.error(f"--out {why}")
     if args.data is not None and not Path(args.data).is_file():
