@@ -6,7 +6,7 @@ writes one table: ID success at the first and the last evaluation, greedy and sa
 policy RL samples from), sampled first-attempt success, and the update diagnostics (approx KL,
 clip fraction, explained variance), mean and sd over seeds.
 
-  1. warm     sft.py with ppo.py's warm-start flags (ppo.WARM_START: 900 steps, half of the
+  1. warm     sft.py with the warm-start flags PPO uses (sft.WARM_START: 900 steps, half of the
               conversations with revision turns), seed 0, shared by every row.
   2. ROW-sS   ppo.py --init warm/final with the row's flags, seed S, 30 updates, evaluated on
               128 fixed ID hands at updates 0, 15 and 30 (greedy, and 3 sampled passes).
@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from evaluate import COUNT, ArgumentParser, out_problem  # noqa: E402  (argparse checks, no torch)
 from headline import say, stage  # noqa: E402  (the same resumable stage runner)
 
-WARM = ["--revise", "0.5", "--steps", "900", "--eval-every", "0"]  # ppo.WARM_START (no torch import here)
+WARM = ["--revise", "0.5", "--steps", "900", "--eval-every", "0"]  # sft.WARM_START (no torch import here)
 # Each row adds to the one before it where its name starts with "+"; the paper's algorithm first.
 FAST = ["--lr", "1e-4", "--warmup-updates", "3", "--critic", "detached"]
 BIG = ["--rollout-steps", "256", "--num-envs", "64", "--minibatch-size", "128"]
