@@ -35,8 +35,8 @@ Where this departs from the paper's SFT run (a DeepSpeed ZeRO-3 HF Trainer scrip
 - The CPU defaults (tiny model, lr 1e-3) are there so that a laptop sees the curve in minutes;
   `--preset paper` restores the paper's hyperparameters.
 
-Read top to bottom: the SFT loss and step, FSDP by hand, the training loop. Below the "plumbing"
-banner: the config and the public data format. Checkpoints, resuming and the run log are
+Read top to bottom: the SFT loss and step, FSDP by hand, the training loop, the warm start that
+ppo.py begins from. Below the "plumbing" banner: the config and the public data format. Checkpoints, resuming and the run log are
 checkpoints.py's, shared with ppo.py, so that both arms log and checkpoint the same way.
 """
 
@@ -147,53 +147,6 @@ def shard(policy):
     fully_shard(policy.value_head, mesh=mesh, reshard_after_forward=True)  # fp32
     policy.sharded = True
     return policy
-
-
-# -----------------------------------------------------------------------------------------------
-# The warm start PPO begins from (ppo.py calls warm_start)
-
-
-def run_name(env: str, vision: bool, seed: int = 0) -> str:
-    """gp-l, gp-vl, virl-l, virl-vl: the suffix sft.py names its runs with; -seedN for seed N > 0."""
-    return f"{'gp' if env == 'generalpoints' else 'virl'}-{'vl' if vision else 'l'}" + (f"-seed{seed}" if seed else "")
-
-
-# The warm start: the tiny model's stand-in for the paper's instruct checkpoint + its short ID SFT.
-# An instruct model can already answer again after feedback; a tiny model trained on single-turn
-# answers cannot (its revisions were 77-95% illegal fragments, so 70% of the rollout attempts were
-# wasted): GeneralPoints' warm start also trains on ID conversations with 1-4 failed attempts
-# and the verifier's feedback before the right answer (sft.py --revise), and for longer.
-WARM_START = {"generalpoints": ["--revise", "0.5", "--steps", "900", "--eval-every", "0"],
-              "virl": ["--eval-every", "0"]}
-
-
-def warm_start(args, rank: int) -> tuple[str, float]:
-    """ppo.py's --init (its parsed args): the checkpoint PPO starts from and the compute that produced it (6 N D_init).
-
-    The paper starts RL from an SFT-initialised checkpoint (RL from the base model never reaches
-    the answer format). Default: sft.py run with WARM_START's flags into runs/warm-gp-l, ...,
-    reused once finished (its `final` link), else trained here with sft.py's own run() (or, when
-    a killed run left checkpoints, finished from the last one).
-    """
-    if args.init == "base":
-        return args.model, 0.0
-    if args.init is not None:
-        return args.init, checkpoints.init_flops(args.init)
-    flags = ["--env", args.env, "--model", args.model, "--seed", str(args.seed),
-             "--out", f"runs/warm-{run_name(args.env, args.vision, args.seed)}"]
-    flags += (["--vision"] if args.vision else []) + WARM_START[args.env] + args.warm_start_args.split()
-    sft_args = parse_args(flags + ["--resume"])  # finishes a killed SFT run, else starts one
-    final = Path(sft_args.out) / "final"             # exists once an SFT run has finished
-    if final.exists():
-        path = final.resolve()
-        if rank == 0:
-            print(f"warm start: reusing {path}", flush=True)
-    else:
-        if rank == 0:
-            print(f"warm start: no finished run in {sft_args.out}; training it first "
-                  f"(python sft.py {' '.join(flags)})", flush=True)
-        path = run(sft_args)
-    return str(path), checkpoints.init_flops(path)
 
 
 # -----------------------------------------------------------------------------------------------
@@ -362,6 +315,54 @@ def micro_batch_seed(seed, step, micro):
 def training_flops(n_params, tokens):
     """Training compute, the paper's x-axis: 6 N D (forward 2 N D + backward 4 N D FLOPs for D tokens)."""
     return 6.0 * n_params * tokens
+
+
+# -----------------------------------------------------------------------------------------------
+# The warm start PPO begins from (ppo.py calls warm_start)
+
+
+def run_name(env: str, vision: bool, seed: int = 0) -> str:
+    """gp-l, gp-vl, virl-l, virl-vl: the suffix sft.py names its runs with; -seedN for seed N > 0."""
+    return f"{'gp' if env == 'generalpoints' else 'virl'}-{'vl' if vision else 'l'}" + (f"-seed{seed}" if seed else "")
+
+
+# The warm start: the tiny model's stand-in for the paper's instruct checkpoint + its short ID SFT.
+# An instruct model can already answer again after feedback; a tiny model trained on single-turn
+# answers cannot (its revisions were 77-95% illegal fragments, so 70% of the rollout attempts were
+# wasted): GeneralPoints' warm start also trains on ID conversations with 1-4 failed attempts
+# and the verifier's feedback before the right answer (sft.py --revise), and for longer.
+WARM_START = {"generalpoints": ["--revise", "0.5", "--steps", "900", "--eval-every", "0"],
+              "virl": ["--eval-every", "0"]}
+
+
+def warm_start(args, rank: int) -> tuple[str, float]:
+    """For ppo.py's parsed args: the checkpoint PPO starts from (its --init) and the compute that
+    produced it (6 N D_init).
+
+    The paper starts RL from an SFT-initialised checkpoint (RL from the base model never reaches
+    the answer format). Default: sft.py run with WARM_START's flags into runs/warm-gp-l, ...,
+    reused once finished (its `final` link), else trained here with sft.py's own run() (or, when
+    a killed run left checkpoints, finished from the last one).
+    """
+    if args.init == "base":
+        return args.model, 0.0
+    if args.init is not None:
+        return args.init, checkpoints.init_flops(args.init)
+    flags = ["--env", args.env, "--model", args.model, "--seed", str(args.seed),
+             "--out", f"runs/warm-{run_name(args.env, args.vision, args.seed)}"]
+    flags += (["--vision"] if args.vision else []) + WARM_START[args.env] + args.warm_start_args.split()
+    sft_args = parse_args(flags + ["--resume"])  # finishes a killed SFT run, else starts one
+    final = Path(sft_args.out) / "final"             # exists once an SFT run has finished
+    if final.exists():
+        path = final.resolve()
+        if rank == 0:
+            print(f"warm start: reusing {path}", flush=True)
+    else:
+        if rank == 0:
+            print(f"warm start: no finished run in {sft_args.out}; training it first "
+                  f"(python sft.py {' '.join(flags)})", flush=True)
+        path = run(sft_args)
+    return str(path), checkpoints.init_flops(path)
 
 
 # -----------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ clip fraction, explained variance), mean and sd over seeds.
 Every run is a folder under --root, skipped once finished and resumed if killed, so a stopped
 grid goes on where it stopped. Two single-threaded runs share the 2 cores (--jobs).
 
-    python experiments/rl_ablation.py                     # every row, 3 seeds: about 40 min on 2 cores
+    python experiments/rl_ablation.py                     # every row, 3 seeds: about 55 min on 2 cores
     python experiments/rl_ablation.py --rows paper,viter1 --seeds 1
     python experiments/rl_ablation.py --smoke             # a handful of steps: seconds (tests)
     python experiments/rl_ablation.py --summary-only
@@ -42,6 +42,9 @@ ROWS = {
     "fast": FAST,                                         # lr 1e-4 with a warm-up, value loss off the trunk
     "fast-big": FAST + BIG,                               # + 256 attempts per update, minibatches of 128
     "gamma0": FAST + BIG + ["--gamma", "0"],              # + no credit from a revision to the attempt before
+    # + whole-episode credit and a KL penalty to the warm start: one seed rose 64.5 -> 69.9% sampled
+    # and 57.0 -> 61.7% greedy in 30 updates, 70.3% / 61.7% in 60 (the best lead so far)
+    "episode-kl": FAST + BIG + ["--gamma", "1", "--gae-lambda", "1", "--kl-coef", "0.2"],
     "viter1": FAST + ["--rollout-steps", "256", "--num-envs", "256", "--minibatch-size", "128",
                       "--max-attempts", "1", "--eval-attempts", "5"],  # train first attempts only
 }

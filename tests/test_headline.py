@@ -132,15 +132,19 @@ def test_rl_ablation_smoke_runs_every_row_and_writes_its_table(tmp_path):
     ppo.py flags on a few tiny updates, and the table of start -> end changes."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     cmd = [sys.executable, "experiments/rl_ablation.py", "--smoke", "--root", str(tmp_path),
-           "--rows", "paper,viter1", "--seeds", "1"]
+           "--rows", "paper,viter1,episode-kl", "--seeds", "1"]
     out = subprocess.run(cmd, cwd=ROOT, env=env, timeout=300, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     warm = json.loads((tmp_path / "warm" / "config.json").read_text())
     assert warm["revise"] == 0.5
     viter1 = json.loads((tmp_path / "viter1-s0" / "config.json").read_text())
     assert viter1["max_attempts"] == 1 and viter1["eval_attempts"] == 5 and viter1["critic"] == "detached"
+    kl = json.loads((tmp_path / "episode-kl-s0" / "config.json").read_text())
+    assert kl["kl_coef"] == 0.2 and kl["gamma"] == 1.0  # the reference model is loaded and used:
+    updates = [json.loads(ln) for ln in (tmp_path / "episode-kl-s0" / "metrics.jsonl").read_text().splitlines()]
+    assert any(u.get("kl_ref", 0) > 0 for u in updates)
     table = (tmp_path / "rl_ablation.md").read_text()
-    assert "| paper |" in table and "| viter1 |" in table and " -> " in table
+    assert "| paper |" in table and "| viter1 |" in table and "| episode-kl |" in table and " -> " in table
     bad = subprocess.run([sys.executable, "experiments/rl_ablation.py", "--rows", "nope"], cwd=ROOT,
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "choose from" in bad.stderr and "Traceback" not in bad.stderr
