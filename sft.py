@@ -36,8 +36,9 @@ Where this departs from the paper's SFT run (a DeepSpeed ZeRO-3 HF Trainer scrip
   `--preset paper` restores the paper's hyperparameters.
 
 Read top to bottom: the SFT loss and step, FSDP by hand, the training loop, the warm start that
-ppo.py begins from. Below the "plumbing" banner: the config and the public data format. Checkpoints, resuming and the run log are
-checkpoints.py's, shared with ppo.py, so that both arms log and checkpoint the same way.
+ppo.py begins from. Below the "plumbing" banner: the config and the public data format.
+Checkpoints, resuming and the run log are checkpoints.py's, shared with ppo.py, so that both arms
+log and checkpoint the same way.
 """
 
 import argparse
