@@ -120,7 +120,7 @@ def test_torchrun_two_processes_gloo(init_ckpt, tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "ppo.py", "--init", init_ckpt, "--out", str(out), *TINY]
+           "ppo.py", "--init", init_ckpt, "--out", str(out), "--kl-coef", "0.1", *TINY]  # + a sharded reference
     result = subprocess.run(cmd, cwd=ROOT, env=env, timeout=600, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("update 2/2") == 1  # rank 0 prints
@@ -128,4 +128,5 @@ def test_torchrun_two_processes_gloo(init_ckpt, tmp_path):
     assert config["world_size"] == 2
     train = [r for r in read_jsonl(out / "metrics.jsonl") if "eval" not in r]
     assert [r["step"] for r in train] == [1, 2]
+    assert all(r["kl_ref"] >= 0 for r in train) and train[-1]["kl_ref"] > 0  # the KL to the initial policy
     assert (out / "checkpoint-2" / "optimizer.pt").exists()
