@@ -440,9 +440,21 @@ def kl_penalty(logprobs, ref_logprobs, mask) -> torch.Tensor:
     return ((d.exp() - d - 1) * mask).sum(-1)            # [B]
 
 
-def ppo_update(policy, optimizer, params, batch, args, answer_key, ref=None) -> dict:
+@torch.no_grad()
+def reference_logprobs(ref, obs, responses, args) -> list:
+    """The frozen initial policy's per-token log-probs of every attempt's response ([len(response)]
+    each), once per rollout: the KL penalty's reference side does not change during the update."""
+    micro = args.minibatch_size // args.grad_accum
+    out = []
+    for i in range(0, len(obs), micro):
+        s = ref.score(obs[i:i + micro], responses[i:i + micro], temperature=args.temperature)
+        out += [lp[:len(r)].float().cpu() for lp, r in zip(s.logprobs, responses[i:i + micro])]
+    return out
+
+
+def ppo_update(policy, optimizer, params, batch, args, answer_key) -> dict:
     """--ppo-epochs epochs of shuffled minibatches; `batch` holds obs, responses and [N] tensors
-    old_logp, old_values, advantages, returns. `ref`: the frozen initial policy (--kl-coef > 0).
+    old_logp, old_values, advantages, returns, and with --kl-coef > 0 "ref_logprobs" (reference_logprobs).
     Returns the mean diagnostics and tokens trained on; approx_kl and clipfrac leave out the first
     minibatch, whose ratio is exactly 1."""
     policy.eval()  # dropout off: the same function as the scoring pass
@@ -464,11 +476,10 @@ def ppo_update(policy, optimizer, params, batch, args, answer_key, ref=None) -> 
                                                   for k in ("old_logp", "old_values", "advantages", "returns"))
                 loss, stats = ppo_loss(new_logp, s.values.float(), old_logp, old_values, adv, ret,
                                        args.clip_coef, args.vf_clip, args.vf_coef)
-                if ref is not None:  # the optional KL penalty to the initial policy
-                    with torch.no_grad():
-                        r = ref.score([batch["obs"][i] for i in mb], [batch["responses"][i] for i in mb],
-                                      temperature=args.temperature)
-                    kl = kl_penalty(s.logprobs, r.logprobs, s.mask).mean()
+                if "ref_logprobs" in batch:  # the optional KL penalty to the initial policy
+                    ref_lp = torch.nn.utils.rnn.pad_sequence([batch["ref_logprobs"][i] for i in mb],
+                                                             batch_first=True).to(s.logprobs.device)  # [b, R]
+                    kl = kl_penalty(s.logprobs, ref_lp, s.mask).mean()
                     loss, stats["kl_ref"] = loss + args.kl_coef * kl, kl.item()
                 if not torch.isfinite(loss):
                     raise NonFiniteLoss(f"loss is {loss.item()}")
@@ -684,11 +695,13 @@ def main(argv=None) -> None:
                                args.gamma, args.gae_lambda)                                     # [T, E] each
         batch = {"obs": roll.obs, "responses": roll.responses, "old_logp": old_logp, "old_values": old_values,
                  "advantages": normalize_advantages(adv.flatten()), "returns": ret.flatten(), "tokens": tokens}
+        if ref is not None:  # --kl-coef: the initial policy's log-probs of the same answers, scored once
+            batch["ref_logprobs"] = reference_logprobs(ref, roll.obs, roll.responses, args)
         t_upd = time.perf_counter()
         timing["rollouts"] += t_upd - t_roll
         # ---- the PPO update ----
         try:
-            stats = ppo_update(policy, optimizer, params, batch, args, env_mod.ANSWER_KEY, ref)
+            stats = ppo_update(policy, optimizer, params, batch, args, env_mod.ANSWER_KEY)
         except NonFiniteLoss as err:
             sys.exit(f"error: non-finite PPO loss at update {update} ({err}); stopped before the optimizer "
                      f"step. Last good checkpoint: {checkpoints.latest(out) or 'none'} "

@@ -217,8 +217,9 @@ def test_kl_coef_pulls_the_update_back_toward_the_reference(base_policy, rollout
         policy, args.kl_coef = copy.deepcopy(base_policy), coef
         batch = update_batch(policy, roll, args, adv)
         opt = torch.optim.Adam(list(policy.parameters()), lr=args.lr, eps=args.adam_eps)
-        ref = base_policy if coef else None
-        ppo.ppo_update(policy, opt, list(policy.parameters()), batch, args, generalpoints.ANSWER_KEY, ref)
+        if coef:  # the reference is the initial policy
+            batch["ref_logprobs"] = ppo.reference_logprobs(base_policy, roll.obs, roll.responses, args)
+        ppo.ppo_update(policy, opt, list(policy.parameters()), batch, args, generalpoints.ANSWER_KEY)
         after, _, _, _ = ppo.score_rollout(policy, roll.obs, roll.responses, args, generalpoints.ANSWER_KEY)
         moved[coef] = float((after - batch["old_logp"]).abs().sum())
     assert 0 < moved[1.0] < moved[0.0], moved
