@@ -148,3 +148,48 @@ def test_rl_ablation_smoke_runs_every_row_and_writes_its_table(tmp_path):
     bad = subprocess.run([sys.executable, "experiments/rl_ablation.py", "--rows", "nope"], cwd=ROOT,
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "choose from" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_rft_ceiling_metrics_count_repeats_and_revisions():
+    """experiments/rft_ceiling.episode_metrics on scripted answers: a policy that repeats one wrong
+    answer (every revision a repeat, none correct) and one that is wrong once, then right."""
+    sys.path.insert(0, str(ROOT / "experiments"))
+    import rft_ceiling
+
+    class Scripted:
+        needs_envs = True
+
+        def __init__(self, fix_on_revision):
+            self.fix = fix_on_revision
+
+        def generate(self, obs_list, temperature=0.0, max_new_tokens=None, envs=None):
+            wrong = '{"cards": [], "number": [1, 1, 1, 1], "formula": "1+1+1+1=24"}'
+            return [evaluate.StandInGeneration(env.oracle_response() if self.fix and env.messages[-1]["role"] == "user"
+                                               and len(env.messages) > 1 else wrong) for env in envs]
+
+    hands = gp.eval_envs("id", n=4)
+    stubborn = rft_ceiling.episode_metrics(rft_ceiling.play(Scripted(False), hands, 0.0, 32))
+    assert stubborn == {"success": 0.0, "first_attempt": 0.0, "revision_correct": 0.0, "revision_repeats": 100.0}
+    hands = gp.eval_envs("id", n=4)
+    fixer = rft_ceiling.episode_metrics(rft_ceiling.play(Scripted(True), hands, 0.0, 32))
+    assert fixer == {"success": 100.0, "first_attempt": 0.0, "revision_correct": 100.0, "revision_repeats": 0.0}
+
+
+def test_rft_ceiling_smoke_trains_on_solved_conversations_and_writes_its_table(tmp_path):
+    """experiments/rft_ceiling.py --smoke: sampling, the conversations in the public SFT format (all
+    of them, and those with revision turns), sft.py on them, the evaluations and the table."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    cmd = [sys.executable, "experiments/rft_ceiling.py", "--smoke", "--root", str(tmp_path),
+           "--rows", "all-1e-4,revisions-1e-4", "--seeds", "1"]
+    out = subprocess.run(cmd, cwd=ROOT, env=env, timeout=300, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    records = json.loads((tmp_path / "samples-s0.json").read_text())
+    revisions = json.loads((tmp_path / "samples-s0-revisions.json").read_text())
+    assert records and all(r["conversations"][-1]["from"] == "gpt" for r in records)
+    assert revisions and all(len(r["conversations"]) > 2 for r in revisions) and len(revisions) <= len(records)
+    config = json.loads((tmp_path / "revisions-1e-4-s0" / "config.json").read_text())
+    assert config["data"].endswith("samples-s0-revisions.json") and config["lr"] == 1e-4
+    metrics = json.loads((tmp_path / "all-1e-4-s0" / "rft_eval.json").read_text())
+    assert set(metrics) == {"greedy", "sampled"} and 0 <= metrics["sampled"]["success"] <= 100
+    table = (tmp_path / "rft_ceiling.md").read_text()
+    assert "| warm start |" in table and "| all-1e-4 | 1 |" in table and "| revisions-1e-4 | 1 |" in table
