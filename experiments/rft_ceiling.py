@@ -66,7 +66,7 @@ def run_all(root: Path, rows: list[str], seeds: int, episodes: int, jobs: int, s
             if which == "revisions":  # the conversations with at least one failed attempt before the answer
                 data = root / f"samples-s{seed}-revisions.json"
                 records = json.loads(samples.read_text())
-                data.write_text(json.dumps([r for r in records if len(r["conversations"]) > 2]))
+                write_atomic(data, [r for r in records if len(r["conversations"]) > 2])
             n = len(json.loads(data.read_text()))
             steps = max(1, math.ceil(2 * n / (4 if smoke else 32)))
             flags = ["--model", str(warm / "final"), "--data", str(data), "--steps", str(steps), "--lr", str(lr),
@@ -92,14 +92,18 @@ def worker(root: Path, task: str, model: Path, out: Path, seed: int = 0, episode
     say(f"{task}: wrote {out}")
 
 
-def play(model: str, hands: list, temperature: float, max_new_tokens: int, sample_seed=None):
-    """[(env, attempts)] of one pass over the hands (envs), seeded when sampling."""
+def play(pol, hands: list, temperature: float, max_new_tokens: int, sample_seed=None):
+    """[(env, attempts)] of one pass of a policy over the hands (envs), seeded when sampling."""
     import evaluate
-    import policy
     with evaluate._seeded(sample_seed):
-        episodes = evaluate.run_episodes(policy.load_policy(model) if isinstance(model, str) else model, hands,
-                                         temperature, max_new_tokens, batch_size=128, progress=False)
+        episodes = evaluate.run_episodes(pol, hands, temperature, max_new_tokens, batch_size=128, progress=False)
     return list(zip(hands, episodes))
+
+
+def write_atomic(path: Path, data) -> None:  # a killed process leaves no half-written file behind
+    tmp = path.with_suffix(".part")
+    tmp.write_text(json.dumps(data))
+    tmp.replace(path)
 
 
 def answers(env) -> list[str]:
@@ -122,8 +126,8 @@ def sample(model: str, out: Path, seed: int, episodes: int, smoke: bool) -> None
     stats = {"episodes": episodes, "attempts": sum(len(ep) for _, ep in played),
              "solved": sum(ep[-1].terminated for _, ep in played),
              "first_attempt": sum(ep[0].terminated for _, ep in played) / episodes}
-    out.with_suffix(".stats.json").write_text(json.dumps(stats))
-    out.write_text(json.dumps(records))
+    write_atomic(out.with_suffix(".stats.json"), stats)
+    write_atomic(out, records)  # last: its existence marks the stage done
 
 
 def episode_metrics(played: list) -> dict:
@@ -150,7 +154,7 @@ def evaluation(model: str, out: Path, smoke: bool) -> None:
         result[name] = episode_metrics([x for k in range(passes) for x in
                                         play(pol, gp.eval_envs("id", n=n, max_attempts=ATTEMPTS), temperature,
                                              tokens, None if temperature == 0 else k)])
-    out.write_text(json.dumps(result))
+    write_atomic(out, result)
 
 
 def _ms(values: list[float]) -> str:
