@@ -38,9 +38,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from evaluate import COUNT, ArgumentParser, out_problem  # noqa: E402  (argparse checks, no torch)
+from evaluate import COUNT, ArgumentParser  # noqa: E402  (argparse checks, no torch)
 from headline import say, stage  # noqa: E402  (the resumable stage runner)
-from rl_ablation import SMOKE_WARM, WARM  # noqa: E402  (the same warm start)
+from rl_ablation import SMOKE_WARM, WARM, rows_and_root, write_results  # noqa: E402  (the same warm start)
 
 TEMPERATURE, ATTEMPTS, EVAL_HANDS, EVAL_PASSES = 0.7, 5, 128, 2
 # Each row: (which solved conversations, learning rate). 2 epochs of batches of 32, 5% warm-up, cosine.
@@ -216,20 +216,11 @@ def main(argv=None) -> None:
     p.add_argument("--smoke", action="store_true", help="a few episodes and steps of every stage")
     p.add_argument("--summary-only", action="store_true", help="only write the table from the runs there")
     args = p.parse_args(argv)
-    rows = [r.strip() for r in args.rows.split(",") if r.strip()]
-    if not rows or any(r not in ROWS for r in rows):
-        p.error(f"--rows: choose from {', '.join(ROWS)}")
-    if why := out_problem(args.root):
-        p.error(f"--root {why}")
-    root = Path(args.root)
+    rows, root = rows_and_root(p, args, ROWS)
     if not args.summary_only:
         run_all(root, rows, args.seeds, SMOKE["episodes"] if args.smoke else args.episodes, args.jobs, args.smoke)
-    table = summarize(root, rows)
-    out = ROOT / "experiments" / "results" / "rft_ceiling.md" if args.root == "runs/rl-ablation" \
-        else root / "rft_ceiling.md"
-    out.write_text("# Rejection fine-tuning from the warm start, GP-L ID (experiments/rft_ceiling.py)\n\n" + table)
-    say(f"wrote {out}\n{table}")
-
+    write_results(args.root, "rft_ceiling.md", "Rejection fine-tuning from the warm start, GP-L ID "
+                  "(experiments/rft_ceiling.py)", summarize(root, rows))
 
 if __name__ == "__main__":
     main()

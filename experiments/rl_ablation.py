@@ -133,6 +133,24 @@ def summarize(root: Path, rows: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def rows_and_root(p, args, table: dict) -> tuple[list[str], Path]:
+    """The checked --rows and --root of an experiment's parsed args (a usage error otherwise)."""
+    rows = [r.strip() for r in args.rows.split(",") if r.strip()]
+    if not rows or any(r not in table for r in rows):
+        p.error(f"--rows: choose from {', '.join(table)}")
+    if why := out_problem(args.root):
+        p.error(f"--root {why}")
+    return rows, Path(args.root)
+
+
+def write_results(root_arg: str, name: str, title: str, table: str) -> None:
+    """The table into experiments/results/<name> for the default root, else into <root>/<name>."""
+    out = ROOT / "experiments" / "results" / name if root_arg == "runs/rl-ablation" else Path(root_arg) / name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(f"# {title}\n\n{table}")
+    say(f"wrote {out}\n{table}")
+
+
 def main(argv=None) -> None:
     p = ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--root", default="runs/rl-ablation", help="folder of the runs (default runs/rl-ablation)")
@@ -142,21 +160,11 @@ def main(argv=None) -> None:
     p.add_argument("--smoke", action="store_true", help="a few steps of every stage, to check the pipeline")
     p.add_argument("--summary-only", action="store_true", help="only write the table from the runs there")
     args = p.parse_args(argv)
-    rows = [r.strip() for r in args.rows.split(",") if r.strip()]
-    if not rows or any(r not in ROWS for r in rows):
-        p.error(f"--rows: choose from {', '.join(ROWS)}")
-    if why := out_problem(args.root):
-        p.error(f"--root {why}")
-    root = Path(args.root)
+    rows, root = rows_and_root(p, args, ROWS)
     if not args.summary_only:
         run_grid(root, rows, args.seeds, args.jobs, args.smoke)
-    table = summarize(root, rows)
-    out = ROOT / "experiments" / "results" / "rl_ablation.md" if args.root == "runs/rl-ablation" \
-        else root / "rl_ablation.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("# PPO ablation on GP-L (experiments/rl_ablation.py)\n\n" + table)
-    say(f"wrote {out}\n{table}")
-
+    write_results(args.root, "rl_ablation.md", "PPO ablation on GP-L (experiments/rl_ablation.py)",
+                  summarize(root, rows))
 
 if __name__ == "__main__":
     main()
