@@ -50,8 +50,9 @@ Where the CPU defaults differ, and why (measured on the tiny 1.4M-parameter mode
     (with --eval-attempts 5), and --kl-coef, a KL penalty to the initial policy that TRL and verl
     offer: at lr 1e-4 with a 3-update warm-up, 20 updates moved ID success 57.0 -> 48.4% greedy and
     64.5 -> 52.3% sampled without it, 57.0 -> 62.5% and 64.5 -> 66.0% with --kl-coef 0.2 (one seed).
-  - What these defaults do: README "What the main job shows". In short, PPO does not yet lift GP-L
-    ID success visibly at this scale, and none of the variants did either (one seed each).
+  - What these defaults do: README "What the main job shows". In short, in 30 updates PPO does not
+    lift GP-L ID success visibly, nor did any variant; over 100 updates experiments/rl_ablation.py's
+    episode-kl row (whole-episode credit, --kl-coef 0.2, lr 1e-4) lifted greedy +10.5, sampled +2.9.
 Where the algorithm differs from the public code (its extra per-violation penalties, its ratio > 10
 and NaN workarounds, bootstrapping, dropout, the lr horizon): README "Where this differs from the paper".
 
