@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from evaluate import COUNT, ArgumentParser  # noqa: E402  (argparse checks, no torch)
 from headline import say, stage  # noqa: E402  (the resumable stage runner)
-from rl_ablation import SMOKE_WARM, WARM, rows_and_root, write_results  # noqa: E402  (the same warm start)
+from rl_ablation import SMOKE_WARM, WARM, _ms, rows_and_root, write_results  # noqa: E402  (the same warm start)
 
 TEMPERATURE, ATTEMPTS, EVAL_HANDS, EVAL_PASSES = 0.7, 5, 128, 2
 # Each row: (which solved conversations, learning rate). 2 epochs of batches of 32, 5% warm-up, cosine.
@@ -155,12 +155,6 @@ def evaluation(model: str, out: Path, smoke: bool) -> None:
                                         play(pol, gp.eval_envs("id", n=n, max_attempts=ATTEMPTS), temperature,
                                              tokens, None if temperature == 0 else k)])
     write_atomic(out, result)
-
-
-def _ms(values: list[float]) -> str:
-    if len(values) < 2:
-        return f"{values[0]:.1f}" if values else "-"
-    return f"{statistics.fmean(values):.1f} ± {statistics.stdev(values):.1f}"
 
 
 def summarize(root: Path, rows: list[str]) -> str:
