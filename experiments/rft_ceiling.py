@@ -25,7 +25,7 @@ a time (--jobs), each on one core.
 
     python experiments/rft_ceiling.py                  # 3 rows x 3 seeds: 16 min (+7 without the warm start)
     python experiments/rft_ceiling.py --rows all-1e-4 --seeds 1
-    python experiments/rft_ceiling.py --smoke          # a handful of episodes and steps: seconds (tests)
+    python experiments/rft_ceiling.py --smoke          # a handful of episodes and steps: ~1 min (tests)
 """
 import json
 import math
@@ -68,10 +68,11 @@ def run_all(root: Path, rows: list[str], seeds: int, episodes: int, jobs: int, s
                 records = json.loads(samples.read_text())
                 write_atomic(data, [r for r in records if len(r["conversations"]) > 2])
             n = len(json.loads(data.read_text()))
-            steps = max(1, math.ceil(2 * n / (4 if smoke else 32)))
+            batch = 4 if smoke else 32  # sft.py's cpu batch size; the smoke run's own tiny one
+            steps = max(1, math.ceil(2 * n / batch))
             flags = ["--model", str(warm / "final"), "--data", str(data), "--steps", str(steps), "--lr", str(lr),
                      "--warmup-frac", "0.05", "--eval-every", "0", "--save-every", "0", "--seed", str(seed)]
-            run = stage(root, f"{row}-s{seed}", "sft.py", flags + (["--batch-size", "4"] if smoke else []))
+            run = stage(root, f"{row}-s{seed}", "sft.py", flags + ["--batch-size", str(batch)])
             worker(root, "eval", run / "final", run / "rft_eval.json", smoke=smoke)
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
@@ -134,12 +135,12 @@ def episode_metrics(played: list) -> dict:
     """Percentages over [(env, attempts)]: success within the attempts, first-attempt success, and
     of the revision attempts (the 2nd to 5th answers of a hand) the correct ones and the repeats of
     an answer given earlier to the same hand (a repeat is always wrong: the verifier is deterministic)."""
-    revisions = [(env, ep, i) for env, ep in played for i in range(1, len(ep))]
+    revisions = [(said, ep, i) for env, ep in played for said in [answers(env)] for i in range(1, len(ep))]
     return {"success": 100 * sum(ep[-1].terminated for _, ep in played) / len(played),
             "first_attempt": 100 * sum(ep[0].terminated for _, ep in played) / len(played),
             "revision_correct": 100 * sum(ep[i].verdict.outcome == "correct" for _, ep, i in revisions)
             / max(1, len(revisions)),
-            "revision_repeats": 100 * sum(answers(env)[i] in answers(env)[:i] for env, _, i in revisions)
+            "revision_repeats": 100 * sum(said[i] in said[:i] for said, _, i in revisions)
             / max(1, len(revisions))}
 
 
