@@ -10,6 +10,10 @@ from PIL import Image, ImageDraw, ImageFont
 
 TABLE_GREEN = (0x35, 0x65, 0x4D)  # #35654d, the paper's table colour
 RED, BLACK = (205, 0, 0), (0, 0, 0)
+# Ink colours of the GP-VL pretraining stand-in (generalpoints.mixture_examples, inks=True): hues far
+# from red, so that the visual-OOD split's red cards stay unseen (ours, for the laptop experiment)
+INKS = {"black": BLACK, "navy": (0, 0, 140), "blue": (30, 90, 220), "green": (0, 110, 0), "teal": (0, 120, 120),
+        "purple": (110, 0, 150), "grey": (95, 95, 95), "olive": (110, 110, 0)}
 
 
 def _draw_suit(draw, suit, cx, cy, r, color):
@@ -37,14 +41,14 @@ def _font(size):
     return ImageFont.load_default(size=size)
 
 
-@lru_cache(maxsize=512)
-def _card_image(card, w, h):
+@lru_cache(maxsize=2048)
+def _card_image(card, w, h, ink=None):
     """One card on its patch of table (the rounded corners show the green): corner indices, a
-    large rank and a large suit symbol, in red for hearts and diamonds."""
+    large rank and a large suit symbol, in red for hearts and diamonds (or all in `ink`, an RGB)."""
     s = 3 if w < 200 else 2  # supersampling factor
     W, H = w * s, h * s
     rank, suit = card[:-1], card[-1]
-    color = RED if suit in "HD" else BLACK
+    color = ink or (RED if suit in "HD" else BLACK)
     img = Image.new("RGB", (W, H), TABLE_GREEN)
     d = ImageDraw.Draw(img)
     d.rounded_rectangle([0, 0, W - 1, H - 1], radius=int(W * 0.08), fill="white", outline=(110, 110, 110),
@@ -64,13 +68,15 @@ def _card_image(card, w, h):
     return img.reduce(s)  # box-filter downsampling: anti-aliased edges
 
 
-def render(cards, size):
-    """The table image of a hand, e.g. ['AS', '3C', 'QS', '7S']: size is an int (square) or (width, height)."""
+def render(cards, size, inks=None):
+    """The table image of a hand, e.g. ['AS', '3C', 'QS', '7S']: size is an int (square) or (width, height).
+    inks: one RGB per card to draw it in, instead of the suits' red and black."""
     W, H = (size, size) if isinstance(size, int) else size
     card_w = int(min(W / 4 * 0.9, H * 0.9 * 5 / 7))  # 5:7 cards, as in the paper's layout
     card_h = card_w * 7 // 5
     gap = (W - len(cards) * card_w) / (len(cards) + 1)
     canvas = Image.new("RGB", (W, H), TABLE_GREEN)
     for i, card in enumerate(cards):
-        canvas.paste(_card_image(card, card_w, card_h), (int(gap + i * (card_w + gap)), (H - card_h) // 2))
+        ink = inks[i] if inks else None
+        canvas.paste(_card_image(card, card_w, card_h, ink), (int(gap + i * (card_w + gap)), (H - card_h) // 2))
     return canvas

@@ -28,6 +28,10 @@ Metrics per split (the numbers sft.py / ppo.py log in metrics.jsonl under "eval"
     one route are not independent, so it understates the true uncertainty).
     route_success = routes finished with every position correct / n, route_stderr likewise;
     positions, positions_correct, routes_solved, n, attempts, outcomes, cut_off
+    frame_right = share of the answers at turns (the start and the intersections) whose action is
+    a turn of the split's action space, right direction or wrong: rule-OOD asks for left / right /
+    slightly left / slightly right, so a compass word there is the ID habit (ours, for the
+    laptop experiment)
   (with V-IRL's VIter a position counts as correct when one of its 2 attempts is correct.)
 
 Greedy or sampled. temperature 0 is greedy (the CPU default: one number per checkpoint).
@@ -170,6 +174,7 @@ class Attempt(NamedTuple):
     truncated: bool  # the answer used up the attempts: the episode ended failed
     cut_off: bool  # the answer hit max_new_tokens before its end-of-turn token
     numbers_right: bool | None = None  # GP: its "number" list held the hand's numbers (the rule read right)
+    frame_right: bool | None = None  # V-IRL, at a turn: its action was a turn of the split's action space
 
 
 def run_episodes(policy, envs, temperature=0.0, max_new_tokens=MAX_NEW_TOKENS,
@@ -199,7 +204,8 @@ def run_episodes(policy, envs, temperature=0.0, max_new_tokens=MAX_NEW_TOKENS,
                 for i, gen in zip(chunk, gens):
                     ob, _, terminated, truncated, info = envs[i].step(gen.text)
                     attempts[i].append(Attempt(info["verdict"], terminated, truncated,
-                                               bool(getattr(gen, "cut_off", False)), info.get("numbers_correct")))
+                                               bool(getattr(gen, "cut_off", False)), info.get("numbers_correct"),
+                                               info.get("frame_right")))
                     if terminated or truncated:
                         bar.update(1)
                     else:
@@ -255,13 +261,15 @@ def virl_metrics(episodes: list[list[Attempt]], positions: list[int]) -> dict:
     total = sum(positions)
     routes_solved = sum(1 for ep in episodes if ep and ep[-1].terminated)
     flat = [a for ep in episodes for a in ep]
+    turns = [a.frame_right for a in flat if a.frame_right is not None]
     p = sum(correct) / total if total else 0.0
     q = routes_solved / n if n else 0.0
     return {"n": n, "step_accuracy": p, "stderr": binomial_stderr(p, total),
             "positions": total, "positions_correct": sum(correct),
             "route_success": q, "route_stderr": binomial_stderr(q, n),
             "routes_solved": routes_solved, "attempts": len(flat),
-            "outcomes": _outcome_shares(flat), "cut_off": _cut_off_share(flat)}
+            "outcomes": _outcome_shares(flat), "cut_off": _cut_off_share(flat),
+            "frame_right": sum(turns) / len(turns) if turns else 0.0}
 
 
 def known_splits(env: str) -> tuple:

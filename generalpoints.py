@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
 
-from cards import render
+from cards import INKS, render
 from solver import TARGET, parse, public_solutions, solvable_table, solve
 
 ANSWER_KEY = "formula"  # the "answer" part of a response starts here (the paper's thought_prob_coef, from RL4VLM)
@@ -563,15 +563,19 @@ def mixture_rule(rng, held_out=MIXTURE_HELD_OUT):
             return faces
 
 
-def mixture_examples(n, vision=False, seed=0, revise=0.5, held_out=MIXTURE_HELD_OUT):
+def mixture_examples(n, vision=False, seed=0, revise=0.5, held_out=MIXTURE_HELD_OUT, inks=False):
     """n SFT pairs of the pretraining mixture (see above), black suits: {"messages": [user prompt,
     (wrong answer, feedback) x 0-4, correct answer], "image": PIL or None}. A wrong answer is a near
-    miss of the right one (answer_variants) or the right answer read under another rule."""
+    miss of the right one (answer_variants) or the right answer read under another rule.
+    inks=True (GP-VL's stand-in): cards of all four suits, each drawn in a random ink of
+    cards.INKS, never red, so the model learns to read ranks in many colours."""
     rng = random.Random(f"generalpoints-mixture/{seed}")
     out = []
     for _ in range(n):
-        env = GeneralPointsEnv(mixture_rule(rng, held_out), "black", vision, seed=rng.random())
+        env = GeneralPointsEnv(mixture_rule(rng, held_out), "mixed" if inks else "black", vision, seed=rng.random())
         env.reset()
+        if vision and inks:
+            env.image = render(env.cards, env.image_size, [rng.choice(list(INKS.values())) for _ in env.cards])
         wrong = rng.randint(1, MAX_ATTEMPTS - 1) if rng.random() < revise else 0
         out.append(with_revisions(env, wrong, rng, other_rule=lambda r: mixture_rule(r, ())))
     return out

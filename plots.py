@@ -290,6 +290,50 @@ def plot_headline(runs: list[Run], out_path=None) -> Figure:
     return fig
 
 
+# The paper's Figure 1 values (OOD change from the initial checkpoint, pp; one seed each), for the
+# seeds figure below: GP-L rule, V-IRL-L rule, GP-VL visual, V-IRL-VL visual.
+PAPER_FIGURE1 = {"GP-L": {"RL": 3.5, "SFT": -8.1}, "V-IRL-L": {"RL": 11.0, "SFT": -79.5},
+                 "GP-VL": {"RL": 3.0, "SFT": -5.6}, "V-IRL-VL": {"RL": 9.3, "SFT": -33.2}}
+
+
+def plot_seed_bars(settings: dict, out_path=None) -> Figure:
+    """Figure 1 with seeds: {setting title: {"id": {arm: [change per seed]}, "ood": {...}}} ->
+    one panel for ID and one for OOD; per setting an SFT and an RL bar at the mean change from
+    the init (pp), an error bar of one sd over seeds, each seed a dot, and the paper's single
+    value (PAPER_FIGURE1, OOD panel) as a black cross where it has one."""
+    if not settings:
+        raise RunError("no settings to plot")
+    names = list(settings)
+    fig = Figure(figsize=(max(5.0, 2.4 * len(names)) * 2, 4.2), layout="constrained")
+    for ax, part in zip(fig.subplots(1, 2, squeeze=False)[0], ("id", "ood")):
+        for t, name in enumerate(names):
+            for j, arm in enumerate(("SFT", "RL")):
+                values = settings[name][part].get(arm, [])
+                if not values:
+                    continue
+                mean = sum(values) / len(values)
+                sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+                x = t - 0.2 + 0.4 * j
+                color = METHOD_COLORS["sft" if arm == "SFT" else "ppo"]
+                ax.bar(x, mean, width=0.36, yerr=sd, capsize=3, color=color, alpha=0.8,
+                       label=f"{arm} (mean ± sd over seeds)" if t == 0 else None)
+                ax.plot([x] * len(values), values, "o", color="black", markersize=3, alpha=0.6,
+                        label="one seed" if t == 0 and j == 0 else None)
+                paper = PAPER_FIGURE1.get(name.split(",")[0], {}).get(arm) if part == "ood" else None
+                if paper is not None:
+                    ax.plot(x, paper, "x", color="black", markersize=8,
+                            label="the paper (11B model, one seed)" if t == 0 and j == 0 else None)
+        ax.axhline(0.0, color="black", linewidth=0.8)
+        ax.set_xticks(range(len(names)), names, fontsize="small")
+        ax.set_ylabel("change from the init (pp)")
+        ax.set_title(f"{'ID' if part == 'id' else 'OOD'}: change after training (GP: success, V-IRL: per-step)")
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(loc="best", fontsize="small")
+    if out_path is not None:
+        fig.savefig(out_path, dpi=120)
+    return fig
+
+
 # ---------------------------------------------------------------------------------------------
 # 3. recognition: card recognition accuracy against success, GP-VL runs (Figure 8)
 # ---------------------------------------------------------------------------------------------

@@ -60,6 +60,7 @@ from tqdm import tqdm
 
 import checkpoints
 import generalpoints
+import virl
 from evaluate import (COUNT, COUNT_OR_0, ENVS, PAPER_MAX_NEW_TOKENS, SEED, ArgumentParser, evaluate, number,
                       out_problem, paper_image_size, parse_splits)
 from policy import load_policy, setup_distributed
@@ -171,8 +172,9 @@ def run(args):
 
     # Model: a fresh policy, or the checkpoint's own weights when resuming (see checkpoints.load).
     try:  # torchrun: threads = cores / ranks (setup_distributed)
+        corpus = virl.pretraining_corpus() if args.mixture and args.env == "virl" else None  # tiny models only
         policy = load_policy(resume_from or args.model, vision=args.vision, seed=args.seed, device=device,
-                             threads=args.threads or (None if world > 1 else 1))
+                             threads=args.threads or (None if world > 1 else 1), corpus=corpus)
     except ValueError as err:
         sys.exit(f"error: {err}")
     if records is not None:
@@ -201,7 +203,7 @@ def run(args):
     if rank == 0:
         say(f"sft: {args.env}{' (vision)' if args.vision else ''}, {n_params / 1e6:.2f}M parameters, "
             f"{world} rank(s), batch {args.batch_size} = {n_micro} x {micro}, steps {start}->{args.steps}, "
-            f"data {args.data or ('generated (mixture of rules)' if args.mixture else 'generated (ID split)')}"
+            f"data {args.data or ('generated (pretraining mixture)' if args.mixture else 'generated (ID split)')}"
             + (f", {args.revise:.0%} with revision turns" if args.revise else "") + f", out {out}"
             + (f", resumed from {resume_from}" if resume_from else ""))
     splits = tuple(args.eval_splits.split(","))  # default ID, rule-OOD (+ visual-OOD)
@@ -295,8 +297,10 @@ def micro_batch_examples(args, records, step, m, micro, image_size):
     if records is not None:
         return file_examples(records, step * args.batch_size + m * micro, micro, args.seed)
     seed = micro_batch_seed(args.seed, step, m)
-    if args.mixture:
-        return generalpoints.mixture_examples(micro, vision=args.vision, seed=seed)
+    if args.mixture:  # the laptop experiment's stand-in for pretraining
+        if args.env == "virl":
+            return virl.mixture_examples(micro, seed=seed)
+        return generalpoints.mixture_examples(micro, vision=args.vision, seed=seed, inks=args.vision)
     if args.revise:
         return generalpoints.sft_examples(micro, vision=args.vision, revise=args.revise, seed=seed,
                                           image_size=image_size)
@@ -413,9 +417,11 @@ def parse_args(argv=None):
     p.add_argument("--data", help="train on this file in the public SFT release's format (JSON list "
                    "of LLaVA-style 'conversations', optional 'image' relative to the file) instead of "
                    "examples generated from the ID split (paper: the released SFT_data)")
-    p.add_argument("--mixture", action="store_true", help="GeneralPoints only: train on the laptop "
-                   "experiment's stand-in for pretraining, hands under random J/Q/K values with revision "
-                   "turns (generalpoints.mixture_examples), instead of the ID split")
+    p.add_argument("--mixture", action="store_true", help="train on the laptop experiment's stand-in for "
+                   "pretraining instead of the ID split: GeneralPoints hands under random J/Q/K values with "
+                   "revision turns, with --vision in many ink colours, never red (generalpoints.mixture_examples); "
+                   "V-IRL-L routes in four action "
+                   "vocabularies, never the relative one, and turns as world knowledge (virl.mixture_examples)")
     p.add_argument("--revise", type=number(at_least=0, at_most=1), default=0.0, help="GeneralPoints only: "
                    "this share of the generated ID conversations first holds 1-4 failed attempts, each "
                    "with the verifier's feedback, before the optimal answer: the multi-turn skill an "
@@ -454,8 +460,8 @@ def parse_args(argv=None):
         p.error(f"--out {why}")
     if args.data is not None and not Path(args.data).is_file():
         p.error(f"--data {args.data}: no such file")
-    if args.mixture and (args.env != "generalpoints" or args.data):
-        p.error("--mixture is GeneralPoints' generated mixture: not with --env virl or --data")
+    if args.mixture and (args.data or (args.env == "virl" and args.vision)):
+        p.error("--mixture is the generated mixture of GP or V-IRL-L: not with --data or --env virl --vision")
     if args.revise and (args.env != "generalpoints" or args.data or args.mixture):
         p.error("--revise is for GeneralPoints' generated ID data: not with --env virl, --data or --mixture")
     default = "id,ood-rule" + (",ood-visual" if args.vision else "")

@@ -75,6 +75,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from generalpoints import Verdict, assistant_turn, user_turn
+from generalpoints import tokenizer_corpus as generalpoints_corpus
 from streetview import (CITIES, COMPASS, GRID_SIZE, NO_LANDMARK, OOD_CITIES, distance, make_city, render_grid,
                         sample_route, save_map, wrap)
 
@@ -198,7 +199,7 @@ def history_text(rail, pos, actions="absolute", vision=False):
     V-IRL-VL's current observation is VL_NOW."""
     lines = []
     for i, p in enumerate(rail[:pos]):
-        lines += [f"O_{i + 1}: {p.observation}", f"A_{i + 1}: {p.action if actions == 'absolute' else p.relative}"]
+        lines += [f"O_{i + 1}: {p.observation}", f"A_{i + 1}: {action_in(p, actions)}"]
     lines += [f"O_{pos + 1}: {VL_NOW if vision else rail[pos].observation}", f"A_{pos + 1}: "]
     return "".join(line + "\n" for line in lines)
 
@@ -209,13 +210,33 @@ def prompt_text(sentences, rail, pos, actions="absolute", vision=False):
     action_space ACTION_SPACE_TEXT, obs_act_seq history_text."""
     return (Q_VIRL_VL if vision else Q_VIRL_L).format(
         instruction="".join(f"{i + 1}. {s}\n" for i, s in enumerate(sentences)),
-        action_space=ACTION_SPACE_TEXT[actions], obs_act_seq=history_text(rail, pos, actions, vision))
+        action_space=action_space_text(actions), obs_act_seq=history_text(rail, pos, actions, vision))
 
 
 def answer_text(position, actions="absolute"):
     """The optimal answer, one JSON line with "action" last."""
     return json.dumps({"current observation": position.observation, "current instruction": position.instruction,
-                       "action": position.action if actions == "absolute" else position.relative})
+                       "action": action_in(position, actions)})
+
+
+def action_in(position, actions="absolute"):
+    """The ground-truth action at a position in an action space: absolute, relative, or one of the
+    pretraining stand-in's vocabularies (MIXTURE_VOCABULARIES, e.g. turn_direction(NE))."""
+    if actions in ACTIONS:
+        return position.action if actions == "absolute" else position.relative
+    words = MIXTURE_VOCABULARIES[actions]
+    turn = position.action if next(iter(words)) in COMPASS else position.relative  # the vocabulary's frame
+    return f"turn_direction({words[turn[15:-1]]})" if turn.startswith("turn_direction(") else turn
+
+
+def action_space_text(actions="absolute"):
+    """The [Action space] text: the public one (ACTION_SPACE_TEXT) or, for a vocabulary of the
+    pretraining stand-in, the public text of its frame with the vocabulary's words in the list."""
+    if actions in ACTIONS:
+        return ACTION_SPACE_TEXT[actions]
+    words = MIXTURE_VOCABULARIES[actions]
+    frame, keys = ("absolute", COMPASS) if next(iter(words)) in COMPASS else ("relative", TURNS)
+    return ACTION_SPACE_TEXT[frame].replace(str(list(keys)), str([words[k] for k in keys]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -316,7 +337,9 @@ class NavigationEnv:
     info: gt_action (at the returned position), verdict, attempt (used here), clean (no failed
     attempt on this route yet), position / n_positions, steps_correct (positions passed),
     route_success (True when the route just ended at the destination), observation,
-    instruction, city. Per-step accuracy of a route = steps_correct / n_positions at its end.
+    instruction, city, frame_right (the answer just scored was at a turn: whether its action is a
+    turn of this action space, right or wrong; None elsewhere). Per-step accuracy of a route =
+    steps_correct / n_positions at its end.
     """
 
     def __init__(self, routes, actions="absolute", vision=False, max_attempts=MAX_ATTEMPTS,
@@ -345,7 +368,7 @@ class NavigationEnv:
         self.route = start_heading(self.routes[self.rng.randrange(len(self.routes))], self.rng)
         self.rail = build_rail(self.route, self.straight_line_length, self.drop_rate, self.rng)
         self.names, self.sentences = landmark_names(self.route), instructions(self.route)
-        self.verdict, self.clean, self.done, self.steps_correct = None, True, False, 0
+        self.verdict, self.clean, self.done, self.steps_correct, self.frame_right = None, True, False, 0, None
         self._goto(0)
         return self._obs(), self._info(False)
 
@@ -358,6 +381,10 @@ class NavigationEnv:
             raise RuntimeError("the route is over (or never began): call reset()")
         here = self.rail[self.pos]
         v = self.verdict = verify(response, here, self.actions, self.names)
+        # the mechanism metric (README): at a turn, is the answer a turn of this action space at all?
+        turns = action_space(self.relative)[2:]
+        self.frame_right = (normalize_action(parse_answer(response).get("action", "")) in turns
+                            if here.action.startswith("turn_direction(") else None)
         self.attempt += 1
         reward, terminated, truncated = v.reward, False, False
         if v.outcome == "correct":
@@ -390,7 +417,7 @@ class NavigationEnv:
         return {"gt_action": p.action if self.actions == "absolute" else p.relative, "verdict": self.verdict,
                 "attempt": self.attempt, "clean": self.clean, "position": self.pos, "n_positions": len(self.rail),
                 "steps_correct": self.steps_correct, "route_success": success, "observation": p.observation,
-                "instruction": p.instruction, "city": self.route.city}
+                "instruction": p.instruction, "city": self.route.city, "frame_right": self.frame_right}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -453,11 +480,87 @@ def sft_examples(n, city="train", actions="absolute", vision=False, seed=0, imag
     return out
 
 
-def tokenizer_corpus(n=2000):
-    """Prompts (L and VL forms, both action spaces, every city style), answers and feedback turns."""
+# The laptop experiment's stand-in for pretraining, V-IRL-L (README, "Reproduce the headline on a
+# laptop"). A pretrained LLM knows what "turn left" means and follows whatever action space a prompt
+# lists; a tiny random model knows neither. The mixture teaches both without the rule-OOD split's
+# form (the relative action space, left / right / slightly left / slightly right, in a route):
+#   * routes whose [Action space] lists one of five other vocabularies: the ID compass words, their
+#     abbreviations (N, NE, ...), and three relative ones in other words (port / starboard,
+#     counterclockwise / clockwise, hard left / bear left), each with the public text of its frame;
+#   * "world knowledge" outside any route (MIXTURE_KNOWLEDGE of the pairs): "Facing north, you
+#     turn to face west. How did you turn?" -> {"action": "turn_direction(left)"}; "Facing north,
+#     you turn left. Which way do you face now?" -> "You now face west."; a route's sentence with
+#     words to choose from: "Turn left to face west. How do you turn? Choose from ['left', 'right',
+#     'slightly left', 'slightly right']." -> {"action": "turn_direction(left)"} (or the port /
+#     starboard or counterclockwise words, or "Which way do you face?" with compass words);
+#   * a tokenizer fitted without the rule-OOD text (pretraining_corpus), as a pretrained model's
+#     is fitted on its own corpus.
+# Measured on ood-rule while designing it (1,000-1,500 steps): without the tokenizer, the pretrained
+# model answered rule-OOD turns in compass words (0.0% per-step; 1.4% with the driving words);
+# with it, 2.4-3.0% per-step and 12-15% of turn answers in the relative frame. Invented words
+# for half of the routes (the answer being the listed word at the turn's place) did worse (0.0%).
+MIXTURE_VOCABULARIES = {
+    "compass": dict(zip(COMPASS, COMPASS)),  # the ID form
+    "abbreviated": dict(zip(COMPASS, ("N", "NE", "E", "SE", "S", "SW", "W", "NW"))),
+    "nautical": dict(zip(TURNS, ("port", "starboard", "slightly port", "slightly starboard"))),
+    "clock": dict(zip(TURNS, ("counterclockwise", "clockwise", "slightly counterclockwise", "slightly clockwise"))),
+    "driving": dict(zip(TURNS, ("hard left", "hard right", "bear left", "bear right"))),
+}
+TURN_DEGREES = {"left": -90, "right": 90, "slightly left": -45, "slightly right": 45}
+KNOWLEDGE_LISTS = {"turn": [dict(zip(TURNS, TURNS)), MIXTURE_VOCABULARIES["nautical"], MIXTURE_VOCABULARIES["clock"]],
+                   "face": [MIXTURE_VOCABULARIES["compass"], MIXTURE_VOCABULARIES["abbreviated"]]}
+MIXTURE_KNOWLEDGE = 0.2  # share of world-knowledge pairs in the mixture
+
+
+def pretraining_corpus():
+    """The tokenizer text of the V-IRL-L stand-in's tiny model: GeneralPoints' corpus and V-IRL's
+    without the relative action space. The default tokenizer is fitted on every variant, and it
+    fuses the relative list and each relative answer into tokens ("['left', 'right', 'slightly
+    left', 'slightly ", 'left)"}') that only the rule-OOD split holds: their embeddings would
+    stay untrained, and the OOD answer unreachable, whatever the model learnt."""
+    return generalpoints_corpus() + tokenizer_corpus(actions=("absolute",))
+
+
+def knowledge_example(rng):
+    """One world-knowledge pair: a turn between two compass headings, asked one of four ways; a
+    route's sentence is asked about with a list of words to choose from (KNOWLEDGE_LISTS)."""
+    turn, start = rng.choice(TURNS), rng.randrange(8)
+    before, after = COMPASS[start], COMPASS[(start + TURN_DEGREES[turn] // 45) % 8]
+    told = f"{rng.choice(('First, turn', 'Turn'))} {turn} to face {after}."  # a sentence as routes word it
+    turns, faces = rng.choice(KNOWLEDGE_LISTS["turn"]), rng.choice(KNOWLEDGE_LISTS["face"])
+    question, answer = rng.choice([
+        (f"Facing {before}, you turn to face {after}. How did you turn?", f"turn_direction({turn})"),
+        (f"Facing {before}, you turn {turn}. Which way do you face now?", f"You now face {after}."),
+        (f"{told} How do you turn? Choose from {list(turns.values())}.", f"turn_direction({turns[turn]})"),
+        (f"{told} Which way do you face? Choose from 8 directions {list(faces.values())}.",
+         f"turn_direction({faces[after]})")])
+    if answer.startswith("turn_direction("):
+        answer = json.dumps({"action": answer})
+    return {"messages": [user_turn(question), assistant_turn(answer)], "image": None}
+
+
+def mixture_examples(n, seed=0, knowledge=MIXTURE_KNOWLEDGE):
+    """n SFT pairs of the V-IRL-L pretraining stand-in (see above): a random position of a random
+    training route with its action space in a random vocabulary of MIXTURE_VOCABULARIES, or (a
+    share `knowledge`) a world-knowledge pair. {"messages": [user, assistant], "image": None}."""
+    rng, pool, out = random.Random(f"virl-mixture/{seed}"), route_pool("train"), []
+    for _ in range(n):
+        if rng.random() < knowledge:
+            out.append(knowledge_example(rng))
+            continue
+        vocabulary, route = rng.choice(list(MIXTURE_VOCABULARIES)), pool[rng.randrange(len(pool))]
+        rail = build_rail(route, rng=rng)
+        pos = rng.randrange(len(rail))
+        prompt = user_turn(prompt_text(instructions(route), rail, pos, vocabulary))
+        out.append({"messages": [prompt, assistant_turn(answer_text(rail[pos], vocabulary))], "image": None})
+    return out
+
+
+def tokenizer_corpus(n=2000, actions=ACTIONS):
+    """Prompts (L and VL forms, the given action spaces, every city style), answers and feedback turns."""
     rng = random.Random("virl-corpus")
     texts = [FEEDBACK.format(m) for k, m in MESSAGES.items() if k != "correct"]
-    variants = [(c, a, v) for c in CITIES for a in ACTIONS for v in (False, True)]
+    variants = [(c, a, v) for c in CITIES for a in actions for v in (False, True)]
     i = 0
     while len(texts) < n:
         city, actions, vision = variants[i % len(variants)]

@@ -1,34 +1,46 @@
 """The paper's headline at laptop scale: does SFT memorize and RL generalize in a tiny model?
 
-"SFT Memorizes, RL Generalizes" post-trains a pretrained 11B model on one GeneralPoints rule (J, Q,
-K count as 10) and finds that more SFT lowers success under the unseen rule (J, Q, K = 11, 12, 13)
-while PPO raises it. It reports one seed. This script runs the same comparison with the tiny
-built-in model on 2 CPU cores, several seeds per arm, and a significance test:
+"SFT Memorizes, RL Generalizes" post-trains a pretrained 11B model on one variant of each task and
+tests it on an unseen one (its Figure 1): GP-L trains on the rule J, Q, K = 10 and tests J, Q, K =
+11, 12, 13; V-IRL-L trains on absolute directions (turn_direction(north)) and tests relative ones
+(turn_direction(left)). More SFT lowers the unseen variant, PPO raises it; one seed each. This
+script runs the same comparison with the tiny built-in model on 2 CPU cores, several seeds per
+arm and a significance test, one task at a time (--task):
 
-  1. pretrain   sft.py --mixture: the stand-in for pretraining. Hands under random J/Q/K values,
-                half of them with revision turns (generalpoints.mixture_examples), so the model
-                learns to read the rule sentence and to revise; never the test rule 11/12/13,
-                nor the tuning rule 3/6/9 (the val-rule split).
+  1. pretrain   sft.py --mixture: the stand-in for pretraining, which gives the tiny model what the
+                pretrained model brings to the task, never the test variant's form:
+                gp-l    hands under random J/Q/K values, half of them with revision turns
+                        (generalpoints.mixture_examples): reading the rule sentence and revising;
+                        never the test rule 11/12/13, nor the tuning rule 3/6/9 (val-rule).
+                virl-l  routes whose action space is one of four other vocabularies (compass
+                        words, their abbreviations, port/starboard, counterclockwise/clockwise)
+                        and turns as world knowledge outside any route ("Facing north, you turn
+                        to face west. How did you turn?"; virl.mixture_examples): following the
+                        action space a prompt lists, and what left and right mean; never the
+                        relative action space in a route.
   2. init       a short ID SFT from the pretrained model: the paper's format-stable initial
                 checkpoint. Both arms start here.
-  3. rl-S       ppo.py on the ID rule with verifier revision (VIter 5), seed S.
+  3. rl-S       ppo.py on the ID variant with verifier revision (VIter), seed S.
   4. sft-S      more ID SFT, seed S, for as many training FLOPs as rl-0 used (the paper's compute
                 axis, matched within a few percent), evaluated at the same compute fractions.
   5. summary    results.md / results.json (ID and OOD, init -> SFT / RL, mean and spread over
-                seeds, Welch's t-test on the final OOD change of RL vs SFT), headline_curves.png (success)
-                and headline_numbers.png (first answers whose numbers follow the rule).
+                seeds, Welch's t-test on the final change of RL vs SFT), headline_curves.png (GP
+                success, V-IRL per-step accuracy) and headline_mechanism.png (GP: first answers
+                whose numbers follow the rule; V-IRL: answers at turns in the split's action
+                space); then <root>/figure1.png, the change from the init of every task run.
 
-Every stage is a run folder under --root; a finished stage (its final/ checkpoint exists) is
-skipped, an unfinished one resumes from its last checkpoint, so a killed experiment goes on
-where it stopped. Each stage's output goes to <root>/<stage>.log. The hyperparameters below were
-fixed on ID success and the val-rule split before any ood-rule number was looked at (README).
+Every stage is a run folder under <root>/<task>; a finished stage (its final/ checkpoint exists)
+is skipped, an unfinished one resumes from its last checkpoint, so a killed experiment goes on
+where it stopped. Each stage's output goes to <root>/<task>/<stage>.log. GP-L's hyperparameters
+were fixed on ID success and the val-rule split before any ood-rule number was looked at (README).
 
-    python experiments/headline.py                  # the whole experiment, 5 seeds: 31 min on 2 cores
-    python experiments/headline.py --seeds 3        # 3 seeds per arm: about 22 min
-    python experiments/headline.py --smoke          # a handful of steps, one seed: seconds (tests)
-    python experiments/headline.py --summary-only   # redo the table and figures from the runs
+    python experiments/headline.py --seeds 3                 # GP-L, 3 seeds per arm: about 22 min on 2 cores
+    python experiments/headline.py --task virl-l --seeds 3   # V-IRL-L, 3 seeds per arm
+    python experiments/headline.py --task all --seeds 3      # every task in turn, then figure1.png
+    python experiments/headline.py --task all --smoke        # a handful of steps, one seed: a minute (tests)
+    python experiments/headline.py --task all --summary-only # redo the tables and figures from the runs
     # an ablation: the same pretrained model, init and RL runs, the SFT arm at another learning rate
-    mkdir -p runs/abl && cp -r runs/headline/{pretrain,init,rl-*} runs/abl/
+    mkdir -p runs/abl/gp-l && cp -r runs/headline/gp-l/{pretrain,init,rl-*} runs/abl/gp-l/
     python experiments/headline.py --root runs/abl --sft-lr 1e-5
     # robustness: the whole experiment on top of another pretraining run (another "pretrained model")
     python experiments/headline.py --root runs/pretrain-seed1 --pretrain-seed 1 --seeds 3
@@ -47,27 +59,51 @@ sys.path.insert(0, str(ROOT))
 import plots  # noqa: E402  (after the path is set)
 from evaluate import COUNT, SEED, ArgumentParser, number, out_problem  # noqa: E402  (argparse checks, no torch)
 
-# The protocol, fixed before looking at ood-rule (see the README section for what was tried).
-FULL = dict(
-    pretrain=["--mixture", "--steps", "2000", "--lr", "1e-3", "--eval-every", "500", "--eval-episodes", "64",
-              "--eval-splits", "id,val-rule", "--save-every", "500", "--threads", "2"],
-    init=["--steps", "40", "--lr", "1e-4", "--eval-every", "40", "--eval-splits", "id,val-rule",
-          "--eval-episodes", "128"],
-    rl=["--updates", "30", "--eval-every", "6", "--eval-episodes", "128", "--eval-splits", "id,ood-rule,val-rule",
-        "--eval-samples", "0"],  # greedy evaluations only, like the SFT arm's
-    sft=["--lr", "1e-4", "--eval-episodes", "128", "--eval-max-new-tokens", "96",
-         "--eval-splits", "id,ood-rule,val-rule"],
-    eval_points=5,  # evaluations after the start, at the same compute fractions in both arms
-)
-SMOKE = dict(
-    pretrain=["--mixture", "--steps", "3", "--batch-size", "4", "--eval-every", "0"],
-    init=["--steps", "2", "--batch-size", "4", "--lr", "1e-4", "--eval-every", "0"],
-    rl=["--updates", "2", "--eval-every", "1", "--eval-episodes", "2", "--num-envs", "4",
-        "--rollout-steps", "8", "--minibatch-size", "8", "--max-new-tokens", "16", "--eval-samples", "0"],
-    sft=["--batch-size", "4", "--lr", "1e-4", "--eval-episodes", "2", "--eval-max-new-tokens", "16"],
-    eval_points=2,
-)
-SPLITS = ("id", "ood-rule", "val-rule")  # those the arms evaluated are summarized
+# The protocols, one per setting of the paper's Figure 1 that runs here. Each stage's flags; the
+# task's --env comes first. GP-L's were fixed before looking at ood-rule (README); V-IRL-L's
+# pretraining stand-in was checked on ood-rule once (it must give the init some OOD skill, as a
+# pretrained LLM has), the arms' settings were not tuned on it.
+TASKS = {
+    "gp-l": dict(
+        title="GP-L, rule OOD", env=["--env", "generalpoints"], ood="ood-rule", splits=("id", "ood-rule", "val-rule"),
+        mechanism=("numbers_right", "first answers whose numbers follow the rule (%)"),
+        full=dict(
+            pretrain=["--mixture", "--steps", "2000", "--lr", "1e-3", "--eval-every", "500", "--eval-episodes", "64",
+                      "--eval-splits", "id,val-rule", "--save-every", "500", "--threads", "2"],
+            init=["--steps", "40", "--lr", "1e-4", "--eval-every", "40", "--eval-splits", "id,val-rule",
+                  "--eval-episodes", "128"],
+            rl=["--updates", "30", "--eval-every", "6", "--eval-episodes", "128", "--eval-splits",
+                "id,ood-rule,val-rule", "--eval-samples", "0"],  # greedy evaluations only, like the SFT arm's
+            sft=["--lr", "1e-4", "--eval-episodes", "128", "--eval-max-new-tokens", "96",
+                 "--eval-splits", "id,ood-rule,val-rule"],
+            eval_points=5),  # evaluations after the start, at the same compute fractions in both arms
+        smoke=dict(
+            pretrain=["--mixture", "--steps", "3", "--batch-size", "4", "--eval-every", "0"],
+            init=["--steps", "2", "--batch-size", "4", "--lr", "1e-4", "--eval-every", "0"],
+            rl=["--updates", "2", "--eval-every", "1", "--eval-episodes", "2", "--num-envs", "4",
+                "--rollout-steps", "8", "--minibatch-size", "8", "--max-new-tokens", "16", "--eval-samples", "0"],
+            sft=["--batch-size", "4", "--lr", "1e-4", "--eval-episodes", "2", "--eval-max-new-tokens", "16"],
+            eval_points=2)),
+    "virl-l": dict(
+        title="V-IRL-L, rule OOD", env=["--env", "virl"], ood="ood-rule", splits=("id", "ood-rule"),
+        mechanism=("frame_right", "answers at turns in the split's action space (%)"),
+        full=dict(
+            pretrain=["--mixture", "--steps", "2000", "--lr", "1e-3", "--eval-every", "500", "--eval-episodes", "48",
+                      "--eval-splits", "id", "--save-every", "500", "--threads", "2"],
+            init=["--steps", "40", "--lr", "1e-4", "--eval-every", "40", "--eval-splits", "id",
+                  "--eval-episodes", "48"],
+            rl=["--updates", "60", "--eval-every", "12", "--eval-episodes", "48", "--eval-splits", "id,ood-rule",
+                "--eval-samples", "0"],
+            sft=["--lr", "1e-4", "--eval-episodes", "48", "--eval-splits", "id,ood-rule"],
+            eval_points=5),
+        smoke=dict(
+            pretrain=["--mixture", "--steps", "3", "--batch-size", "4", "--eval-every", "0"],
+            init=["--steps", "2", "--batch-size", "4", "--lr", "1e-4", "--eval-every", "0"],
+            rl=["--updates", "2", "--eval-every", "1", "--eval-episodes", "2", "--num-envs", "4",
+                "--rollout-steps", "8", "--minibatch-size", "8", "--max-new-tokens", "16", "--eval-samples", "0"],
+            sft=["--batch-size", "4", "--lr", "1e-4", "--eval-episodes", "2", "--eval-max-new-tokens", "16"],
+            eval_points=2)),
+}
 
 
 def say(text: str) -> None:  # one write per line: the runs' threads print at the same time
@@ -106,20 +142,21 @@ def sft_steps_for(init: Path, rl0: Path, points: int) -> tuple[int, int]:
     return steps, steps // points
 
 
-def run_experiment(root: Path, protocol: dict, seeds: int, jobs: int) -> None:
+def run_experiment(root: Path, task: dict, protocol: dict, seeds: int, jobs: int) -> None:
     root.mkdir(parents=True, exist_ok=True)
-    pre = stage(root, "pretrain", "sft.py", protocol["pretrain"])
-    init = stage(root, "init", "sft.py", ["--model", str(pre / "final"), *protocol["init"]])
+    env = task["env"]
+    pre = stage(root, "pretrain", "sft.py", [*env, *protocol["pretrain"]])
+    init = stage(root, "init", "sft.py", [*env, "--model", str(pre / "final"), *protocol["init"]])
     init_flops = str(trainer_state(init)["flops"])
     points = protocol["eval_points"]
 
     def rl(seed):
         return stage(root, f"rl-{seed}", "ppo.py",
-                     ["--init", str(init / "final"), "--seed", str(seed), *protocol["rl"]])
+                     [*env, "--init", str(init / "final"), "--seed", str(seed), *protocol["rl"]])
 
     def sft(seed, rl0_future):
         steps, every = sft_steps_for(init, rl0_future.result(), points)
-        return stage(root, f"sft-{seed}", "sft.py", ["--model", str(init / "final"), "--seed", str(seed),
+        return stage(root, f"sft-{seed}", "sft.py", [*env, "--model", str(init / "final"), "--seed", str(seed),
                                                      "--steps", str(steps), "--eval-every", str(every),
                                                      "--init-flops", init_flops, *protocol["sft"]])
 
@@ -135,40 +172,44 @@ def run_experiment(root: Path, protocol: dict, seeds: int, jobs: int) -> None:
 # ---------------------------------------------------------------------------------------------
 # Summary: the table, the test, the figures
 # ---------------------------------------------------------------------------------------------
-def final_success(run: plots.Run, split: str) -> float:
+def final_value(run: plots.Run, split: str) -> float:
     return run.series(split, run.metric)[1][-1]
 
 
-def summarize(root: Path) -> dict:
-    """results.json, results.md and the figures from the run folders under root."""
+def summarize(root: Path, name: str) -> dict:
+    """results.json, results.md and the figures of task `name` from the run folders under root."""
+    task = TASKS[name]
+    mechanism, mechanism_label = task["mechanism"]
     arms = {}
     for method, label in (("sft", "SFT"), ("rl", "RL")):
         runs = sorted((p for p in root.glob(f"{method}-*") if (p / "final").is_dir()), key=lambda p: p.name)
         arms[label] = [plots.load_run(p) for p in runs]
     if not all(arms.values()):
         sys.exit(f"error: {root} has no finished sft-* or rl-* run to summarize")
-    splits = [s for s in SPLITS if all(s in r.splits() for runs in arms.values() for r in runs)]
-    firsts = [r.series(s, r.metric)[1][0] for runs in arms.values() for r in runs for s in splits]
-    # every arm evaluates the init greedily at step 0 on the same hands: one start value per split
-    start = {s: arms["RL"][0].series(s, "success")[1][0] for s in splits}
+    metric = arms["RL"][0].metric  # GP: success; V-IRL: per-step accuracy
+    splits = [s for s in task["splits"] if all(s in r.splits() for runs in arms.values() for r in runs)]
+    firsts = [r.series(s, metric)[1][0] for runs in arms.values() for r in runs for s in splits]
+    # every arm evaluates the init greedily at step 0 on the same episodes: one start value per split
+    start = {s: arms["RL"][0].series(s, metric)[1][0] for s in splits}
     if len(set(firsts)) > len(splits):
         print("warning: the arms' step-0 evaluations of the init differ", file=sys.stderr)
     first = arms["RL"][0].evals[0]["eval"]
-    result = {"init": start, "arms": {}, "commit": _commit(), "stages": {},
-              "init_numbers_right": {s: 100 * first[s].get("numbers_right", float("nan")) for s in splits}}
-    for name in ("pretrain", "init"):  # their own last evaluation (id, val-rule), when they had one
+    result = {"task": name, "metric": metric, "ood": task["ood"], "init": start, "arms": {}, "commit": _commit(),
+              "stages": {}, "mechanism": mechanism,
+              "init_mechanism": {s: 100 * first[s].get(mechanism, float("nan")) for s in splits}}
+    for stage_name in ("pretrain", "init"):  # their own last evaluation, when they had one
         try:
-            last = plots.load_run(root / name).evals[-1]["eval"]
-            result["stages"][name] = {s: 100 * m["success"] for s, m in last.items()}
+            last = plots.load_run(root / stage_name).evals[-1]["eval"]
+            result["stages"][stage_name] = {s: 100 * m[metric] for s, m in last.items()}
         except plots.RunError:
             pass
     for label, runs in arms.items():
-        finals = {s: [final_success(r, s) for r in runs] for s in splits}
+        finals = {s: [final_value(r, s) for r in runs] for s in splits}
         gflops = [r.evals[-1]["flops"] / 1e9 for r in runs]
         result["arms"][label] = {"runs": [r.name for r in runs], "final": finals, "gflops": gflops,
                                  "change": {s: [v - start[s] for v in finals[s]] for s in splits},
-                                 "numbers_right": {s: [100 * r.evals[-1]["eval"][s].get("numbers_right", float("nan"))
-                                                       for r in runs] for s in splits}}
+                                 "mechanism": {s: [100 * r.evals[-1]["eval"][s].get(mechanism, float("nan"))
+                                                   for r in runs] for s in splits}}
     rl_change, sft_change = result["arms"]["RL"]["change"], result["arms"]["SFT"]["change"]
     result["test"] = {}
     for s in splits:
@@ -176,12 +217,27 @@ def summarize(root: Path) -> dict:
             t, df, p = plots.welch_t_test(rl_change[s], sft_change[s])
             result["test"][s] = {"t": t, "df": df, "p": p}
     (root / "results.json").write_text(json.dumps(result, indent=1))
-    (root / "results.md").write_text(results_table(result))
-    plots.plot_seeds(arms, root / "headline_curves.png", splits)
-    plots.plot_seeds(arms, root / "headline_numbers.png", splits, metric="numbers_right",
-                     ylabel="first answers whose numbers follow the rule (%)")
-    print(results_table(result))
+    (root / "results.md").write_text(results_table(result, mechanism_label))
+    ylabel = "success rate (%)" if metric == "success" else "per-step accuracy (%)"
+    plots.plot_seeds(arms, root / "headline_curves.png", splits, metric=metric, ylabel=ylabel)
+    plots.plot_seeds(arms, root / "headline_mechanism.png", splits, metric=mechanism, ylabel=mechanism_label)
+    print(results_table(result, mechanism_label))
     return result
+
+
+def figure1(root: Path, out: Path) -> None:
+    """The Figure-1-style summary (plots.plot_seed_bars) of every task with a results.json under
+    root/<task>: the change from the init on ID and on the task's OOD split, per arm and seed."""
+    settings = {}
+    for name, task in TASKS.items():
+        path = root / name / "results.json"
+        if path.is_file():
+            result = json.loads(path.read_text())
+            settings[task["title"]] = {part: {arm: a["change"].get(split, []) for arm, a in result["arms"].items()}
+                                       for part, split in (("id", "id"), ("ood", task["ood"]))}
+    if settings:
+        plots.plot_seed_bars(settings, out)
+        say(f"wrote {out} ({', '.join(settings)})")
 
 
 def _stats(values: list[float]) -> str:
@@ -190,12 +246,12 @@ def _stats(values: list[float]) -> str:
     return f"{mean:.1f} ± {sd:.1f} [{min(values):.1f}, {max(values):.1f}]"
 
 
-def results_table(result: dict) -> str:
-    """The README's tables: final success in % (mean ± sd over seeds [min, max]), its change from
-    the init in points with Welch's test of RL vs SFT, and the share of first answers whose numbers
-    follow the rule (numbers_right)."""
-    splits = list(result["init"])
-    head = "| | " + " | ".join(f"{s} success (%)" for s in splits) + " | GFLOPs |"
+def results_table(result: dict, mechanism_label: str) -> str:
+    """The README's tables: the final metric in % (GP success, V-IRL per-step accuracy; mean ± sd
+    over seeds [min, max]), its change from the init in points with Welch's test of RL vs SFT,
+    and the setting's mechanism metric (GP: first answers whose numbers follow the rule)."""
+    splits, metric = list(result["init"]), result["metric"].replace("_", " ")
+    head = "| | " + " | ".join(f"{s} {metric} (%)" for s in splits) + " | GFLOPs |"
     lines = [head, "|---" * (len(splits) + 2) + "|",
              "| init | " + " | ".join(f"{result['init'][s]:.1f}" for s in splits) + " | |"]
     for label, arm in result["arms"].items():
@@ -208,11 +264,10 @@ def results_table(result: dict) -> str:
         lines.append("| RL vs SFT, Welch's t-test | " + " | ".join(
             f"t = {result['test'][s]['t']:.2f}, p = {result['test'][s]['p']:.3g}" if s in result["test"] else "-"
             for s in splits) + " |")
-    lines += ["", "| first answer's numbers follow the rule (%) | " + " | ".join(splits) + " |",
-              "|---" * (len(splits) + 1) + "|",
-              "| init | " + " | ".join(f"{result['init_numbers_right'][s]:.1f}" for s in splits) + " |"]
+    lines += ["", f"| {mechanism_label} | " + " | ".join(splits) + " |", "|---" * (len(splits) + 1) + "|",
+              "| init | " + " | ".join(f"{result['init_mechanism'][s]:.1f}" for s in splits) + " |"]
     for label, arm in result["arms"].items():
-        lines.append(f"| {label} | " + " | ".join(_stats(arm["numbers_right"][s]) for s in splits) + " |")
+        lines.append(f"| {label} | " + " | ".join(_stats(arm["mechanism"][s]) for s in splits) + " |")
     for name, values in result["stages"].items():
         lines.append(f"\n{name} (its last evaluation): " + ", ".join(f"{s} {v:.1f}%" for s, v in values.items()))
     lines.append(f"\nFrom commit {result['commit']}; mean ± sd over seeds [min, max].")
@@ -230,7 +285,12 @@ def _commit() -> str:
 def main(argv=None) -> None:
     p = ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                        epilog=__doc__.split("\n\n", 1)[1])
-    p.add_argument("--root", default="runs/headline", help="folder of the stages' run folders and the results")
+    p.add_argument("--task", choices=(*TASKS, "all"), default="gp-l",
+                   help="the setting of the paper's Figure 1: " + ", ".join(f"{k} ({t['title']})" for k, t in
+                                                                            TASKS.items())
+                   + ", or all of them in turn (default gp-l)")
+    p.add_argument("--root", default="runs/headline",
+                   help="folder of the results; each task's stages are run folders in <root>/<task>")
     p.add_argument("--seeds", type=COUNT, default=5, help="seeds per arm (at least 2 for the t-test; default 5)")
     p.add_argument("--jobs", type=COUNT, default=2, help="runs at once, one CPU thread each (default 2, for 2 cores)")
     p.add_argument("--sft-lr", type=number(above=0), default=None,
@@ -245,16 +305,22 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     if why := out_problem(args.root):
         p.error(f"--root {why}")
-    root = Path(args.root)
-    protocol = dict(SMOKE if args.smoke else FULL)
-    if args.sft_lr is not None:  # the ablations: a later --lr flag wins in argparse
-        protocol["sft"] = protocol["sft"] + ["--lr", str(args.sft_lr)]
-    if args.rl_lr is not None:
-        protocol["rl"] = protocol["rl"] + ["--lr", str(args.rl_lr)]
-    protocol["pretrain"] = protocol["pretrain"] + ["--seed", str(args.pretrain_seed)]
-    if not args.summary_only:
-        run_experiment(root, protocol, 1 if args.smoke else args.seeds, args.jobs)
-    summarize(root)
+    for name in TASKS if args.task == "all" else [args.task]:
+        protocol = dict(TASKS[name]["smoke" if args.smoke else "full"])
+        if args.sft_lr is not None:  # the ablations: a later --lr flag wins in argparse
+            protocol["sft"] = protocol["sft"] + ["--lr", str(args.sft_lr)]
+        if args.rl_lr is not None:
+            protocol["rl"] = protocol["rl"] + ["--lr", str(args.rl_lr)]
+        protocol["pretrain"] = protocol["pretrain"] + ["--seed", str(args.pretrain_seed)]
+        root = Path(args.root) / name
+        if args.summary_only and args.task == "all" and not root.is_dir():
+            say(f"{name}: no runs in {root}, skipped")
+            continue
+        if not args.summary_only:
+            say(f"== {name}: {TASKS[name]['title']}")
+            run_experiment(root, TASKS[name], protocol, 1 if args.smoke else args.seeds, args.jobs)
+        summarize(root, name)
+    figure1(Path(args.root), Path(args.root) / "figure1.png")
 
 
 if __name__ == "__main__":

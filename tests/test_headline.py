@@ -9,8 +9,11 @@ from pathlib import Path
 import pytest
 
 import evaluate
+import cards as cards_module
 import generalpoints as gp
 import plots
+import policy
+import virl
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -93,25 +96,31 @@ def test_welch_t_test_matches_known_values():
         plots.welch_t_test([1.0], [1.0, 2.0])
 
 
-def test_smoke_pipeline_runs_every_stage_and_matches_compute(tmp_path):
+def test_smoke_pipeline_runs_every_stage_of_every_task_and_matches_compute(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    cmd = [sys.executable, "experiments/headline.py", "--smoke", "--root", str(tmp_path), "--pretrain-seed", "3"]
-    out = subprocess.run(cmd, cwd=ROOT, env=env, timeout=300, capture_output=True, text=True)
+    cmd = [sys.executable, "experiments/headline.py", "--task", "all", "--smoke", "--root", str(tmp_path),
+           "--pretrain-seed", "3"]
+    out = subprocess.run(cmd, cwd=ROOT, env=env, timeout=400, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
-    result = json.loads((tmp_path / "results.json").read_text())
-    assert set(result["arms"]) == {"SFT", "RL"} and set(result["init"]) == {"id", "ood-rule"}
-    sft, rl = result["arms"]["SFT"], result["arms"]["RL"]
-    assert 0.75 < sft["gflops"][0] / rl["gflops"][0] < 1.33  # matched training compute
-    assert set(sft["numbers_right"]) == set(result["init"]) and "| RL (1 seeds) |" in out.stdout
-    assert (tmp_path / "headline_numbers.png").stat().st_size > 1000
-    assert (tmp_path / "headline_curves.png").stat().st_size > 1000
-    assert "Welch" not in out.stdout  # 1 seed: no test
-    for name in ("pretrain", "init", "rl-0", "sft-0"):
-        assert (tmp_path / name / "final").is_dir()
-    pretrain_config = json.loads((tmp_path / "pretrain" / "config.json").read_text())
-    assert pretrain_config["mixture"] is True and pretrain_config["seed"] == 3
-    again = subprocess.run(cmd, cwd=ROOT, env=env, timeout=120, capture_output=True, text=True)
-    assert again.returncode == 0 and again.stdout.count("done before, skipped") == 4  # finished stages are kept
+    for task, metric, mechanism in (("gp-l", "success", "numbers_right"), ("virl-l", "step_accuracy", "frame_right")):
+        root = tmp_path / task
+        result = json.loads((root / "results.json").read_text())
+        assert result["metric"] == metric and result["mechanism"] == mechanism and result["ood"] == "ood-rule"
+        assert set(result["arms"]) == {"SFT", "RL"} and set(result["init"]) == {"id", "ood-rule"}
+        sft, rl = result["arms"]["SFT"], result["arms"]["RL"]
+        assert 0.75 < sft["gflops"][0] / rl["gflops"][0] < 1.33  # matched training compute
+        assert set(sft["mechanism"]) == set(result["init"])
+        assert (root / "headline_mechanism.png").stat().st_size > 1000
+        assert (root / "headline_curves.png").stat().st_size > 1000
+        for name in ("pretrain", "init", "rl-0", "sft-0"):
+            assert (root / name / "final").is_dir()
+        pretrain_config = json.loads((root / "pretrain" / "config.json").read_text())
+        assert pretrain_config["mixture"] is True and pretrain_config["seed"] == 3
+        assert pretrain_config["env"] == ("generalpoints" if task == "gp-l" else "virl")
+    assert "| RL (1 seeds) |" in out.stdout and "Welch" not in out.stdout  # 1 seed: no test
+    assert (tmp_path / "figure1.png").stat().st_size > 1000
+    again = subprocess.run(cmd, cwd=ROOT, env=env, timeout=200, capture_output=True, text=True)
+    assert again.returncode == 0 and again.stdout.count("done before, skipped") == 8  # finished stages are kept
 
 
 def test_numbers_right_measures_whether_the_first_answer_follows_the_rule():
@@ -125,6 +134,80 @@ def test_numbers_right_measures_whether_the_first_answer_follows_the_rule():
     _, info = env.reset()
     as_if_id = gp.answer_text(info["cards"], "id")  # the ID habit: J/Q/K read as 10
     assert not env.step(as_if_id)[4]["numbers_correct"]
+
+
+def test_virl_mixture_never_shows_the_relative_action_space_in_a_route():
+    examples = virl.mixture_examples(600, seed=2)
+    relative_list = str(list(virl.TURNS))  # the rule-OOD split's [Action space] list
+    vocabularies, knowledge, relative_answers = set(), 0, set()
+    for ex in examples:
+        prompt, answer = (m["content"][-1]["text"] for m in ex["messages"])
+        assert ex["image"] is None
+        if "[Action space]" not in prompt:  # a world-knowledge pair, outside any route
+            knowledge += 1
+            if answer.startswith("{"):
+                relative_answers.add(json.loads(answer)["action"])
+            continue
+        assert relative_list not in prompt
+        action = json.loads(answer)["action"]
+        assert action not in {f"turn_direction({w})" for w in virl.TURNS}
+        assert not any(f"turn_direction({w})" in prompt for w in virl.TURNS)  # nor in the history
+        for name, words in virl.MIXTURE_VOCABULARIES.items():
+            if str(list(words.values())) in prompt:
+                vocabularies.add(name)
+                assert action in ("forward()", "stop()") or action[15:-1] in words.values()
+    assert vocabularies == set(virl.MIXTURE_VOCABULARIES) and 60 < knowledge < 180
+    assert relative_answers >= {f"turn_direction({w})" for w in virl.TURNS}  # the turns' meaning, taught
+    assert [e["messages"] for e in virl.mixture_examples(5, seed=2)] == [e["messages"] for e in examples[:5]]
+    # the compass vocabulary is the ID form, word for word
+    route = virl.route_pool("train")[0]
+    rail = virl.build_rail(route)
+    assert (virl.prompt_text(virl.instructions(route), rail, 3, "compass")
+            == virl.prompt_text(virl.instructions(route), rail, 3, "absolute"))
+    turn = next(p for p in rail if p.action.startswith("turn_direction("))
+    assert virl.action_in(turn, "nautical") == turn.relative.replace("left", "port").replace("right", "starboard")
+
+
+def test_virl_stand_in_tokenizer_has_no_token_only_the_ood_split_uses():
+    mixture = [m["content"][-1]["text"] for e in virl.mixture_examples(300, seed=5) for m in e["messages"]]
+    unseen = {}
+    tokenizers = {"default": policy.build_tokenizer(), "held out": policy.build_tokenizer(virl.pretraining_corpus())}
+    for name, tok in tokenizers.items():
+        seen = {i for text in mixture for i in tok(text)["input_ids"]}
+        unseen[name] = set()
+        for env in virl.eval_envs("ood-rule", n=6):  # the rule-OOD prompts and answers
+            env.reset()
+            for pos, here in enumerate(env.rail):
+                text = virl.prompt_text(env.sentences, env.rail, pos, "relative") + virl.answer_text(here, "relative")
+                unseen[name] |= {tok.decode([i]) for i in tok(text)["input_ids"] if i not in seen}
+    # the default tokenizer fuses relative actions into tokens nothing before evaluation trains
+    assert any("turn_direction(left)" in t or "slightly left" in t for t in unseen["default"])
+    assert not any(w in t for t in unseen["held out"] for w in ("left", "right", "turn_direction"))
+
+
+def test_gp_vl_mixture_draws_cards_in_many_inks_never_red():
+    examples = gp.mixture_examples(40, vision=True, seed=4, inks=True)
+    inks = set()
+    for ex in examples:
+        cards = json.loads(ex["messages"][-1]["content"][-1]["text"])["cards"]
+        assert all(c in gp.RANKS for c in cards)  # recognised by rank, as the paper's targets
+        pixels = set(ex["image"].getdata())
+        assert not any(r > 150 and g < 80 and b < 80 for r, g, b in pixels)  # nothing red on the table
+        inks |= {ink for ink in cards_module.INKS.values() if ink in pixels}
+    assert len(inks) >= 6
+    red = gp.eval_envs("ood-visual", n=1, vision=True)[0].reset()[0]["image"]
+    assert any(r > 150 and g < 80 and b < 80 for r, g, b in red.getdata())  # the OOD split is red
+
+
+def test_frame_right_measures_whether_turns_use_the_splits_action_space():
+    oracle = evaluate.evaluate(evaluate.OraclePolicy(), env="virl", splits=("ood-rule",), n=6)["ood-rule"]
+    assert oracle["frame_right"] == 1.0
+    env = virl.eval_envs("ood-rule", n=1)[0]
+    env.reset()
+    as_if_id = virl.answer_text(env.rail[0], "absolute")  # the ID habit: a compass word
+    assert env.step(as_if_id)[4]["frame_right"] is False
+    env.step(virl.answer_text(env.rail[0], "relative"))
+    assert env.frame_right is True
 
 
 def test_rl_ablation_smoke_runs_every_row_and_writes_its_table(tmp_path):
