@@ -325,8 +325,8 @@ def plot_seed_bars(settings: dict, out_path=None) -> Figure:
                             label="the paper (11B model, one seed)" if t == 0 and j == 0 else None)
         ax.axhline(0.0, color="black", linewidth=0.8)
         ax.set_xticks(range(len(names)), names, fontsize="small")
-        ax.set_ylabel("change from the init (pp)")
-        ax.set_title(f"{'ID' if part == 'id' else 'OOD'}: change after training (GP: success, V-IRL: per-step)")
+        ax.set_ylabel("change from the init (pp; GP success, V-IRL per-step)")
+        ax.set_title(f"{'ID' if part == 'id' else 'OOD'}: change after training")
         ax.grid(axis="y", alpha=0.3)
         ax.legend(loc="best", fontsize="small")
     if out_path is not None:

@@ -210,12 +210,13 @@ def summarize(root: Path, name: str) -> dict:
                                  "change": {s: [v - start[s] for v in finals[s]] for s in splits},
                                  "mechanism": {s: [100 * r.evals[-1]["eval"][s].get(mechanism, float("nan"))
                                                    for r in runs] for s in splits}}
-    rl_change, sft_change = result["arms"]["RL"]["change"], result["arms"]["SFT"]["change"]
-    result["test"] = {}
-    for s in splits:
-        if len(rl_change[s]) >= 2 and len(sft_change[s]) >= 2:
-            t, df, p = plots.welch_t_test(rl_change[s], sft_change[s])
-            result["test"][s] = {"t": t, "df": df, "p": p}
+    for key, test in (("change", "test"), ("mechanism", "mechanism_test")):  # RL vs SFT, per split
+        rl_values, sft_values = result["arms"]["RL"][key], result["arms"]["SFT"][key]
+        result[test] = {}
+        for s in splits:
+            if len(rl_values[s]) >= 2 and len(sft_values[s]) >= 2:
+                t, df, p = plots.welch_t_test(rl_values[s], sft_values[s])
+                result[test][s] = {"t": t, "df": df, "p": p}
     (root / "results.json").write_text(json.dumps(result, indent=1))
     (root / "results.md").write_text(results_table(result, mechanism_label))
     ylabel = "success rate (%)" if metric == "success" else "per-step accuracy (%)"
@@ -225,16 +226,14 @@ def summarize(root: Path, name: str) -> dict:
     return result
 
 
-def figure1(root: Path, out: Path) -> None:
-    """The Figure-1-style summary (plots.plot_seed_bars) of every task with a results.json under
-    root/<task>: the change from the init on ID and on the task's OOD split, per arm and seed."""
+def figure1(results: dict, out: Path) -> None:
+    """The Figure-1-style summary (plots.plot_seed_bars) from {task: its results.json path}: the
+    change from the init on ID and on the task's OOD split, per arm and seed."""
     settings = {}
-    for name, task in TASKS.items():
-        path = root / name / "results.json"
-        if path.is_file():
-            result = json.loads(path.read_text())
-            settings[task["title"]] = {part: {arm: a["change"].get(split, []) for arm, a in result["arms"].items()}
-                                       for part, split in (("id", "id"), ("ood", task["ood"]))}
+    for name, path in results.items():
+        result, task = json.loads(Path(path).read_text()), TASKS[name]
+        settings[task["title"]] = {part: {arm: a["change"].get(split, []) for arm, a in result["arms"].items()}
+                                   for part, split in (("id", "id"), ("ood", task["ood"]))}
     if settings:
         plots.plot_seed_bars(settings, out)
         say(f"wrote {out} ({', '.join(settings)})")
@@ -260,18 +259,24 @@ def results_table(result: dict, mechanism_label: str) -> str:
     lines += ["", "| change from init (pp) | " + " | ".join(splits) + " |", "|---" * (len(splits) + 1) + "|"]
     for label, arm in result["arms"].items():
         lines.append(f"| {label} | " + " | ".join(_stats(arm["change"][s]) for s in splits) + " |")
-    if result["test"]:
-        lines.append("| RL vs SFT, Welch's t-test | " + " | ".join(
-            f"t = {result['test'][s]['t']:.2f}, p = {result['test'][s]['p']:.3g}" if s in result["test"] else "-"
-            for s in splits) + " |")
+    lines += _test_row(result["test"], splits)
     lines += ["", f"| {mechanism_label} | " + " | ".join(splits) + " |", "|---" * (len(splits) + 1) + "|",
               "| init | " + " | ".join(f"{result['init_mechanism'][s]:.1f}" for s in splits) + " |"]
     for label, arm in result["arms"].items():
         lines.append(f"| {label} | " + " | ".join(_stats(arm["mechanism"][s]) for s in splits) + " |")
+    lines += _test_row(result.get("mechanism_test", {}), splits)
     for name, values in result["stages"].items():
         lines.append(f"\n{name} (its last evaluation): " + ", ".join(f"{s} {v:.1f}%" for s, v in values.items()))
     lines.append(f"\nFrom commit {result['commit']}; mean ± sd over seeds [min, max].")
     return "\n".join(lines) + "\n"
+
+
+def _test_row(tests: dict, splits: list) -> list[str]:
+    """The table row of Welch's t-tests, RL vs SFT per split ([] without any)."""
+    if not tests:
+        return []
+    return ["| RL vs SFT, Welch's t-test | " + " | ".join(
+        f"t = {tests[s]['t']:.2f}, p = {tests[s]['p']:.3g}" if s in tests else "-" for s in splits) + " |"]
 
 
 def _commit() -> str:
@@ -320,7 +325,9 @@ def main(argv=None) -> None:
             say(f"== {name}: {TASKS[name]['title']}")
             run_experiment(root, TASKS[name], protocol, 1 if args.smoke else args.seeds, args.jobs)
         summarize(root, name)
-    figure1(Path(args.root), Path(args.root) / "figure1.png")
+    root = Path(args.root)
+    figure1({name: root / name / "results.json" for name in TASKS if (root / name / "results.json").is_file()},
+            root / "figure1.png")
 
 
 if __name__ == "__main__":

@@ -195,7 +195,7 @@ PPO_FLAGS = [("--lr", "nan"), ("--lr", "-1"), ("--vf-lr", "-1"), ("--vf-lr", "na
 EVAL_FLAGS = [("--temperature", "nan"), ("--temperature", "inf"), ("--temperature", "-1"), ("--seed", "-1"),
               ("--episodes", "0"), ("--attempts", "0"), ("--max-new-tokens", "0"), ("--batch-size", "0")]
 HEADLINE_FLAGS = [("--seeds", "0"), ("--jobs", "0"), ("--sft-lr", "nan"), ("--rl-lr", "-1"),
-                  ("--pretrain-seed", "-1")]
+                  ("--pretrain-seed", "-1"), ("--task", "gp-vl")]
 
 
 @pytest.mark.parametrize("script,flag,value", [("sft", *f) for f in SFT_FLAGS] + [("ppo", *f) for f in PPO_FLAGS]

@@ -124,6 +124,24 @@ def test_headline_bars_are_last_minus_first(tmp_path):
     assert abs(segments[0][1][1] - segments[0][0][1]) == pytest.approx(2 * err)
 
 
+def test_seed_bars_show_mean_change_seeds_and_the_papers_values(tmp_path):
+    settings = {"GP-L, rule OOD": {"id": {"SFT": [30.0, 34.0], "RL": [1.0, 3.0]},
+                                   "ood": {"SFT": [-3.0, -5.0], "RL": [2.0, 0.0, 1.0]}},
+                "V-IRL-L, rule OOD": {"id": {"SFT": [8.0], "RL": [16.0]}, "ood": {"SFT": [-2.0], "RL": [-1.0]}}}
+    out = tmp_path / "figure1.png"
+    fig = plots.plot_seed_bars(settings, out)
+    assert out.stat().st_size > 1000 and len(fig.axes) == 2
+    id_ax, ood_ax = fig.axes
+    assert [p.get_height() for p in id_ax.patches] == pytest.approx([32.0, 2.0, 8.0, 16.0])
+    assert [p.get_height() for p in ood_ax.patches] == pytest.approx([-4.0, 1.0, -2.0, -1.0])
+    crosses = [line for line in ood_ax.lines if line.get_marker() == "x"]
+    assert sorted(y for line in crosses for y in line.get_ydata()) == [-79.5, -8.1, 3.5, 11.0]
+    dots = [line for line in ood_ax.lines if line.get_marker() == "o"]
+    assert sum(len(line.get_ydata()) for line in dots) == 7  # one per seed
+    with pytest.raises(plots.RunError):
+        plots.plot_seed_bars({})
+
+
 def test_recognition_for_vision_gp_runs(tmp_path):
     runs = [plots.load_run(make_run(tmp_path, "vl_sft", "sft", vision=True)),
             plots.load_run(make_run(tmp_path, "vl_ppo", "ppo", vision=True)),
