@@ -59,6 +59,14 @@ sys.path.insert(0, str(ROOT))
 import plots  # noqa: E402  (after the path is set)
 from evaluate import COUNT, SEED, ArgumentParser, number, out_problem  # noqa: E402  (argparse checks, no torch)
 
+# --smoke: every stage for a few steps, the same flags in every task (a pipeline check).
+SMOKE = dict(
+    pretrain=["--mixture", "--steps", "3", "--batch-size", "4", "--eval-every", "0"],
+    init=["--steps", "2", "--batch-size", "4", "--lr", "1e-4", "--eval-every", "0"],
+    rl=["--updates", "2", "--eval-every", "1", "--eval-episodes", "2", "--num-envs", "4",
+        "--rollout-steps", "8", "--minibatch-size", "8", "--max-new-tokens", "16", "--eval-samples", "0"],
+    sft=["--batch-size", "4", "--lr", "1e-4", "--eval-episodes", "2", "--eval-max-new-tokens", "16"],
+    eval_points=2)
 # The protocols, one per setting of the paper's Figure 1 that runs here. Each stage's flags; the
 # task's --env comes first. GP-L's were fixed before looking at ood-rule (README); V-IRL-L's
 # pretraining stand-in was checked on ood-rule once (it must give the init some OOD skill, as a
@@ -77,13 +85,7 @@ TASKS = {
             sft=["--lr", "1e-4", "--eval-episodes", "128", "--eval-max-new-tokens", "96",
                  "--eval-splits", "id,ood-rule,val-rule"],
             eval_points=5),  # evaluations after the start, at the same compute fractions in both arms
-        smoke=dict(
-            pretrain=["--mixture", "--steps", "3", "--batch-size", "4", "--eval-every", "0"],
-            init=["--steps", "2", "--batch-size", "4", "--lr", "1e-4", "--eval-every", "0"],
-            rl=["--updates", "2", "--eval-every", "1", "--eval-episodes", "2", "--num-envs", "4",
-                "--rollout-steps", "8", "--minibatch-size", "8", "--max-new-tokens", "16", "--eval-samples", "0"],
-            sft=["--batch-size", "4", "--lr", "1e-4", "--eval-episodes", "2", "--eval-max-new-tokens", "16"],
-            eval_points=2)),
+        smoke=SMOKE),
     "virl-l": dict(
         title="V-IRL-L, rule OOD", env=["--env", "virl"], ood="ood-rule", splits=("id", "ood-rule"),
         mechanism=("frame_right", "answers at turns in the split's action space (%)"),
@@ -96,13 +98,7 @@ TASKS = {
                 "--eval-samples", "0"],
             sft=["--lr", "1e-4", "--eval-episodes", "48", "--eval-splits", "id,ood-rule"],
             eval_points=5),
-        smoke=dict(
-            pretrain=["--mixture", "--steps", "3", "--batch-size", "4", "--eval-every", "0"],
-            init=["--steps", "2", "--batch-size", "4", "--lr", "1e-4", "--eval-every", "0"],
-            rl=["--updates", "2", "--eval-every", "1", "--eval-episodes", "2", "--num-envs", "4",
-                "--rollout-steps", "8", "--minibatch-size", "8", "--max-new-tokens", "16", "--eval-samples", "0"],
-            sft=["--batch-size", "4", "--lr", "1e-4", "--eval-episodes", "2", "--eval-max-new-tokens", "16"],
-            eval_points=2)),
+        smoke=SMOKE),
 }
 
 
