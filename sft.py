@@ -420,8 +420,8 @@ def parse_args(argv=None):
     p.add_argument("--mixture", action="store_true", help="train on the laptop experiment's stand-in for "
                    "pretraining instead of the ID split: GeneralPoints hands under random J/Q/K values with "
                    "revision turns, with --vision in many ink colours, never red (generalpoints.mixture_examples); "
-                   "V-IRL-L routes in four action "
-                   "vocabularies, never the relative one, and turns as world knowledge (virl.mixture_examples)")
+                   "V-IRL-L routes in five other action vocabularies, never the relative one, turns as world "
+                   "knowledge, and a tokenizer without the rule-OOD text (virl.mixture_examples)")
     p.add_argument("--revise", type=number(at_least=0, at_most=1), default=0.0, help="GeneralPoints only: "
                    "this share of the generated ID conversations first holds 1-4 failed attempts, each "
                    "with the verifier's feedback, before the optimal answer: the multi-turn skill an "
