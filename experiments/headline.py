@@ -12,12 +12,13 @@ arm and a significance test, one task at a time (--task):
                 gp-l    hands under random J/Q/K values, half of them with revision turns
                         (generalpoints.mixture_examples): reading the rule sentence and revising;
                         never the test rule 11/12/13, nor the tuning rule 3/6/9 (val-rule).
-                virl-l  routes whose action space is one of four other vocabularies (compass
-                        words, their abbreviations, port/starboard, counterclockwise/clockwise)
-                        and turns as world knowledge outside any route ("Facing north, you turn
-                        to face west. How did you turn?"; virl.mixture_examples): following the
-                        action space a prompt lists, and what left and right mean; never the
-                        relative action space in a route.
+                virl-l  routes whose action space is one of five other vocabularies (compass
+                        words, their abbreviations, port/starboard, counterclockwise/clockwise,
+                        hard left/bear left) and turns as world knowledge outside any route
+                        ("Facing north, you turn to face west. How did you turn?";
+                        virl.mixture_examples), with a tokenizer fitted without the rule-OOD
+                        text: following the action space a prompt lists, and what left and right
+                        mean; never the relative action space in a route.
   2. init       a short ID SFT from the pretrained model: the paper's format-stable initial
                 checkpoint. Both arms start here.
   3. rl-S       ppo.py on the ID variant with verifier revision (VIter), seed S.
@@ -35,7 +36,7 @@ where it stopped. Each stage's output goes to <root>/<task>/<stage>.log. GP-L's 
 were fixed on ID success and the val-rule split before any ood-rule number was looked at (README).
 
     python experiments/headline.py --seeds 3                 # GP-L, 3 seeds per arm: about 22 min on 2 cores
-    python experiments/headline.py --task virl-l --seeds 3   # V-IRL-L, 3 seeds per arm
+    python experiments/headline.py --task virl-l --seeds 3   # V-IRL-L, 3 seeds per arm: about 25 min
     python experiments/headline.py --task all --seeds 3      # every task in turn, then figure1.png
     python experiments/headline.py --task all --smoke        # a handful of steps, one seed: a minute (tests)
     python experiments/headline.py --task all --summary-only # redo the tables and figures from the runs
@@ -69,8 +70,8 @@ SMOKE = dict(
     eval_points=2)
 # The protocols, one per setting of the paper's Figure 1 that runs here. Each stage's flags; the
 # task's --env comes first. GP-L's were fixed before looking at ood-rule (README); V-IRL-L's
-# pretraining stand-in was checked on ood-rule once (it must give the init some OOD skill, as a
-# pretrained LLM has), the arms' settings were not tuned on it.
+# pretraining stand-in was designed looking at ood-rule (it must give the init some OOD skill, as a
+# pretrained LLM has; virl.py says what was tried), the arms' settings were not tuned on it.
 TASKS = {
     "gp-l": dict(
         title="GP-L, rule OOD", env=["--env", "generalpoints"], ood="ood-rule", splits=("id", "ood-rule", "val-rule"),
