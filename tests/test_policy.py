@@ -210,6 +210,20 @@ def test_generate_with_images_and_bad_inputs(tiny):
         tiny.score(text_obs, [[5] * 3000])
 
 
+def test_the_tiny_model_sees_its_image_from_the_start(tiny):
+    """The image path's tanh gates start open: the same prompt and answer score differently
+    under two different card images (with Mllama's zero gates they would score the same)."""
+    (a, b), answers = gp_obs(2, vision=True)
+    same_text = {"messages": a["messages"], "image": b["image"]}
+    ids = [tiny.tokenizer(answers[0], add_special_tokens=False)["input_ids"]] * 2
+    with torch.no_grad():
+        logprobs = tiny.score([a, same_text], ids).logprobs
+    assert (logprobs[0] - logprobs[1]).abs().max() > 1e-4
+    names = ("cross_attn_attn_gate", "cross_attn_mlp_gate", "gated_positional_embedding.gate")
+    gates = [p.item() for n, p in tiny.model.named_parameters() if n.endswith(names)]
+    assert gates == [1.0, 1.0, 1.0]
+
+
 # --- checkpoints ---------------------------------------------------------------------------------
 
 def test_save_load_round_trip(tiny, tmp_path, caplog):
