@@ -225,8 +225,13 @@ def action_in(position, actions="absolute"):
     if actions in ACTIONS:
         return position.action if actions == "absolute" else position.relative
     words = MIXTURE_VOCABULARIES[actions]
-    turn = position.action if next(iter(words)) in COMPASS else position.relative  # the vocabulary's frame
+    turn = position.action if _absolute(words) else position.relative
     return f"turn_direction({words[turn[15:-1]]})" if turn.startswith("turn_direction(") else turn
+
+
+def _absolute(words):
+    """Whether a vocabulary of MIXTURE_VOCABULARIES names compass headings (else relative turns)."""
+    return next(iter(words)) in COMPASS
 
 
 def action_space_text(actions="absolute"):
@@ -235,7 +240,7 @@ def action_space_text(actions="absolute"):
     if actions in ACTIONS:
         return ACTION_SPACE_TEXT[actions]
     words = MIXTURE_VOCABULARIES[actions]
-    frame, keys = ("absolute", COMPASS) if next(iter(words)) in COMPASS else ("relative", TURNS)
+    frame, keys = ("absolute", COMPASS) if _absolute(words) else ("relative", TURNS)
     return ACTION_SPACE_TEXT[frame].replace(str(list(keys)), str([words[k] for k in keys]))
 
 
@@ -381,10 +386,10 @@ class NavigationEnv:
             raise RuntimeError("the route is over (or never began): call reset()")
         here = self.rail[self.pos]
         v = self.verdict = verify(response, here, self.actions, self.names)
-        # the mechanism metric (README): at a turn, is the answer a turn of this action space at all?
-        turns = action_space(self.relative)[2:]
-        self.frame_right = (normalize_action(parse_answer(response).get("action", "")) in turns
-                            if here.action.startswith("turn_direction(") else None)
+        self.frame_right = None  # the mechanism metric (README): at a turn, is the answer one of this space's turns?
+        if here.action.startswith("turn_direction("):
+            action = normalize_action(parse_answer(response).get("action", ""))
+            self.frame_right = action in action_space(self.relative)[2:]
         self.attempt += 1
         reward, terminated, truncated = v.reward, False, False
         if v.outcome == "correct":

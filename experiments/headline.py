@@ -314,7 +314,7 @@ def main(argv=None) -> None:
         if args.rl_lr is not None:
             protocol["rl"] = protocol["rl"] + ["--lr", str(args.rl_lr)]
         protocol["pretrain"] = protocol["pretrain"] + ["--seed", str(args.pretrain_seed)]
-        root = Path(args.root) / name
+        root = Path(args.root) / name  # this task's stages
         if args.summary_only and args.task == "all" and not root.is_dir():
             say(f"{name}: no runs in {root}, skipped")
             continue
@@ -322,9 +322,8 @@ def main(argv=None) -> None:
             say(f"== {name}: {TASKS[name]['title']}")
             run_experiment(root, TASKS[name], protocol, 1 if args.smoke else args.seeds, args.jobs)
         summarize(root, name)
-    root = Path(args.root)
-    figure1({name: root / name / "results.json" for name in TASKS if (root / name / "results.json").is_file()},
-            root / "figure1.png")
+    results = {name: Path(args.root) / name / "results.json" for name in TASKS}
+    figure1({name: path for name, path in results.items() if path.is_file()}, Path(args.root) / "figure1.png")
 
 
 if __name__ == "__main__":
