@@ -454,7 +454,7 @@ def main(argv=None) -> None:
     parser.add_argument("--vision", action="store_true",
                         help="the VL variant: cards / street views as an image")
     parser.add_argument("--model", required=True,
-                        help="'tiny' / 'tiny-large' (random init), a saved policy folder, "
+                        help="'tiny' / 'tiny-large' / 'tiny-vl' (random init), a saved policy folder, "
                              "'oracle' or 'random'")
     parser.add_argument("--splits", default="id,ood-rule",
                         help="comma-separated splits among id, ood-rule, ood-visual "

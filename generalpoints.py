@@ -563,12 +563,18 @@ def mixture_rule(rng, held_out=MIXTURE_HELD_OUT):
             return faces
 
 
-def mixture_examples(n, vision=False, seed=0, revise=0.5, held_out=MIXTURE_HELD_OUT, inks=False):
+READ_PROMPT = "Read the ranks of the cards."  # GP-VL's stand-in: reading practice, answered ["K", "3", ...]
+
+
+def mixture_examples(n, vision=False, seed=0, revise=0.5, held_out=MIXTURE_HELD_OUT, inks=False, read=0.25):
     """n SFT pairs of the pretraining mixture (see above), black suits: {"messages": [user prompt,
     (wrong answer, feedback) x 0-4, correct answer], "image": PIL or None}. A wrong answer is a near
     miss of the right one (answer_variants) or the right answer read under another rule.
     inks=True (GP-VL's stand-in): cards of all four suits, each drawn in a random ink of
-    cards.INKS, never red, so the model learns to read ranks in many colours."""
+    cards.INKS, never red, so the model learns to read ranks in many colours; a share `read` of
+    the examples only asks for the ranks (READ_PROMPT -> '["K", "3", "Q", "10"]'), the reading
+    practice a pretrained VLM brings, which the tiny model learns much sooner alone than inside
+    a whole GeneralPoints answer."""
     rng = random.Random(f"generalpoints-mixture/{seed}")
     out = []
     for _ in range(n):
@@ -576,6 +582,10 @@ def mixture_examples(n, vision=False, seed=0, revise=0.5, held_out=MIXTURE_HELD_
         env.reset()
         if vision and inks:
             env.image = render(env.cards, env.image_size, [rng.choice(list(INKS.values())) for _ in env.cards])
+            if rng.random() < read:
+                ranks = json.dumps(plain_ranks(env.cards))
+                out.append({"messages": [user_turn(READ_PROMPT, True), assistant_turn(ranks)], "image": env.image})
+                continue
         wrong = rng.randint(1, MAX_ATTEMPTS - 1) if rng.random() < revise else 0
         out.append(with_revisions(env, wrong, rng, other_rule=lambda r: mixture_rule(r, ())))
     return out

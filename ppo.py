@@ -107,8 +107,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     a = p.add_argument
     a("--env", choices=sorted(evaluate.ENVS), default="generalpoints", help="task (the paper: both)")
     a("--vision", action="store_true", help="VL variant: the observation is an image (GP-VL, V-IRL-VL)")
-    a("--model", default="tiny", help="'tiny' (built in code) or a local model path (the paper: "
-      "Llama-3.2-11B-Vision-Instruct)")
+    a("--model", default="tiny", help="'tiny' / 'tiny-large' / 'tiny-vl' (built in code) or a local model path "
+      "(the paper: Llama-3.2-11B-Vision-Instruct)")
     a("--init", default=None, help="checkpoint to start PPO from; default: the warm start in runs/warm-gp-l etc., "
       "trained first with sft.py when missing (GeneralPoints: 900 steps, half of the conversations with revision "
       "turns); 'base' = --model itself, no SFT")

@@ -159,8 +159,8 @@ def run(args):
     """Train as `args` (from parse_args) says; returns the path of the final checkpoint."""
     rank, world, device = setup_distributed()  # FSDP 1: the process group (rank 0 of 1 without torchrun)
     out = Path(args.out)
-    resume_from = checkpoints.resume_point(out, args, ("env", "vision", "data", "mixture", "revise", "batch_size",
-                                                        "seed"))  # None: a new run
+    resume_from = checkpoints.resume_point(out, args, ("env", "vision", "data", "mixture", "read", "revise",
+                                                        "batch_size", "seed"))  # None: a new run
     micro = args.micro_batch_size or max(1, args.batch_size // world)
     if args.batch_size % (micro * world):
         sys.exit(f"error: --batch-size {args.batch_size} is not a multiple of --micro-batch-size "
@@ -300,7 +300,7 @@ def micro_batch_examples(args, records, step, m, micro, image_size):
     if args.mixture:  # the laptop experiment's stand-in for pretraining
         if args.env == "virl":
             return virl.mixture_examples(micro, seed=seed)
-        return generalpoints.mixture_examples(micro, vision=args.vision, seed=seed, inks=args.vision)
+        return generalpoints.mixture_examples(micro, vision=args.vision, seed=seed, inks=args.vision, read=args.read)
     if args.revise:
         return generalpoints.sft_examples(micro, vision=args.vision, revise=args.revise, seed=seed,
                                           image_size=image_size)
@@ -395,7 +395,8 @@ def parse_args(argv=None):
     p.add_argument("--vision", action="store_true",
                    help="the VL variant: cards / street views shown as an image (paper: both variants)")
     p.add_argument("--model", default="tiny",
-                   help="'tiny' (built in code, random init) or a local checkpoint folder "
+                   help="'tiny' (built in code, random init; 'tiny-large' ~5x bigger; 'tiny-vl' with 56-pixel image "
+                        "patches, which learns to read GP-VL's cards) or a local checkpoint folder "
                         "(paper: Llama-3.2-11B-Vision-Instruct)")
     p.add_argument("--preset", choices=sorted(PRESETS), default="cpu",
                    help="default values of the flags below: cpu (tiny model, minutes on a laptop) or "
@@ -422,6 +423,9 @@ def parse_args(argv=None):
                    "revision turns, with --vision in many ink colours, never red (generalpoints.mixture_examples); "
                    "V-IRL-L routes in five other action vocabularies, never the relative one, turns as world "
                    "knowledge, and a tokenizer without the rule-OOD text (virl.mixture_examples)")
+    p.add_argument("--read", type=number(at_least=0, at_most=1), default=0.25, help="GP-VL's --mixture only: "
+                   "this share of the examples is reading practice, 'Read the ranks of the cards.' -> "
+                   "'[\"K\", \"3\", \"Q\", \"10\"]' (1: reading only; default 0.25)")
     p.add_argument("--revise", type=number(at_least=0, at_most=1), default=0.0, help="GeneralPoints only: "
                    "this share of the generated ID conversations first holds 1-4 failed attempts, each "
                    "with the verifier's feedback, before the optimal answer: the multi-turn skill an "
@@ -462,6 +466,9 @@ def parse_args(argv=None):
         p.error(f"--data {args.data}: no such file")
     if args.mixture and (args.data or (args.env == "virl" and args.vision)):
         p.error("--mixture is the generated mixture of GP or V-IRL-L: not with --data or --env virl --vision")
+    if args.read != 0.25 and not (args.mixture and args.vision and args.env == "generalpoints"):
+        p.error("--read is the share of reading practice in GP-VL's mixture: only with --env generalpoints "
+                "--vision --mixture")
     if args.revise and (args.env != "generalpoints" or args.data or args.mixture):
         p.error("--revise is for GeneralPoints' generated ID data: not with --env virl, --data or --mixture")
     default = "id,ood-rule" + (",ood-visual" if args.vision else "")

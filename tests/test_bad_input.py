@@ -182,7 +182,7 @@ SFT_FLAGS = [("--lr", "nan"), ("--lr", "-1"), ("--lr", "0"), ("--lr", "inf"), ("
              ("--init-flops", "nan"), ("--init-flops", "-1"), ("--seed", "-1"), ("--seed", "1.5"),
              ("--steps", "0"), ("--batch-size", "0"), ("--micro-batch-size", "-2"), ("--eval-every", "-1"),
              ("--eval-episodes", "-1"), ("--eval-max-new-tokens", "0"), ("--log-every", "0"),
-             ("--save-every", "-1"), ("--threads", "0")]
+             ("--save-every", "-1"), ("--threads", "0"), ("--read", "1.5"), ("--read", "nan")]
 PPO_FLAGS = [("--lr", "nan"), ("--lr", "-1"), ("--vf-lr", "-1"), ("--vf-lr", "nan"), ("--adam-eps", "-1"),
              ("--adam-eps", "0"), ("--temperature", "inf"), ("--temperature", "nan"), ("--temperature", "-0.5"),
              ("--temperature", "0"), ("--clip-coef", "-1"), ("--vf-clip", "-1"), ("--vf-coef", "nan"),
@@ -195,7 +195,7 @@ PPO_FLAGS = [("--lr", "nan"), ("--lr", "-1"), ("--vf-lr", "-1"), ("--vf-lr", "na
 EVAL_FLAGS = [("--temperature", "nan"), ("--temperature", "inf"), ("--temperature", "-1"), ("--seed", "-1"),
               ("--episodes", "0"), ("--attempts", "0"), ("--max-new-tokens", "0"), ("--batch-size", "0")]
 HEADLINE_FLAGS = [("--seeds", "0"), ("--jobs", "0"), ("--sft-lr", "nan"), ("--rl-lr", "-1"),
-                  ("--pretrain-seed", "-1"), ("--task", "gp-vl")]
+                  ("--pretrain-seed", "-1"), ("--task", "virl-vl")]
 
 
 @pytest.mark.parametrize("script,flag,value", [("sft", *f) for f in SFT_FLAGS] + [("ppo", *f) for f in PPO_FLAGS]
@@ -204,6 +204,13 @@ def test_flag_values_are_refused(script, flag, value, capsys):
     entry = {"sft": sft.parse_args, "ppo": ppo.parse_args, "headline": lambda argv: _headline().main(argv),
              "evaluate": lambda argv: evaluate.main(["--env", "virl", "--model", "oracle", *argv])}[script]
     refused(lambda: entry([flag, value]), capsys, flag)
+
+
+def test_reading_practice_only_in_the_gp_vl_mixture(capsys):
+    for argv in (["--read", "1"], ["--read", "1", "--mixture"], ["--read", "0.5", "--vision"],
+                 ["--read", "1", "--env", "virl", "--mixture"]):
+        refused(lambda: sft.parse_args(argv), capsys, "--read", "--vision --mixture")
+    assert sft.parse_args(["--vision", "--mixture", "--read", "1"]).read == 1.0
 
 
 def plot_run(folder, *lines):

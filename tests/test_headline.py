@@ -102,11 +102,13 @@ def test_smoke_pipeline_runs_every_stage_of_every_task_and_matches_compute(tmp_p
            "--pretrain-seed", "3"]
     out = subprocess.run(cmd, cwd=ROOT, env=env, timeout=400, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
-    for task, metric, mechanism in (("gp-l", "success", "numbers_right"), ("virl-l", "step_accuracy", "frame_right")):
+    for task, metric, mechanism, ood in (("gp-l", "success", "numbers_right", "ood-rule"),
+                                         ("virl-l", "step_accuracy", "frame_right", "ood-rule"),
+                                         ("gp-vl", "success", "recognition", "ood-visual")):
         root = tmp_path / task
         result = json.loads((root / "results.json").read_text())
-        assert result["metric"] == metric and result["mechanism"] == mechanism and result["ood"] == "ood-rule"
-        assert set(result["arms"]) == {"SFT", "RL"} and set(result["init"]) == {"id", "ood-rule"}
+        assert result["metric"] == metric and result["mechanism"] == mechanism and result["ood"] == ood
+        assert set(result["arms"]) == {"SFT", "RL"} and set(result["init"]) == {"id", ood}
         sft, rl = result["arms"]["SFT"], result["arms"]["RL"]
         assert 0.75 < sft["gflops"][0] / rl["gflops"][0] < 1.33  # matched training compute
         assert set(sft["mechanism"]) == set(result["init"])
@@ -116,11 +118,18 @@ def test_smoke_pipeline_runs_every_stage_of_every_task_and_matches_compute(tmp_p
             assert (root / name / "final").is_dir()
         pretrain_config = json.loads((root / "pretrain" / "config.json").read_text())
         assert pretrain_config["mixture"] is True and pretrain_config["seed"] == 3
-        assert pretrain_config["env"] == ("generalpoints" if task == "gp-l" else "virl")
+        assert pretrain_config["env"] == ("virl" if task == "virl-l" else "generalpoints")
+        assert pretrain_config["vision"] == (task == "gp-vl")
+        if task == "gp-vl":  # reading practice from tiny-vl first, the mixture from that reader
+            read_config = json.loads((root / "read" / "config.json").read_text())
+            assert read_config["model"] == "tiny-vl" and read_config["read"] == 1.0 and read_config["seed"] == 3
+            assert pretrain_config["model"] == str(root / "read" / "final") and pretrain_config["read"] == 0.25
+        else:
+            assert pretrain_config["model"] == "tiny"
     assert "| RL (1 seeds) |" in out.stdout and "Welch" not in out.stdout  # 1 seed: no test
     assert (tmp_path / "figure1.png").stat().st_size > 1000
     again = subprocess.run(cmd, cwd=ROOT, env=env, timeout=200, capture_output=True, text=True)
-    assert again.returncode == 0 and again.stdout.count("done before, skipped") == 8  # finished stages are kept
+    assert again.returncode == 0 and again.stdout.count("done before, skipped") == 13  # finished stages are kept
 
 
 def test_numbers_right_measures_whether_the_first_answer_follows_the_rule():
@@ -187,14 +196,18 @@ def test_virl_stand_in_tokenizer_has_no_token_only_the_ood_split_uses():
 
 def test_gp_vl_mixture_draws_cards_in_many_inks_never_red():
     examples = gp.mixture_examples(40, vision=True, seed=4, inks=True)
-    inks = set()
+    inks, reading = set(), 0
     for ex in examples:
-        cards = json.loads(ex["messages"][-1]["content"][-1]["text"])["cards"]
-        assert all(c in gp.RANKS for c in cards)  # recognised by rank, as the paper's targets
+        answer = json.loads(ex["messages"][-1]["content"][-1]["text"])
+        if isinstance(answer, list):  # reading practice: READ_PROMPT -> the ranks alone
+            assert ex["messages"][0]["content"][-1]["text"] == gp.READ_PROMPT and len(ex["messages"]) == 2
+            reading += 1
+        cards = answer if isinstance(answer, list) else answer["cards"]
+        assert len(cards) == 4 and all(c in gp.RANKS for c in cards)  # recognised by rank, as the paper's targets
         pixels = set(ex["image"].getdata())
         assert not any(r > 150 and g < 80 and b < 80 for r, g, b in pixels)  # nothing red on the table
         inks |= {ink for ink in cards_module.INKS.values() if ink in pixels}
-    assert len(inks) >= 6
+    assert len(inks) >= 6 and 4 <= reading <= 20  # about a quarter of the examples
     red = gp.eval_envs("ood-visual", n=1, vision=True)[0].reset()[0]["image"]
     assert any(r > 150 and g < 80 and b < 80 for r, g, b in red.getdata())  # the OOD split is red
 

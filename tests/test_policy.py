@@ -224,6 +224,21 @@ def test_the_tiny_model_sees_its_image_from_the_start(tiny):
     assert gates == [1.0, 1.0, 1.0]
 
 
+def test_tiny_vl_is_tiny_with_one_patch_per_card_rank(tiny):
+    """"tiny-vl" (GP-VL's model) differs from "tiny" only in its 56-pixel patches, 4 x 4 per
+    image, and it sees its image too."""
+    vl = P.load_policy("tiny-vl", vision=True)
+    assert vl.model.config.get_text_config().to_dict() == tiny.model.config.get_text_config().to_dict()
+    vision = vl.model.config.vision_config
+    assert vision.patch_size == 56 and vision.image_size // vision.patch_size == 4
+    assert tiny.model.config.vision_config.patch_size == 14
+    (a, b), answers = gp_obs(2, vision=True)
+    ids = [vl.tokenizer(answers[0], add_special_tokens=False)["input_ids"]] * 2
+    with torch.no_grad():
+        logprobs = vl.score([a, {"messages": a["messages"], "image": b["image"]}], ids).logprobs
+    assert (logprobs[0] - logprobs[1]).abs().max() > 1e-4
+
+
 # --- checkpoints ---------------------------------------------------------------------------------
 
 def test_save_load_round_trip(tiny, tmp_path, caplog):
