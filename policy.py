@@ -65,7 +65,7 @@ TINY_SIZES = {
                        vision_width=128, vision_layers=4, vision_heads=4, patch=14),
     # "tiny" with 56-pixel patches, 4 x 4 per image: in GP-VL's table each card's large rank sits
     # inside one patch. Trained from scratch to read the four ranks ("Read the ranks of the cards."),
-    # "tiny" (14-pixel patches) stayed at chance for 2,000 steps; this one read 192 of 192 fresh
+    # "tiny" (14-pixel patches) stayed at chance for 1,200 steps; this one read 192 of 192 fresh
     # cards after 1,500 steps, red ones included, never seen (README, "GP-VL").
     "tiny-vl": dict(hidden=128, layers=3, cross_layers=[1], heads=4, mlp=384,
                     vision_width=64, vision_layers=2, vision_heads=2, patch=56),
