@@ -45,7 +45,7 @@ were fixed on ID success and the val-rule split before any ood-rule number was l
 
     python experiments/headline.py --seeds 3                 # GP-L, 3 seeds per arm: about 22 min on 2 cores
     python experiments/headline.py --task virl-l --seeds 3   # V-IRL-L, 3 seeds per arm: about 25 min
-    python experiments/headline.py --task gp-vl --seeds 3    # GP-VL, 3 seeds per arm
+    python experiments/headline.py --task gp-vl --seeds 3    # GP-VL, 3 seeds per arm: about 42 min
     python experiments/headline.py --task all --seeds 3      # every task in turn, then figure1.png
     python experiments/headline.py --task all --smoke        # a handful of steps, one seed: a minute (tests)
     python experiments/headline.py --task all --summary-only # redo the tables and figures from the runs
