@@ -564,9 +564,10 @@ def mixture_rule(rng, held_out=MIXTURE_HELD_OUT):
 
 
 READ_PROMPT = "Read the ranks of the cards."  # GP-VL's stand-in: reading practice, answered ["K", "3", ...]
+READ_SHARE = 0.25  # the share of reading practice in GP-VL's mixture (sft.py --read)
 
 
-def mixture_examples(n, vision=False, seed=0, revise=0.5, held_out=MIXTURE_HELD_OUT, inks=False, read=0.25):
+def mixture_examples(n, vision=False, seed=0, revise=0.5, held_out=MIXTURE_HELD_OUT, inks=False, read=READ_SHARE):
     """n SFT pairs of the pretraining mixture (see above), black suits: {"messages": [user prompt,
     (wrong answer, feedback) x 0-4, correct answer], "image": PIL or None}. A wrong answer is a near
     miss of the right one (answer_variants) or the right answer read under another rule.

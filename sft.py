@@ -423,9 +423,10 @@ def parse_args(argv=None):
                    "revision turns, with --vision in many ink colours, never red (generalpoints.mixture_examples); "
                    "V-IRL-L routes in five other action vocabularies, never the relative one, turns as world "
                    "knowledge, and a tokenizer without the rule-OOD text (virl.mixture_examples)")
-    p.add_argument("--read", type=number(at_least=0, at_most=1), default=0.25, help="GP-VL's --mixture only: "
+    p.add_argument("--read", type=number(at_least=0, at_most=1), default=generalpoints.READ_SHARE,
+                   help="GP-VL's --mixture only: "
                    "this share of the examples is reading practice, 'Read the ranks of the cards.' -> "
-                   "'[\"K\", \"3\", \"Q\", \"10\"]' (1: reading only; default 0.25)")
+                   f"'[\"K\", \"3\", \"Q\", \"10\"]' (1: reading only; default {generalpoints.READ_SHARE})")
     p.add_argument("--revise", type=number(at_least=0, at_most=1), default=0.0, help="GeneralPoints only: "
                    "this share of the generated ID conversations first holds 1-4 failed attempts, each "
                    "with the verifier's feedback, before the optimal answer: the multi-turn skill an "
@@ -466,7 +467,7 @@ def parse_args(argv=None):
         p.error(f"--data {args.data}: no such file")
     if args.mixture and (args.data or (args.env == "virl" and args.vision)):
         p.error("--mixture is the generated mixture of GP or V-IRL-L: not with --data or --env virl --vision")
-    if args.read != 0.25 and not (args.mixture and args.vision and args.env == "generalpoints"):
+    if args.read != generalpoints.READ_SHARE and not (args.mixture and args.vision and args.env == "generalpoints"):
         p.error("--read is the share of reading practice in GP-VL's mixture: only with --env generalpoints "
                 "--vision --mixture")
     if args.revise and (args.env != "generalpoints" or args.data or args.mixture):
