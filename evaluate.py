@@ -32,6 +32,10 @@ Metrics per split (the numbers sft.py / ppo.py log in metrics.jsonl under "eval"
     a turn of the split's action space, right direction or wrong: rule-OOD asks for left / right /
     slightly left / slightly right, so a compass word there is the ID habit (ours, for the
     laptop experiment)
+    observation_right = share of all answers with a "current observation" that is right: it says
+    "intersection" exactly at an intersection and names the landmark in view and no other of the
+    route's (the verifier's observation check, on every answer; with --vision the views must be
+    read for it, as GP-VL's cards: ours, for the laptop experiment)
   (with V-IRL's VIter a position counts as correct when one of its 2 attempts is correct.)
 
 Greedy or sampled. temperature 0 is greedy (the CPU default: one number per checkpoint).
@@ -175,6 +179,7 @@ class Attempt(NamedTuple):
     cut_off: bool  # the answer hit max_new_tokens before its end-of-turn token
     numbers_right: bool | None = None  # GP: its "number" list held the hand's numbers (the rule read right)
     frame_right: bool | None = None  # V-IRL, at a turn: its action was a turn of the split's action space
+    observation_right: bool | None = None  # V-IRL: its "current observation" was right (intersection, landmark)
 
 
 def run_episodes(policy, envs, temperature=0.0, max_new_tokens=MAX_NEW_TOKENS,
@@ -205,7 +210,7 @@ def run_episodes(policy, envs, temperature=0.0, max_new_tokens=MAX_NEW_TOKENS,
                     ob, _, terminated, truncated, info = envs[i].step(gen.text)
                     attempts[i].append(Attempt(info["verdict"], terminated, truncated,
                                                bool(getattr(gen, "cut_off", False)), info.get("numbers_correct"),
-                                               info.get("frame_right")))
+                                               info.get("frame_right"), info.get("observation_right")))
                     if terminated or truncated:
                         bar.update(1)
                     else:
@@ -262,6 +267,7 @@ def virl_metrics(episodes: list[list[Attempt]], positions: list[int]) -> dict:
     routes_solved = sum(1 for ep in episodes if ep and ep[-1].terminated)
     flat = [a for ep in episodes for a in ep]
     turns = [a.frame_right for a in flat if a.frame_right is not None]
+    seen = [a.observation_right for a in flat if a.observation_right is not None]
     p = sum(correct) / total if total else 0.0
     q = routes_solved / n if n else 0.0
     return {"n": n, "step_accuracy": p, "stderr": binomial_stderr(p, total),
@@ -269,7 +275,8 @@ def virl_metrics(episodes: list[list[Attempt]], positions: list[int]) -> dict:
             "route_success": q, "route_stderr": binomial_stderr(q, n),
             "routes_solved": routes_solved, "attempts": len(flat),
             "outcomes": _outcome_shares(flat), "cut_off": _cut_off_share(flat),
-            "frame_right": sum(turns) / len(turns) if turns else 0.0}
+            "frame_right": sum(turns) / len(turns) if turns else 0.0,
+            "observation_right": sum(seen) / len(seen) if seen else 0.0}
 
 
 def known_splits(env: str) -> tuple:

@@ -145,7 +145,7 @@ def build_tiny(size="tiny", seed=0, corpus=None):
     # positional embedding's) start at 0, as in the released checkpoints, whose pretraining opened
     # them. From a random init they keep the image out of the language model and of its gradients:
     # trained to name one card per image for 600 steps, the model stayed at chance (3 of 64), with
-    # the gates at 1 it named 64 of 64 (README, "Not yet run: GP-VL and V-IRL-VL"). Open them.
+    # the gates at 1 it named 64 of 64 (README, "GP-VL: red cards"). Open them.
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith(("cross_attn_attn_gate", "cross_attn_mlp_gate", "gated_positional_embedding.gate")):

@@ -172,7 +172,8 @@ def run(args):
 
     # Model: a fresh policy, or the checkpoint's own weights when resuming (see checkpoints.load).
     try:  # torchrun: threads = cores / ranks (setup_distributed)
-        corpus = virl.pretraining_corpus() if args.mixture and args.env == "virl" else None  # tiny models only
+        # V-IRL-L's stand-in fits its tiny model's tokenizer without the rule-OOD text (virl.py)
+        corpus = virl.pretraining_corpus() if args.mixture and args.env == "virl" and not args.vision else None
         policy = load_policy(resume_from or args.model, vision=args.vision, seed=args.seed, device=device,
                              threads=args.threads or (None if world > 1 else 1), corpus=corpus)
     except ValueError as err:
@@ -299,7 +300,8 @@ def micro_batch_examples(args, records, step, m, micro, image_size):
     seed = micro_batch_seed(args.seed, step, m)
     if args.mixture:  # the laptop experiment's stand-in for pretraining
         if args.env == "virl":
-            return virl.mixture_examples(micro, seed=seed)
+            return virl.look_examples(micro, seed=seed, image_size=image_size) if args.vision else \
+                virl.mixture_examples(micro, seed=seed)
         return generalpoints.mixture_examples(micro, vision=args.vision, seed=seed, inks=args.vision, read=args.read)
     if args.revise:
         return generalpoints.sft_examples(micro, vision=args.vision, revise=args.revise, seed=seed,
@@ -422,7 +424,9 @@ def parse_args(argv=None):
                    "pretraining instead of the ID split: GeneralPoints hands under random J/Q/K values with "
                    "revision turns, with --vision in many ink colours, never red (generalpoints.mixture_examples); "
                    "V-IRL-L routes in five other action vocabularies, never the relative one, turns as world "
-                   "knowledge, and a tokenizer without the rule-OOD text (virl.mixture_examples)")
+                   "knowledge, and a tokenizer without the rule-OOD text (virl.mixture_examples); V-IRL-VL's ID "
+                   "routes with street views in the training style and 24 random looks, never a visual-OOD "
+                   "city's (virl.look_examples)")
     p.add_argument("--read", type=number(at_least=0, at_most=1), default=generalpoints.READ_SHARE,
                    help="GP-VL's --mixture only: "
                    "this share of the examples is reading practice, 'Read the ranks of the cards.' -> "
@@ -465,8 +469,8 @@ def parse_args(argv=None):
         p.error(f"--out {why}")
     if args.data is not None and not Path(args.data).is_file():
         p.error(f"--data {args.data}: no such file")
-    if args.mixture and (args.data or (args.env == "virl" and args.vision)):
-        p.error("--mixture is the generated mixture of GP or V-IRL-L: not with --data or --env virl --vision")
+    if args.mixture and args.data:
+        p.error("--mixture is a generated mixture: not with --data")
     if args.read != generalpoints.READ_SHARE and not (args.mixture and args.vision and args.env == "generalpoints"):
         p.error("--read is the share of reading practice in GP-VL's mixture: only with --env generalpoints "
                 "--vision --mixture")

@@ -4,6 +4,8 @@ The paper's V-IRL walks Google Street View, whose panoramas cannot be downloaded
 jittered 7x7 street grid with bent streets and two diagonal avenues (so all 8 headings and all 4
 turn classes occur), with named shops at street corners and along the streets, in one of 10 visual
 styles: "train", the training city, and nine more for visual-OOD (the paper's nine other cities).
+LOOKS are 24 more styles, drawn at random, in which the laptop experiment's pretraining stand-in
+shows the training city (virl.look_examples); no route is evaluated in them.
 
 `sample_route` writes a route of a city in the public route_infos.json format, which virl.py reads
 as it reads a real route file; `render_grid` draws the 2x2 street-view grid [front, right / back,
@@ -80,6 +82,51 @@ STYLES = {
 }
 CITIES = tuple(STYLES)
 OOD_CITIES = CITIES[1:]  # visual-OOD
+
+
+# The laptop experiment's V-IRL-VL stand-in for pretraining (virl.look_examples): the training
+# city drawn in N_LOOKS other looks, so the tiny model learns street views in many styles, never
+# the nine visual-OOD ones. Each look is drawn at random: every colour uniform, a window pattern
+# of the renderer's seven, and a font that no named city uses; the shop names stay the training
+# city's (the look changes the pixels, not the text).
+N_LOOKS = 24
+PATTERNS = ("grid", "arch", "round", "tall", "column", "band", "shutter")
+LOOK_FONTS = ("DejaVuSans-ExtraLight.ttf", "DejaVuSansCondensed.ttf", "DejaVuSansCondensed-Oblique.ttf",
+              "DejaVuSansMono-Oblique.ttf", "DejaVuSansMono-BoldOblique.ttf", "DejaVuSerifCondensed.ttf",
+              "DejaVuSerifCondensed-Italic.ttf", "DejaVuSerif-BoldItalic.ttf")
+
+
+def _luma(rgb):
+    return (0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]) / 255
+
+
+def _random_look(k):
+    """Look k: random colours, with the sign's letters and the road set off from what is behind them."""
+    rng = random.Random(f"virl-look/{k}")
+
+    def colour(against=None):  # a uniform colour; `against`: one whose brightness differs by >= 0.35
+        while True:
+            c = tuple(rng.randrange(256) for _ in range(3))
+            if against is None or abs(_luma(c) - _luma(against)) >= 0.35:
+                return c
+
+    hexa = "#{:02x}{:02x}{:02x}".format
+    ground, sign_bg = colour(), colour()
+    return Style(hexa(*colour()), hexa(*ground), hexa(*colour(ground)), tuple(hexa(*colour()) for _ in range(3)),
+                 hexa(*colour()), rng.choice(PATTERNS), hexa(*colour()), hexa(*sign_bg), hexa(*colour(sign_bg)),
+                 rng.choice(LOOK_FONTS), STYLES["train"].prefixes)
+
+
+LOOKS = {f"look-{k}": _random_look(k) for k in range(N_LOOKS)}
+
+
+def style_of(city):
+    """The Style of a named city (STYLES) or of a pretraining look (LOOKS)."""
+    if city in STYLES:
+        return STYLES[city]
+    if city in LOOKS:
+        return LOOKS[city]
+    raise ValueError(f"unknown city {city!r}; choose from {', '.join(CITIES)}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -269,9 +316,9 @@ def _font(name, px):
 @lru_cache(maxsize=4096)
 def _sign_font(style, text, width, px):
     """The largest font (at most px) that fits text into width pixels."""
-    while px > 8 and _font(STYLES[style].font, px).getlength(text) > width:
+    while px > 8 and _font(style_of(style).font, px).getlength(text) > width:
         px -= 1
-    return _font(STYLES[style].font, px)
+    return _font(style_of(style).font, px)
 
 
 def _sub(q, a0, a1, b0, b1):
@@ -381,8 +428,8 @@ def _shop(d, st, s, style, name, x, scale=1.0):
 
 
 def render_view(position, city="train", view=0, size=GRID_SIZE // 2 - 2):
-    """One view (0 front, 1 right, 2 back, 3 left) at a rail position."""
-    st, s = STYLES[city], size
+    """One view (0 front, 1 right, 2 back, 3 left) at a rail position, in a city's style or a look."""
+    st, s = style_of(city), size
     img = Image.new("RGB", (s, s), st.sky)
     d = ImageDraw.Draw(img)
     heading = position.heading + 90 * view

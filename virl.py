@@ -76,7 +76,7 @@ from pathlib import Path
 
 from generalpoints import Verdict, assistant_turn, user_turn
 from generalpoints import tokenizer_corpus as generalpoints_corpus
-from streetview import (CITIES, COMPASS, GRID_SIZE, NO_LANDMARK, OOD_CITIES, distance, make_city, render_grid,
+from streetview import (CITIES, COMPASS, GRID_SIZE, LOOKS, NO_LANDMARK, OOD_CITIES, distance, make_city, render_grid,
                         sample_route, save_map, wrap)
 
 ANSWER_KEY = "action"  # the "answer" part of a response starts here (public configs: pattern_language ["action"])
@@ -319,13 +319,21 @@ def verify(response, position, actions="absolute", names=()):
         return Verdict("correct", REWARDS["correct"], MESSAGES["correct"])
     if not action:  # ours: no readable action is a wrong action, whatever the observation says
         return Verdict("wrong_action", REWARDS["wrong_action"], MESSAGES["wrong_action"])
+    if wrong := observation_error(answer, position, names):
+        return Verdict("wrong_observation", REWARDS["wrong_observation"], MESSAGES[wrong])
+    return Verdict("wrong_action", REWARDS["wrong_action"], MESSAGES["wrong_action"])
+
+
+def observation_error(answer, position, names=()):
+    """What is wrong with a parsed answer's "current observation" at a position: "at" (it misses
+    the intersection the agent is at), "not_at" (it sees one that is not there), "landmarks" (the
+    route's landmarks it names are not the one in view), or None when it is right."""
     seen = answer.get("current observation", "")[:MAX_RESPONSE_CHARS].lower()
     if says_intersection(seen) != position.intersection:
-        why = MESSAGES["at" if position.intersection else "not_at"]
-        return Verdict("wrong_observation", REWARDS["wrong_observation"], why)
+        return "at" if position.intersection else "not_at"
     if {n for n in names if n.lower() in seen} != ({position.landmark} if position.landmark else set()):
-        return Verdict("wrong_observation", REWARDS["wrong_observation"], MESSAGES["landmarks"])
-    return Verdict("wrong_action", REWARDS["wrong_action"], MESSAGES["wrong_action"])
+        return "landmarks"
+    return None
 
 
 def action_space(relative=False):
@@ -343,8 +351,10 @@ class NavigationEnv:
     attempt on this route yet), position / n_positions, steps_correct (positions passed),
     route_success (True when the route just ended at the destination), observation,
     instruction, city, frame_right (the answer just scored was at a turn: whether its action is a
-    turn of this action space, right or wrong; None elsewhere). Per-step accuracy of a route =
-    steps_correct / n_positions at its end.
+    turn of this action space, right or wrong; None elsewhere), observation_right (the answer just
+    scored has a "current observation" that says "intersection" exactly at an intersection and
+    names the landmark in view, no other). Per-step accuracy of a route = steps_correct /
+    n_positions at its end.
     """
 
     def __init__(self, routes, actions="absolute", vision=False, max_attempts=MAX_ATTEMPTS,
@@ -355,6 +365,7 @@ class NavigationEnv:
         self.routes, self.actions, self.vision, self.max_attempts = list(routes), actions, vision, max_attempts
         self.straight_line_length, self.drop_rate = straight_line_length, drop_rate
         self.image_size = image_size or GRID_SIZE  # None: the CPU default
+        self.look = None  # draw the street views in this style instead of the route's city's (experiments/style_gap.py)
         self.rng = random.Random(seed)
         self.rail, self.done = None, True
 
@@ -374,6 +385,7 @@ class NavigationEnv:
         self.rail = build_rail(self.route, self.straight_line_length, self.drop_rate, self.rng)
         self.names, self.sentences = landmark_names(self.route), instructions(self.route)
         self.verdict, self.clean, self.done, self.steps_correct, self.frame_right = None, True, False, 0, None
+        self.observation_right = None
         self._goto(0)
         return self._obs(), self._info(False)
 
@@ -387,9 +399,11 @@ class NavigationEnv:
         here = self.rail[self.pos]
         v = self.verdict = verify(response, here, self.actions, self.names)
         self.frame_right = None  # the mechanism metric (README): at a turn, is the answer one of this space's turns?
+        answer = parse_answer(response)
         if here.action.startswith("turn_direction("):
-            action = normalize_action(parse_answer(response).get("action", ""))
-            self.frame_right = action in action_space(self.relative)[2:]
+            self.frame_right = normalize_action(answer.get("action", "")) in action_space(self.relative)[2:]
+        # V-IRL-VL's mechanism metric (README): the street views were read right, whatever the action
+        self.observation_right = "current observation" in answer and observation_error(answer, here, self.names) is None
         self.attempt += 1
         reward, terminated, truncated = v.reward, False, False
         if v.outcome == "correct":
@@ -412,9 +426,13 @@ class NavigationEnv:
         """The correct answer at the current position (the SFT target)."""
         return answer_text(self.rail[self.pos], self.actions)
 
+    def draw(self, position):
+        """The street-view grid at a rail position, in the route's city's style (or self.look's)."""
+        return render_grid(position, self.look or self.route.city, self.image_size)
+
     def _obs(self):
         if self.vision and self.image is None:
-            self.image = render_grid(self.rail[self.pos], self.route.city, self.image_size)
+            self.image = self.draw(self.rail[self.pos])
         return {"messages": list(self.messages), "image": self.image}
 
     def _info(self, success):
@@ -422,7 +440,8 @@ class NavigationEnv:
         return {"gt_action": p.action if self.actions == "absolute" else p.relative, "verdict": self.verdict,
                 "attempt": self.attempt, "clean": self.clean, "position": self.pos, "n_positions": len(self.rail),
                 "steps_correct": self.steps_correct, "route_success": success, "observation": p.observation,
-                "instruction": p.instruction, "city": self.route.city, "frame_right": self.frame_right}
+                "instruction": p.instruction, "city": self.route.city, "frame_right": self.frame_right,
+                "observation_right": self.observation_right}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -558,6 +577,23 @@ def mixture_examples(n, seed=0, knowledge=MIXTURE_KNOWLEDGE):
         pos = rng.randrange(len(rail))
         prompt = user_turn(prompt_text(instructions(route), rail, pos, vocabulary))
         out.append({"messages": [prompt, assistant_turn(answer_text(rail[pos], vocabulary))], "image": None})
+    return out
+
+
+def look_examples(n, seed=0, image_size=None):
+    """n SFT pairs of the V-IRL-VL pretraining stand-in: the ID task (absolute actions) at a random
+    position of a random training route, its street views drawn in the training city's style or
+    in one of streetview.LOOKS (random looks, never a visual-OOD city's), all equally likely: a
+    pretrained VLM has seen streets in many styles. {"messages": [user, assistant], "image": PIL}."""
+    rng, pool, out = random.Random(f"virl-looks/{seed}"), route_pool("train"), []
+    looks = ("train",) + tuple(LOOKS)
+    for _ in range(n):
+        route = pool[rng.randrange(len(pool))]
+        rail = build_rail(route, rng=rng)
+        pos = rng.randrange(len(rail))
+        prompt = user_turn(prompt_text(instructions(route), rail, pos, vision=True), True)
+        out.append({"messages": [prompt, assistant_turn(answer_text(rail[pos]))],
+                    "image": render_grid(rail[pos], rng.choice(looks), image_size or GRID_SIZE)})
     return out
 
 

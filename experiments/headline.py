@@ -4,9 +4,10 @@
 tests it on an unseen one (its Figure 1): GP-L trains on the rule J, Q, K = 10 and tests J, Q, K =
 11, 12, 13; V-IRL-L trains on absolute directions (turn_direction(north)) and tests relative ones
 (turn_direction(left)); GP-VL shows the cards as an image, trains on black suits and tests red
-ones. More SFT lowers the unseen variant, PPO raises it; one seed each. This
-script runs the same comparison with the tiny built-in model on 2 CPU cores, several seeds per
-arm and a significance test, one task at a time (--task):
+ones; V-IRL-VL shows street views, trains in one city and tests nine others drawn in other
+styles. More SFT lowers the unseen variant, PPO raises it; one seed each. This script runs the
+same comparison with the tiny built-in model on 2 CPU cores, several seeds per arm and a
+significance test, one task at a time (--task):
 
   1. pretrain   sft.py --mixture: the stand-in for pretraining, which gives the tiny model what the
                 pretrained model brings to the task, never the test variant's form:
@@ -27,6 +28,10 @@ arm and a significance test, one task at a time (--task):
                         the cards of all four suits drawn in 8 inks, never red: reading ranks in
                         many colours. Inside the mixture alone the tiny model did not learn to
                         read in 1,000 steps (it answered the same cards for every image).
+                virl-vl the ID routes (absolute actions) with their street views drawn in the
+                        training city's style or in one of 24 random looks (colours, window
+                        patterns, fonts no named city uses; streetview.LOOKS), from "tiny-vl":
+                        street views in many styles, never the nine visual-OOD cities' styles.
   2. init       a short ID SFT from the pretrained model: the paper's format-stable initial
                 checkpoint. Both arms start here.
   3. rl-S       ppo.py on the ID variant with verifier revision (VIter), seed S.
@@ -34,9 +39,11 @@ arm and a significance test, one task at a time (--task):
                 axis, matched within a few percent), evaluated at the same compute fractions.
   5. summary    results.md / results.json (ID and OOD, init -> SFT / RL, mean and spread over
                 seeds, Welch's t-test on the final change of RL vs SFT), headline_curves.png (GP
-                success, V-IRL per-step accuracy) and headline_mechanism.png (GP: first answers
-                whose numbers follow the rule; V-IRL: answers at turns in the split's action
-                space); then <root>/figure1.png, the change from the init of every task run.
+                success, V-IRL per-step accuracy) and headline_mechanism.png (GP-L: first answers
+                whose numbers follow the rule; V-IRL-L: answers at turns in the split's action
+                space; GP-VL: first answers whose cards were read right; V-IRL-VL: answers whose
+                observation of the street views is right); then <root>/figure1.png, the change
+                from the init of every task run.
 
 Every stage is a run folder under <root>/<task>; a finished stage (its final/ checkpoint exists)
 is skipped, an unfinished one resumes from its last checkpoint, so a killed experiment goes on
@@ -46,6 +53,7 @@ were fixed on ID success and the val-rule split before any ood-rule number was l
     python experiments/headline.py --seeds 3                 # GP-L, 3 seeds per arm: about 22 min on 2 cores
     python experiments/headline.py --task virl-l --seeds 3   # V-IRL-L, 3 seeds per arm: about 25 min
     python experiments/headline.py --task gp-vl --seeds 3    # GP-VL, 3 seeds per arm: about 42 min
+    python experiments/headline.py --task virl-vl --seeds 3  # V-IRL-VL, 3 seeds per arm: about 58 min
     python experiments/headline.py --task all --seeds 3      # every task in turn, then figure1.png
     python experiments/headline.py --task all --smoke        # a handful of steps, one seed: a minute (tests)
     python experiments/headline.py --task all --summary-only # redo the tables and figures from the runs
@@ -129,6 +137,23 @@ TASKS = {
                  "--eval-splits", "id,ood-visual"],
             eval_points=5),
         smoke=dict(SMOKE, read=["--mixture", "--read", "1", "--steps", "2", "--batch-size", "4", "--eval-every", "0"])),
+    # V-IRL-VL: the routes seen as street views; visual OOD = the nine other cities' styles (the ID
+    # split is the training city's). The pretraining stand-in is "tiny-vl" on the ID routes drawn in
+    # the training style and 24 random looks (virl.look_examples); the other stages copy V-IRL-L's.
+    "virl-vl": dict(
+        title="V-IRL-VL, visual OOD", env=["--env", "virl", "--vision"], model="tiny-vl", ood="ood-visual",
+        splits=("id", "ood-visual"),
+        mechanism=("observation_right", "answers with the right observation (%)"),
+        full=dict(
+            pretrain=["--mixture", "--steps", "2000", "--lr", "1e-3", "--eval-every", "500", "--eval-episodes", "48",
+                      "--eval-splits", "id,ood-visual", "--save-every", "500", "--threads", "2"],
+            init=["--steps", "40", "--lr", "1e-4", "--eval-every", "40", "--eval-splits", "id",
+                  "--eval-episodes", "48"],
+            rl=["--updates", "60", "--eval-every", "12", "--eval-episodes", "48", "--eval-splits", "id,ood-visual",
+                "--eval-samples", "0"],
+            sft=["--lr", "1e-4", "--eval-episodes", "48", "--eval-splits", "id,ood-visual"],
+            eval_points=5),
+        smoke=SMOKE),
 }
 
 

@@ -195,7 +195,7 @@ PPO_FLAGS = [("--lr", "nan"), ("--lr", "-1"), ("--vf-lr", "-1"), ("--vf-lr", "na
 EVAL_FLAGS = [("--temperature", "nan"), ("--temperature", "inf"), ("--temperature", "-1"), ("--seed", "-1"),
               ("--episodes", "0"), ("--attempts", "0"), ("--max-new-tokens", "0"), ("--batch-size", "0")]
 HEADLINE_FLAGS = [("--seeds", "0"), ("--jobs", "0"), ("--sft-lr", "nan"), ("--rl-lr", "-1"),
-                  ("--pretrain-seed", "-1"), ("--task", "virl-vl")]
+                  ("--pretrain-seed", "-1"), ("--task", "v-irl")]
 
 
 @pytest.mark.parametrize("script,flag,value", [("sft", *f) for f in SFT_FLAGS] + [("ppo", *f) for f in PPO_FLAGS]
@@ -211,6 +211,15 @@ def test_reading_practice_only_in_the_gp_vl_mixture(capsys):
                  ["--read", "1", "--env", "virl", "--mixture"]):
         refused(lambda: sft.parse_args(argv), capsys, "--read", "--vision --mixture")
     assert sft.parse_args(["--vision", "--mixture", "--read", "1"]).read == 1.0
+
+
+def test_every_generated_mixture_but_not_with_a_data_file(capsys, tmp_path):
+    for env in ("generalpoints", "virl"):  # GP-L, GP-VL, V-IRL-L and V-IRL-VL each have a stand-in
+        for vision in ([], ["--vision"]):
+            assert sft.parse_args(["--env", env, *vision, "--mixture"]).mixture
+    data = tmp_path / "sft.json"
+    data.write_text("[]")
+    refused(lambda: sft.parse_args(["--mixture", "--data", str(data)]), capsys, "--mixture", "--data")
 
 
 def plot_run(folder, *lines):

@@ -104,7 +104,8 @@ def test_smoke_pipeline_runs_every_stage_of_every_task_and_matches_compute(tmp_p
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     for task, metric, mechanism, ood in (("gp-l", "success", "numbers_right", "ood-rule"),
                                          ("virl-l", "step_accuracy", "frame_right", "ood-rule"),
-                                         ("gp-vl", "success", "recognition", "ood-visual")):
+                                         ("gp-vl", "success", "recognition", "ood-visual"),
+                                         ("virl-vl", "step_accuracy", "observation_right", "ood-visual")):
         root = tmp_path / task
         result = json.loads((root / "results.json").read_text())
         assert result["metric"] == metric and result["mechanism"] == mechanism and result["ood"] == ood
@@ -118,18 +119,18 @@ def test_smoke_pipeline_runs_every_stage_of_every_task_and_matches_compute(tmp_p
             assert (root / name / "final").is_dir()
         pretrain_config = json.loads((root / "pretrain" / "config.json").read_text())
         assert pretrain_config["mixture"] is True and pretrain_config["seed"] == 3
-        assert pretrain_config["env"] == ("virl" if task == "virl-l" else "generalpoints")
-        assert pretrain_config["vision"] == (task == "gp-vl")
+        assert pretrain_config["env"] == ("virl" if task.startswith("virl") else "generalpoints")
+        assert pretrain_config["vision"] == task.endswith("-vl")
         if task == "gp-vl":  # reading practice from tiny-vl first, the mixture from that reader
             read_config = json.loads((root / "read" / "config.json").read_text())
             assert read_config["model"] == "tiny-vl" and read_config["read"] == 1.0 and read_config["seed"] == 3
             assert pretrain_config["model"] == str(root / "read" / "final") and pretrain_config["read"] == 0.25
         else:
-            assert pretrain_config["model"] == "tiny"
+            assert pretrain_config["model"] == ("tiny-vl" if task == "virl-vl" else "tiny")
     assert "| RL (1 seeds) |" in out.stdout and "Welch" not in out.stdout  # 1 seed: no test
     assert (tmp_path / "figure1.png").stat().st_size > 1000
     again = subprocess.run(cmd, cwd=ROOT, env=env, timeout=200, capture_output=True, text=True)
-    assert again.returncode == 0 and again.stdout.count("done before, skipped") == 13  # finished stages are kept
+    assert again.returncode == 0 and again.stdout.count("done before, skipped") == 17  # finished stages are kept
 
 
 def test_numbers_right_measures_whether_the_first_answer_follows_the_rule():
@@ -289,3 +290,26 @@ def test_rft_ceiling_smoke_trains_on_solved_conversations_and_writes_its_table(t
     assert set(metrics) == {"greedy", "sampled"} and 0 <= metrics["sampled"]["success"] <= 100
     table = (tmp_path / "rft_ceiling.md").read_text()
     assert "| warm start |" in table and "| all-1e-4 | 1 |" in table and "| revisions-1e-4 | 1 |" in table
+
+
+def test_style_gap_redraws_the_visual_ood_routes_in_the_training_style(tmp_path):
+    """experiments/style_gap.py: the same routes, names and plans, only the street views' style
+    changed (env.look), or no image at all; a tiny-vl model end to end through the CLI."""
+    env = virl.eval_envs("ood-visual", n=1, vision=True, image_size=224)[0]
+    own = env.reset()[0]["image"]
+    env.look = "train"
+    redrawn = env.reset()[0]["image"]
+    assert env.route.city != "train" and own.tobytes() != redrawn.tobytes()
+    assert redrawn.tobytes() == virl.render_grid(env.rail[0], "train", 224).tobytes()
+    out = tmp_path / "gap.json"
+    cmd = [sys.executable, "experiments/style_gap.py", "tiny-vl", "oracle", "--episodes", "1", "--out", str(out)]
+    run = subprocess.run(cmd, cwd=ROOT, timeout=300, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    results = json.loads(out.read_text())
+    assert results["oracle"]["own style"]["step_accuracy"] == 100.0 and results["oracle"]["style_gap"] == 0.0
+    tiny = results["tiny-vl"]
+    assert tiny["style_gap"] == tiny["training style"]["step_accuracy"] - tiny["own style"]["step_accuracy"]
+    assert "| tiny-vl |" in run.stdout and "style gap (pp)" in run.stdout
+    bad = subprocess.run([sys.executable, "experiments/style_gap.py", str(tmp_path / "nowhere")], cwd=ROOT,
+                         timeout=60, capture_output=True, text=True)
+    assert bad.returncode == 2 and "not found" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1

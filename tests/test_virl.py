@@ -524,6 +524,50 @@ def test_city_styles_look_different():
     assert all(not (a & b) for i, a in enumerate(pools) for b in pools[i + 1:])  # landmark names differ
 
 
+def test_pretraining_looks_are_never_a_visual_ood_city(monkeypatch):
+    looks = streetview.LOOKS
+    assert len(looks) == streetview.N_LOOKS == 24 and not set(looks) & set(streetview.CITIES)
+    named_fonts = {s.font for s in streetview.STYLES.values()}
+    for style in looks.values():
+        assert style.font not in named_fonts and style.prefixes == streetview.STYLES["train"].prefixes
+        assert {style.sky, style.road, style.sign_bg}.isdisjoint(  # no colour of a named city's
+            {c for s in streetview.STYLES.values() for c in (s.sky, s.road, s.sign_bg)})
+        bg, fg = (tuple(int(c[i:i + 2], 16) for i in (1, 3, 5)) for c in (style.sign_bg, style.sign_fg))
+        assert abs(streetview._luma(bg) - streetview._luma(fg)) >= 0.35  # legible signs
+    p = virl.build_rail(virl.generate_routes(1, "train", 0)[0])[0]
+    grids = {c: streetview.render_grid(p, c, 224).tobytes() for c in ("train", *looks)}
+    assert len(set(grids.values())) == 25
+    with pytest.raises(ValueError, match="unknown city"):
+        streetview.style_of("atlantis")
+    drawn = []  # the stand-in's examples: ID routes and answers, drawn in the training style or a look
+    real = virl.render_grid
+    monkeypatch.setattr(virl, "render_grid", lambda pos, city, size: drawn.append(city) or real(pos, city, size))
+    examples = virl.look_examples(200, seed=1, image_size=224)
+    assert len(examples) == 200 and all(e["image"].size == (224, 224) for e in examples)
+    assert set(drawn) <= {"train", *looks} and len(set(drawn)) >= 20 and 2 <= drawn.count("train") <= 25
+    for e in examples[:20]:
+        assert "[Observation format]" in e["messages"][0]["content"][-1]["text"]  # the VL prompt, ID actions
+        assert json.loads(e["messages"][1]["content"][0]["text"])["action"] in virl.action_space(relative=False)
+    assert virl.look_examples(3, seed=1)[0]["image"].tobytes() == virl.look_examples(3, seed=1)[0]["image"].tobytes()
+
+
+def test_observation_right_is_the_verifiers_observation_check_on_every_answer(small_routes):
+    env = small_env(small_routes, vision=True)
+    env.reset()
+    firsts = []
+    while not env.done:
+        here = env.rail[env.pos]
+        wrong = answer("No landmark nearby", "forward()" if here.action == "stop()" else "stop()")
+        info = env.step(wrong)[4]  # a wrong action: scored, and its observation checked all the same
+        assert info["verdict"].outcome != "correct"
+        firsts.append(info["observation_right"])
+        assert info["observation_right"] == (not here.intersection and here.landmark is None)
+        assert env.step(env.oracle_response())[4]["observation_right"] is True
+    assert True in firsts and False in firsts
+    env.reset()  # at the start there is nothing to see, yet an answer without an observation did not look
+    assert env.step('{"action": "forward()"}')[4]["observation_right"] is False
+
+
 def test_image_size():
     """448 px by default; make_env / eval_envs take image_size, PAPER_GRID_SIZE is the public grid
     (two 1200 px views a side and a 5 px black line: navigation_environment.py, resolution 1200)."""
