@@ -313,7 +313,11 @@ def says_intersection(text):
 def verify(response, position, actions="absolute", names=()):
     """Score one answer at a rail position (order: action, then observation; see the docstring).
     The messages are the public code's (utils_rl.py, step_rewards_virl), the landmark one ours."""
-    answer = parse_answer(response)
+    return verify_answer(parse_answer(response), position, actions, names)
+
+
+def verify_answer(answer, position, actions="absolute", names=()):
+    """verify() of an answer already parsed by parse_answer (the env parses each answer once)."""
     action = normalize_action(answer.get("action", ""))
     if action == (position.action if actions == "absolute" else position.relative):
         return Verdict("correct", REWARDS["correct"], MESSAGES["correct"])
@@ -397,9 +401,9 @@ class NavigationEnv:
         if self.done:
             raise RuntimeError("the route is over (or never began): call reset()")
         here = self.rail[self.pos]
-        v = self.verdict = verify(response, here, self.actions, self.names)
-        self.frame_right = None  # the mechanism metric (README): at a turn, is the answer one of this space's turns?
         answer = parse_answer(response)
+        v = self.verdict = verify_answer(answer, here, self.actions, self.names)
+        self.frame_right = None  # the mechanism metric (README): at a turn, is the answer one of this space's turns?
         if here.action.startswith("turn_direction("):
             self.frame_right = normalize_action(answer.get("action", "")) in action_space(self.relative)[2:]
         # V-IRL-VL's mechanism metric (README): the street views were read right, whatever the action
