@@ -318,14 +318,16 @@ def distinct_episodes(env: str, split: str) -> int:
 
 def evaluate(policy, env="generalpoints", splits=("id", "ood-rule"), vision=False, n=None,
              attempts=None, temperature=0.0, max_new_tokens=MAX_NEW_TOKENS,
-             batch_size=BATCH_SIZE, progress=None, samples=1, sample_seed=0, image_size=None) -> dict:
+             batch_size=BATCH_SIZE, progress=None, samples=1, sample_seed=0, image_size=None,
+             held_out=False) -> dict:
     """{split: metrics} of `policy` on the fixed evaluation episodes of each split.
 
     policy: a policy.py policy or a stand-in (OraclePolicy / RandomPolicy). n=None -> the paper's
     episode count, and n is capped at the split's distinct_episodes (the CLI says so);
     attempts=None -> the environment's VIter budget (GP 5, V-IRL 2); temperature 0 = greedy,
     > 0 = `samples` seeded sampling passes, None = the checkpoint's own generation settings (see
-    the module docstring); image_size=None -> the env module's default. Under FSDP every rank
+    the module docstring); image_size=None -> the env module's default; held_out (GeneralPoints):
+    n other fixed hands, none of them an evaluation hand (generalpoints.eval_envs). Under FSDP every rank
     must make the same generate() calls: evaluate greedily, so all ranks play in lockstep.
     """
     if env not in ENVS:
@@ -334,14 +336,17 @@ def evaluate(policy, env="generalpoints", splits=("id", "ood-rule"), vision=Fals
     unknown = [s for s in splits if s not in known_splits(env)]
     if unknown:
         raise ValueError(f"unknown split {unknown[0]!r} (choose from {', '.join(known_splits(env))})")
+    if held_out and env != "generalpoints":
+        raise ValueError("held-out hands are GeneralPoints': V-IRL has its fixed routes only")
     attempts = module.MAX_ATTEMPTS if attempts is None else attempts
+    other = {"held_out": True} if held_out else {}
     passes = 1 if temperature == 0 else samples
     results = {}
     for split in splits:
         cap = n if n is None else min(n, distinct_episodes(env, split))
         played, positions = [], []
         for k in range(passes):
-            envs = module.eval_envs(split, n=cap, vision=vision, max_attempts=attempts, image_size=image_size)
+            envs = module.eval_envs(split, n=cap, vision=vision, max_attempts=attempts, image_size=image_size, **other)
             with _seeded(None if temperature == 0 else sample_seed + k):
                 played += run_episodes(policy, envs, temperature, max_new_tokens, batch_size,
                                        desc=f"{env} {split}", progress=progress)
@@ -487,8 +492,13 @@ def main(argv=None) -> None:
                         help="observations per generate() call")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the model's init ('tiny'), sampling and the random stand-in")
+    parser.add_argument("--held-out", action="store_true",
+                        help="GeneralPoints: other fixed hands, none of them one of the 234 evaluation hands "
+                             "that sft.py and ppo.py evaluate on (a gain there is not those hands' alone)")
     parser.add_argument("--out", default=None, help="write {split: metrics} as JSON to this file")
     args = parser.parse_args(argv)
+    if args.held_out and args.env != "generalpoints":
+        sys.exit("error: --held-out is for GeneralPoints (V-IRL has its fixed routes only)")
 
     try:
         splits = parse_splits(args.splits, args.env)
@@ -532,7 +542,7 @@ def main(argv=None) -> None:
                        attempts=args.attempts, temperature=None if paper else args.temperature,
                        max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
                        samples=args.samples, sample_seed=args.seed,
-                       image_size=paper_image_size(args.env) if paper else None)
+                       image_size=paper_image_size(args.env) if paper else None, held_out=args.held_out)
     print(format_table(results, args.env))
     if args.out:
         try:

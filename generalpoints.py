@@ -490,22 +490,33 @@ def make_env(split="id", vision=False, max_attempts=MAX_ATTEMPTS, seed=None, ima
     return GeneralPointsEnv(rule, color, vision, max_attempts, seed=seed, image_size=image_size)
 
 
-def eval_envs(split, n=None, vision=False, max_attempts=MAX_ATTEMPTS, image_size=None):
+def eval_envs(split, n=None, vision=False, max_attempts=MAX_ATTEMPTS, image_size=None, held_out=False):
     """The fixed evaluation hands of a split (n=None: the paper's 234): env i's first reset()
     deals hand i, the same in every call and process. Their seeds are strings
     'generalpoints-eval/<split>/<i>/<k>' (training seeds are ints, so the two never meet); k skips
-    a hand already taken, so the n hands are distinct card sets."""
+    a hand already taken, so the n hands are distinct card sets.
+    held_out: n other fixed hands, 'generalpoints-heldout/<split>/<i>/<k>', none of them a card set
+    of the 234 evaluation hands: a check that a gain on the evaluation hands is not theirs alone."""
     rule, color = _split(split)
-    envs, seen = [], set()
-    for i in range(N_EVAL if n is None else n):
+    seen = set(_eval_hands(split, "generalpoints-eval", N_EVAL, set())) if held_out else set()
+    seeds = _eval_hands(split, "generalpoints-heldout" if held_out else "generalpoints-eval",
+                        N_EVAL if n is None else n, seen)
+    return [GeneralPointsEnv(rule, color, vision, max_attempts, seed=seed, image_size=image_size)
+            for seed in seeds.values()]
+
+
+def _eval_hands(split, prefix, n, seen) -> dict:
+    """{hand: seed} of n distinct hands of a split, none in `seen`, from the seeds prefix/split/i/k."""
+    rule, color = _split(split)
+    hands = {}
+    for i in range(n):
         for k in range(1000):
-            seed = f"generalpoints-eval/{split}/{i}/{k}"
+            seed = f"{prefix}/{split}/{i}/{k}"
             hand = tuple(sorted(deal(random.Random(seed), rule, color)))
-            if hand not in seen:
+            if hand not in seen and hand not in hands:
                 break
-        seen.add(hand)
-        envs.append(GeneralPointsEnv(rule, color, vision, max_attempts, seed=seed, image_size=image_size))
-    return envs
+        hands[hand] = seed
+    return hands
 
 
 # ---------------------------------------------------------------------------------------------

@@ -51,6 +51,7 @@ class Run:
     name: str
     config: dict
     evals: list[dict] = field(default_factory=list)  # [{"step", "flops", "eval": {split: metrics}}]
+    updates: list[dict] = field(default_factory=list)  # ppo.py's per-update lines: rollout success, reward
 
     @property
     def method(self) -> str:
@@ -146,6 +147,8 @@ def load_run(run_dir) -> Run:
                 unusable += 1  # e.g. {"id": {}} or a null / NaN metric: nothing to draw
                 continue
             run.evals.append(record)
+        elif isinstance(record, dict) and _finite(record.get("reward")) and _finite(record.get("flops", 0.0)):
+            run.updates.append(record)  # a PPO update: the rollouts' success and mean reward
     if not run.evals:
         why = ([f"{bad} unreadable lines"] if bad else []) + \
               ([f"{unusable} eval lines without a finite {run.metric}"] if unusable else [])
@@ -208,8 +211,11 @@ def plot_curves(runs: list[Run], out_path=None, smooth: int = 1) -> Figure:
     splits = [s for s in SPLITS if any(s in r.splits() for r in runs)]
     splits += sorted({s for r in runs for s in r.splits()} - set(splits))
     ylabel = "per-step accuracy (%)" if runs[0].env == "virl" else "success rate (%)"
-    fig = Figure(figsize=(4.5 * len(splits), 3.8), layout="constrained")
-    axes = fig.subplots(1, len(splits), squeeze=False)[0]
+    rollouts = [r for r in runs if r.updates]
+    fig = Figure(figsize=(4.5 * (len(splits) + bool(rollouts)), 3.8), layout="constrained")
+    axes = fig.subplots(1, len(splits) + bool(rollouts), squeeze=False)[0]
+    if rollouts:
+        plot_rollouts(axes[-1], rollouts, task)
     for ax, split in zip(axes, splits):
         for i, (run, label) in enumerate(zip(runs, _labels(runs))):
             xs, ys, es = run.series(split, run.metric)
@@ -235,6 +241,24 @@ def plot_curves(runs: list[Run], out_path=None, smooth: int = 1) -> Figure:
     if out_path is not None:
         fig.savefig(out_path, dpi=120)
     return fig
+
+
+def plot_rollouts(ax, runs: list[Run], task: str) -> None:
+    """The RL learning curve: the rollouts' episode success (solid) and mean reward per attempt
+    (dotted, right axis) at every PPO update, against GFLOPs."""
+    right = ax.twinx()
+    for i, (run, label) in enumerate(zip(runs, _labels(runs))):
+        xs = [float(u.get("flops", 0.0)) / 1e9 for u in run.updates]
+        success = [100 * u["episode_success"] if _finite(u.get("episode_success")) else math.nan for u in run.updates]
+        ax.plot(xs, success, color=_color(run, i), label=f"{label}: success")
+        right.plot(xs, [u["reward"] for u in run.updates], color=_color(run, i), linestyle=":", alpha=0.7,
+                   label=f"{label}: reward")
+    ax.set_title(f"{task}: PPO rollouts")
+    ax.set_xlabel("training compute (GFLOPs)")
+    ax.set_ylabel("episodes solved in the rollout (%)")
+    right.set_ylabel("mean reward per attempt (dotted)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize="small")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """PPO with a value head and verifier revision: the RL arm of "SFT Memorizes, RL Generalizes".
 
-    python ppo.py --env generalpoints             # the main job: SFT warm start + PPO (README: its time)
-    python ppo.py --env virl --vision             # V-IRL-VL (also: --env generalpoints --vision = GP-VL)
+    python ppo.py --env generalpoints             # the main job: PPO from the shipped inits/gp-l (README: its time)
+    python ppo.py --env virl                      # V-IRL-L from inits/virl-l
     python ppo.py --env generalpoints --init runs/sft-gp-l/final --updates 60 --out runs/ppo-long
+    python ppo.py --env virl --vision --init runs/headline/virl-vl/init/final     # V-IRL-VL (GP-VL likewise)
     python ppo.py --env generalpoints --resume    # continue a killed run from its last checkpoint
     torchrun --standalone --nproc_per_node=2 ppo.py --env generalpoints     # FSDP on CPU (gloo)
     torchrun --standalone --nproc_per_node=8 ppo.py --env generalpoints --model PATH --init CKPT --preset paper
@@ -21,38 +22,41 @@ One update, in the order the code runs (the paper's RL with sequential revision;
   4. --ppo-epochs epochs of shuffled minibatches: clipped surrogate + value loss, gradient
      clipping, Adam, one cosine learning-rate step per update.
 
-Exactly the paper's (the public code's rl/trainer and rl/configs): turn-level PPO, i.e. one value (MLP
-value head on the last layer's hidden state at the last prompt token) and one action log-prob per
-attempt, log pi(a|s) = 0.5 x (sum over "thought" tokens before the answer key) + (sum over tokens
-from the answer key on) (RL4VLM's thought_prob_coef), with log-probs of logits / the sampling
-temperature in fp32; GAE gamma 0.9, lambda 0.95; normalised advantages; ratio clip 0.1; value
-coefficient 0.5; no KL penalty and no reference model; no entropy bonus (the public code declares
-entropy_coef 0.01 but never computes it); Adam eps 1e-7, weight decay 0, cosine decay; the reward
-is the verifier's, per attempt. `--preset paper` also restores: lr 1e-6 for everything, value
-clip 0.1, 4 epochs, max grad norm 0.01, T 0.2, 256 attempts per GPU from 1 environment,
+Exactly the paper's (the public code's rl/trainer and rl/configs): turn-level PPO, i.e. one value
+(MLP value head on the last layer's hidden state at the last prompt token) and one action log-prob
+per attempt, log pi(a|s) = 0.5 x (sum over "thought" tokens before the answer key) + (sum over
+tokens from the answer key on) (RL4VLM's thought_prob_coef), with log-probs of logits / the
+sampling temperature in fp32; normalised advantages; ratio clip 0.1; value coefficient 0.5; no
+entropy bonus (the public code declares entropy_coef 0.01 but never computes it); Adam eps 1e-7,
+weight decay 0, cosine decay; the reward is the verifier's, per attempt. `--preset paper` also
+restores the rest (explicit flags still win): GAE gamma 0.9, lambda 0.95, no KL penalty and no
+reference model, the value loss through the shared trunk, lr 1e-6 for everything with no warm-up,
+value clip 0.1, 4 epochs, max grad norm 0.01, T 0.2, 256 attempts per GPU from 1 environment,
 minibatch 128 = 128 micro-batches of 1, 20 updates (GP) / 15 (V-IRL), 512 new tokens, the full
-evaluation sets (explicit flags still win).
+evaluation sets.
 
-Where the CPU defaults differ, and why (measured on the tiny 1.4M-parameter model, 2 cores):
-  - the warm start can revise (sft.warm_start: 900 steps, half of the conversations with 1-4
-    failed ID attempts and the verifier's feedback before the right answer), as the paper's
-    instruct model can: from a single-turn warm start 70% of the rollout attempts were revisions
-    and 65-77% of all attempts illegal fragments; from this one 1-7% are illegal.
-  - lr 2e-5 (the paper: 1e-6 for 11B parameters): 1e-4 without a warm-up moved the turn-level
-    ratio far outside the clip in one update (approx KL 0.6-2) and success fell from 50% to ~20%.
+Where the CPU defaults differ, and why (measured on the tiny 1.42M-parameter model, 2 cores,
+from inits/gp-l; experiments/rl_ablation.py and README "What the main job shows"):
+  - credit: --gamma 1 --gae-lambda 1, every attempt of a hand gets the whole episode's return (the
+    paper: 0.9 / 0.95, under which a revision's success barely reaches the attempt before it).
+  - --kl-coef 0.2, a KL penalty to the initial policy (TRL and verl offer one; the paper: none):
+    at lr 1e-4 without it, 20 updates moved ID success 57.0 -> 48.4% greedy; with it 57.0 -> 62.5%.
+  - lr 1e-4 with a 3-update linear warm-up, then a cosine over 200 updates, so 100 updates end at half
+    the peak (the paper: 1e-6 for 11B parameters, no warm-up, a horizon of 100 for 20 updates): a
+    fresh Adam's first steps are sign steps of size lr on every weight.
+  - --critic detached, the value loss trains the value head alone (the paper: shared), whose own MLP
+    learns at 1e-3 with the value loss unclipped: it starts from random weights and returns span
+    -10..+5 (explained variance stayed ~0 at the policy's lr with a 0.1 clip).
   - T 0.7 (the paper: 0.2, which barely explores a tiny model; at 1.0 fewer first answers are right).
-  - the value head's own MLP learns at 1e-3, its loss unclipped: it starts from random weights and
-    returns span -10..+5 (explained variance stayed ~0 at the policy's lr with a 0.1 clip; 0.3-0.5 now).
-  - 2 epochs of minibatches of 64 (micro-batches of 8), max grad norm 1.0, 128 attempts per update
-    from 32 environments; evaluation on 128 fixed hands, greedy and by sampling (3 seeded passes at
-    the rollout temperature: what RL improves is the policy it samples from).
-  - Off by default (the paper's values), tried: --warmup-updates, --critic detached, --max-attempts 1
-    (with --eval-attempts 5), and --kl-coef, a KL penalty to the initial policy that TRL and verl
-    offer: at lr 1e-4 with a 3-update warm-up, 20 updates moved ID success 57.0 -> 48.4% greedy and
-    64.5 -> 52.3% sampled without it, 57.0 -> 62.5% and 64.5 -> 66.0% with --kl-coef 0.2 (one seed).
-  - What these defaults do: README "What the main job shows". In short, in 30 updates PPO does not
-    lift GP-L ID success visibly, nor did any variant; over 100 updates experiments/rl_ablation.py's
-    episode-kl row (whole-episode credit, --kl-coef 0.2, lr 1e-4) lifted greedy +10.5, sampled +2.9.
+  - 256 attempts per update from 64 environments, 2 epochs of minibatches of 128 (micro-batches of
+    8), max grad norm 1.0, 100 updates (the paper: 256 attempts from 1 environment per GPU, 4 epochs
+    of 128, 0.01, 20 updates).
+  - evaluation on the paper's 234 fixed hands per split, greedy every 25 updates, and by sampling
+    (3 seeded passes at the rollout temperature) at the start and the end.
+  - Tried and left off (the paper's values): --max-attempts 1 (with --eval-attempts 5), --vf-clip;
+    lr 2e-4 (seed 0: 61.1% at 50 updates against 63-65% at 1e-4), a horizon of 100 (seed 0: +8.5
+    greedy, +4.0 on 1,200 held-out hands, against +8.1 and +5.5 with 200).
+  - 2 torch threads (--threads), 1.5x faster per update than 1 on a quiet 2-core machine.
 Where the algorithm differs from the public code (its extra per-violation penalties, its ratio > 10
 and NaN workarounds, bootstrapping, dropout, the lr horizon): README "Where this differs from the paper".
 
@@ -70,6 +74,7 @@ import argparse
 import functools
 import json
 import math
+import os
 import re
 import sys
 import time
@@ -93,9 +98,11 @@ from evaluate import COUNT, COUNT_OR_0, SEED, number  # argparse types: nan, inf
 # flag left unset on the command line.
 PAPER = dict(lr=1e-6, vf_lr=0.0, vf_clip=0.1, ppo_epochs=4, temperature=0.2, max_grad_norm=0.01, num_envs=1,
              rollout_steps=256, minibatch_size=128, grad_accum=128, updates=None, eval_episodes=0, max_new_tokens=512,
-             warmup_updates=0, critic="shared", eval_samples=0, eval_max_new_tokens=256, eval_temperature=None)
+             warmup_updates=0, critic="shared", lr_horizon=100, gamma=0.9, gae_lambda=0.95, kl_coef=0.0, eval_samples=0,
+             eval_max_new_tokens=256, eval_temperature=None)
 PAPER_UPDATES = {"generalpoints": 20, "virl": 15}
-CPU_UPDATES = {"generalpoints": 30, "virl": 30}
+CPU_UPDATES = {"generalpoints": 100, "virl": 30}
+INITS = Path(__file__).resolve().parent / "inits"  # the shipped initial checkpoints (experiments/make_init.py)
 # Verifier outcomes (generalpoints.py / virl.py); the per-update line reports the share of each.
 OUTCOMES = {"generalpoints": ("correct", "wrong_value", "wrong_numbers", "illegal_formula", "wrong_cards"),
             "virl": ("correct", "wrong_action", "wrong_observation")}
@@ -109,18 +116,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     a("--vision", action="store_true", help="VL variant: the observation is an image (GP-VL, V-IRL-VL)")
     a("--model", default="tiny", help="'tiny' / 'tiny-large' / 'tiny-vl' (built in code) or a local model path "
       "(the paper: Llama-3.2-11B-Vision-Instruct)")
-    a("--init", default=None, help="checkpoint to start PPO from; default: the warm start in runs/warm-gp-l etc., "
-      "trained first with sft.py when missing (GeneralPoints: 900 steps, half of the conversations with revision "
-      "turns); 'base' = --model itself, no SFT")
+    a("--init", default=None, help="checkpoint to start PPO from (the paper: its released SFT-initialised "
+      "checkpoints); default for the tiny model: the shipped inits/gp-l (inits/virl-l for --env virl), built by "
+      "experiments/make_init.py; with --model PATH: the model itself; 'base' = --model itself")
     a("--out", default=None, help="run folder (default runs/ppo-gp-l, -gp-vl, -virl-l, -virl-vl; -seedN added for "
       "--seed N > 0)")
     a("--preset", choices=["cpu", "paper"], default="cpu", help="'paper' = the paper's hyperparameters for a real "
       "checkpoint on GPUs")
     a("--seed", type=SEED, default=0, help="seed of random/numpy/torch and of the environments (offset per rank)")
     # rollout
-    a("--updates", type=COUNT, default=None, help="PPO updates (the paper: 20 GP / 15 V-IRL; CPU default 30)")
-    a("--num-envs", type=COUNT, default=32, help="environments stepped together per rank (the paper: 1 per GPU)")
-    a("--rollout-steps", type=COUNT, default=128, help="attempts collected per rank per update (the paper: 256 per "
+    a("--updates", type=COUNT, default=None, help="PPO updates (the paper: 20 GP / 15 V-IRL; CPU default 100 GP / "
+      "30 V-IRL)")
+    a("--num-envs", type=COUNT, default=64, help="environments stepped together per rank (the paper: 1 per GPU)")
+    a("--rollout-steps", type=COUNT, default=256, help="attempts collected per rank per update (the paper: 256 per "
       "GPU x 8)")
     a("--max-attempts", type=COUNT, default=None, help="VIter, attempts per hand/position (the paper: 5 GP / 2 V-IRL)")
     a("--temperature", type=number(above=0), default=0.7, help="sampling temperature, > 0: it also divides the "
@@ -129,39 +137,40 @@ def parse_args(argv=None) -> argparse.Namespace:
       "(the paper: 512)")
     # the PPO update
     a("--ppo-epochs", type=COUNT, default=2, help="epochs over the rollout per update (the paper: 4)")
-    a("--minibatch-size", type=COUNT, default=64, help="attempts per optimizer step per rank (the paper: 128 = 1 x "
+    a("--minibatch-size", type=COUNT, default=128, help="attempts per optimizer step per rank (the paper: 128 = 1 x "
       "128 accumulation)")
     a("--grad-accum", type=COUNT, default=None, help="micro-batches per minibatch, gradients accumulated; also the "
       "scoring pass's batch (default: micro-batches of gcd(--minibatch-size, 8), 1.8x faster than 64 on 2 CPU cores, "
       "benchmarks/train_speed.py; the paper: 128)")
-    a("--lr", type=number(above=0), default=2e-5, help="Adam learning rate, cosine-decayed (the paper: 1e-6)")
+    a("--lr", type=number(above=0), default=1e-4, help="Adam learning rate, cosine-decayed (the paper: 1e-6)")
     a("--vf-lr", type=number(at_least=0), default=1e-3, help="learning rate of the value head's own MLP; 0 = --lr "
       "(the paper: one lr for all)")
-    a("--warmup-updates", type=COUNT_OR_0, default=0, help="linear lr warm-up over the first N updates: a fresh "
+    a("--warmup-updates", type=COUNT_OR_0, default=3, help="linear lr warm-up over the first N updates: a fresh "
       "Adam's first step is a sign step of size lr on every weight (the paper: 0)")
-    a("--critic", choices=["shared", "detached"], default="shared", help="shared: the value loss also trains the "
+    a("--critic", choices=["shared", "detached"], default="detached", help="shared: the value loss also trains the "
       "language model under the value head (the paper); detached: it trains the value head alone")
-    a("--lr-horizon", type=COUNT, default=100, help="the cosine decay spans max(this, --updates) updates (the public "
-      "code: lr_max_steps 100 for 20 updates, so the lr stays near its peak)")
+    a("--lr-horizon", type=COUNT, default=200, help="the cosine decay spans max(this, --updates) updates: 200 for 100 "
+      "updates ends at half the peak lr (the public code: lr_max_steps 100 for 20 updates, near the peak)")
     a("--adam-eps", type=number(above=0), default=1e-7, help="Adam epsilon (the paper: 1e-7)")
     a("--clip-coef", type=number(above=0), default=0.1, help="PPO ratio clip (the paper: 0.1)")
     a("--vf-clip", type=number(at_least=0), default=0.0, help="value clip around the old value, 0 = off (the paper: "
       "0.1, its clip_param; off on the CPU so a fresh head can reach returns of -10..+5)")
     a("--vf-coef", type=number(at_least=0), default=0.5, help="value loss coefficient (the paper: 0.5)")
     a("--max-grad-norm", type=number(above=0), default=1.0, help="gradient clipping norm (the paper: 0.01)")
-    a("--gamma", type=number(at_least=0, at_most=1), default=0.9, help="discount over attempts (the paper: 0.9)")
-    a("--gae-lambda", type=number(at_least=0, at_most=1), default=0.95, help="GAE lambda (the paper: 0.95)")
-    a("--kl-coef", type=number(at_least=0), default=0.0, help="weight of a KL penalty to the frozen initial policy "
+    a("--gamma", type=number(at_least=0, at_most=1), default=1.0, help="discount over attempts; 1 with --gae-lambda "
+      "1 credits every attempt with the whole episode's reward (the paper: 0.9)")
+    a("--gae-lambda", type=number(at_least=0, at_most=1), default=1.0, help="GAE lambda (the paper: 0.95)")
+    a("--kl-coef", type=number(at_least=0), default=0.2, help="weight of a KL penalty to the frozen initial policy "
       "(k3 estimate summed over each answer's tokens; TRL and verl offer one); its reference model is loaded only "
       "when > 0 (the paper: 0, no reference model)")
     a("--thought-prob-coef", type=number(at_least=0), default=0.5, help="weight of the tokens before the answer key "
       "in the action log-prob (the paper: 0.5)")
     # evaluation, checkpoints
-    a("--eval-every", type=COUNT_OR_0, default=15, help="evaluate every N updates, and always at the start and the "
-      "end (0: only those); an evaluation costs about as much as 10 updates on the CPU")
+    a("--eval-every", type=COUNT_OR_0, default=25, help="evaluate every N updates, and always at the start and the "
+      "end (0: only those); a greedy evaluation of both splits costs about as much as 3 updates on the CPU")
     a("--eval-splits", default=None, help="comma-separated splits to evaluate (default: id,ood-rule, and ood-visual "
       "with --vision; GeneralPoints also knows val-rule)")
-    a("--eval-episodes", type=COUNT_OR_0, default=128, help="fixed hands/routes per split, capped at the split's set "
+    a("--eval-episodes", type=COUNT_OR_0, default=0, help="fixed hands/routes per split, capped at the split's set "
       "(0 = the paper's full set: 234 GP / 48 V-IRL)")
     a("--eval-max-new-tokens", type=COUNT, default=None, help="longest answer in evaluations (default: "
       "--max-new-tokens; the paper: 256)")
@@ -169,12 +178,13 @@ def parse_args(argv=None) -> argparse.Namespace:
       "env's VIter, 5 GP / 2 V-IRL, whatever --max-attempts trains with)")
     a("--eval-temperature", type=number(at_least=0), default=0.0, help="temperature of the main evaluation (0 = "
       "greedy; --preset paper: the checkpoint's own generation settings)")
-    a("--eval-samples", type=COUNT_OR_0, default=3, help="also evaluate by sampling at the rollout --temperature, "
-      "this many seeded passes over the same episodes (0 = off): RL improves the policy it samples from")
-    a("--save-every", type=COUNT_OR_0, default=10, help="checkpoint every N updates and at the end (0: only then)")
+    a("--eval-samples", type=COUNT_OR_0, default=3, help="at the first and the last evaluation, also evaluate by "
+      "sampling at the rollout --temperature, this many seeded passes over the same episodes (0 = off)")
+    a("--save-every", type=COUNT_OR_0, default=25, help="checkpoint every N updates and at the end (0: only then)")
     a("--resume", action="store_true", help="continue from the last checkpoint in the run folder")
-    a("--warm-start-args", default="", help="extra flags for sft.py when the warm start is trained here, e.g. "
-      "'--steps 100'")
+    a("--threads", type=COUNT, default=None, help="CPU threads of this process (default: 2, or cores / ranks under "
+      "torchrun; 2 ran an update 1.5x faster than 1 on a quiet 2-core machine; beside another busy process use 1, "
+      "benchmarks/README.md)")
     args = p.parse_args(argv)
     if args.preset == "paper":  # paper values for every flag not given explicitly
         p.set_defaults(**PAPER)
@@ -197,7 +207,16 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--rollout-steps must be a multiple of --num-envs")
     if args.rollout_steps % args.minibatch_size or args.minibatch_size % args.grad_accum:
         p.error("--minibatch-size must divide --rollout-steps and be a multiple of --grad-accum")
-    if args.init not in (None, "base") and not Path(args.init).is_dir():
+    if args.init is None:  # the shipped init of the tiny model's task; a real model starts from itself
+        shipped = INITS / sft.run_name(args.env, args.vision)
+        if args.model != "tiny":
+            args.init = "base"
+        elif not shipped.is_dir():
+            p.error(f"no shipped init for {shipped.name}: pass --init PATH (e.g. an sft.py run's final/) or "
+                    f"--init base")
+        else:
+            args.init = str(shipped)
+    if args.init != "base" and not Path(args.init).is_dir():
         p.error(f"--init {args.init}: no such checkpoint folder")
     try:
         args.eval_splits = ",".join(evaluate.parse_splits(
@@ -528,7 +547,7 @@ def load(path, args, device, world, frozen=False):
     frozen: eval mode, no gradients (the KL penalty's reference)."""
     try:
         policy = policy_lib.load_policy(path, vision=args.vision, seed=args.seed, device=device,
-                                        threads=None if world > 1 else 1)  # torchrun: cores / ranks
+                                        threads=args.threads or (None if world > 1 else min(2, os.cpu_count() or 1)))
     except ValueError as err:  # not a model folder, a text-only model with --vision, ...
         sys.exit(f"error: {err}")
     if frozen:
@@ -540,19 +559,40 @@ def load(path, args, device, world, frozen=False):
     return policy
 
 
-def run_eval(policy, args) -> dict:
+def run_eval(policy, args, sampled=True) -> dict:
     """--eval-splits (ID and rule-OOD, + visual-OOD with --vision) on the fixed evaluation episodes:
     {"eval": greedy (or --eval-temperature) metrics, "eval_sampled": metrics over --eval-samples
-    seeded passes at the rollout temperature}. The sampling passes fork torch's RNG, so the
-    training run's own random stream is the same with or without them."""
+    seeded passes at the rollout temperature, when `sampled`}. The sampling passes fork torch's RNG,
+    so the training run's own random stream is the same with or without them."""
     common = dict(env=args.env, splits=tuple(args.eval_splits.split(",")), vision=args.vision,
                   n=args.eval_episodes, attempts=args.eval_attempts, max_new_tokens=args.eval_max_new_tokens,
-                  image_size=args.image_size)
+                  image_size=args.image_size, batch_size=args.num_envs)  # as many per generate() as a rollout
     out = {"eval": evaluate.evaluate(policy, temperature=args.eval_temperature, **common)}
-    if args.eval_samples:
+    if args.eval_samples and sampled:
         out["eval_sampled"] = evaluate.evaluate(policy, temperature=args.temperature, samples=args.eval_samples,
                                                 sample_seed=args.seed, **common)
     return out
+
+
+def change_line(metrics_path) -> str:
+    """What the run learned, from its first and last evaluation in metrics.jsonl: e.g.
+    'learned: id 61.5% -> 72.2% (+10.7) sampled 73.1% -> 74.0% (+0.9) | ood-rule 0.0% -> 0.0% (+0.0) ...'."""
+    evals = [json.loads(x) for x in checkpoints.lines_up_to(metrics_path, math.inf).splitlines()]  # parsed lines
+    evals = [r for r in evals if "eval" in r]
+    if len(evals) < 2:
+        return "learned: (fewer than two evaluations logged)"
+    first, last = evals[0], evals[-1]
+
+    def change(a, b):
+        return f"{100 * a:.1f}% -> {100 * b:.1f}% ({100 * (b - a):+.1f})"
+    parts = []
+    for split, m in last["eval"].items():
+        text = f"{split} {change(evaluate.headline(first['eval'][split]), evaluate.headline(m))}"
+        s0, s1 = first.get("eval_sampled", {}).get(split), last.get("eval_sampled", {}).get(split)
+        if s0 and s1:
+            text += f" sampled {change(evaluate.headline(s0), evaluate.headline(s1))}"
+        parts.append(text)
+    return f"learned (update {first['step']} -> {last['step']}, greedy then sampled): " + " | ".join(parts)
 
 
 def print_samples(episodes: list, k: int = 2, max_attempts_shown: int = 6) -> None:
@@ -571,14 +611,16 @@ def print_samples(episodes: list, k: int = 2, max_attempts_shown: int = 6) -> No
 
 
 def update_stats(roll, stats, ret, old_values, entropy, outcomes, world) -> dict:
-    """The per-update diagnostics: rollout counts summed over ranks, PPO stats averaged. Success is
-    per attempt (first attempts, and revisions), not per episode: episodes straddle updates, and
-    only the quickly solved ones would finish inside the first update's window."""
+    """The per-update diagnostics: rollout counts summed over ranks, PPO stats averaged.
+    episode_success: the episodes that ended in this rollout and were solved (the RL learning curve;
+    episodes straddle updates, so the first update's window favours the quickly solved ones);
+    first_success / revision_success: per attempt, first attempts and revisions."""
     first = [o == "correct" for o, k in zip(roll.outcomes, roll.tries) if k == 1]
     later = [o == "correct" for o, k in zip(roll.outcomes, roll.tries) if k > 1]
     ppo_keys = ("policy_loss", "value_loss", "approx_kl", "clipfrac", "kl_ref", "grad_norm")
     local = {"n": len(roll.outcomes), "reward": float(roll.rewards.sum()), "first": len(first),
              "first_ok": sum(first), "later": len(later), "later_ok": sum(later),
+             "episodes": len(roll.episodes), "episodes_ok": sum(ep["success"] for ep in roll.episodes),
              "resp_len": sum(len(r) for r in roll.responses), "cut": float(roll.cut_off.sum()),
              "gen_tokens": roll.gen_tokens, "gen_seconds": roll.gen_seconds,
              "var_res": float((ret - old_values).var()), "var_ret": float(ret.var()), "entropy": entropy,
@@ -586,7 +628,8 @@ def update_stats(roll, stats, ret, old_values, entropy, outcomes, world) -> dict
              **{k: stats[k] for k in ppo_keys}}
     g = dict(zip(local, policy_lib.all_sum(list(local.values()))))
     n = g["n"]
-    return {"first_success": g["first_ok"] / g["first"] if g["first"] else None,
+    return {"episode_success": g["episodes_ok"] / g["episodes"] if g["episodes"] else None,
+            "first_success": g["first_ok"] / g["first"] if g["first"] else None,
             "revision_success": g["later_ok"] / g["later"] if g["later"] else None,
             "reward": g["reward"] / n, "outcomes": {k: g[f"n_{k}"] / n for k in outcomes},
             **{k: g[k] / world for k in ppo_keys},
@@ -599,8 +642,9 @@ def print_update(update, total, row) -> None:
     def share(x):
         return "-" if x is None else f"{x:.2f}"
     shares = " ".join(f"{k} {v:.2f}" for k, v in row["outcomes"].items())
-    print(f"update {update}/{total} | solved: first {share(row['first_success'])} revision "
-          f"{share(row['revision_success'])} | reward {row['reward']:+.2f} | {shares} | vloss "
+    print(f"update {update}/{total} | rollout: success {share(row['episode_success'])} reward "
+          f"{row['reward']:+.2f} | solved: first {share(row['first_success'])} revision "
+          f"{share(row['revision_success'])} | {shares} | vloss "
           f"{row['value_loss']:.3f} ploss {row['policy_loss']:+.4f} kl {row['approx_kl']:.4f} "
           + (f"klref {row['kl_ref']:.4f} " if row["kl_ref"] else "") + f"clip "
           f"{row['clipfrac']:.2f} ev {share(row['explained_variance'])} | lr {row['lr']:.1e} | len "
@@ -626,12 +670,12 @@ def main(argv=None) -> None:
     last = checkpoints.resume_point(out, args, ("env", "vision", "model", "seed"))  # None: a new run
     if args.resume and last is None and rank == 0:
         print(f"--resume: no checkpoint in {out}, starting from the beginning", flush=True)
-    timing = {"warm start": 0.0, "rollouts": 0.0, "updates": 0.0, "evals": 0.0}
+    timing = {"rollouts": 0.0, "updates": 0.0, "evals": 0.0}
 
-    # ---- the policy: the SFT warm start, or the run's own last checkpoint when resuming ----
-    t0 = time.perf_counter()
-    init_path, flops_init = sft.warm_start(args, rank) if last is None else (None, 0.0)
-    timing["warm start"] = time.perf_counter() - t0
+    # ---- the policy: the initial checkpoint (the shipped inits/gp-l by default, as the paper's RL
+    # starts from its released SFT inits), or the run's own last checkpoint when resuming ----
+    init_path = args.model if args.init == "base" else args.init
+    flops_init = 0.0 if args.init == "base" else checkpoints.init_flops(args.init)
     policy = load(last or init_path, args, device, world)
     n_params = policy.num_params
     params = list(policy.parameters())  # the language model's and the value head's
@@ -659,9 +703,9 @@ def main(argv=None) -> None:
     def flops() -> float:  # the paper's: 6 N (D_init + D_rl) + 2 N D_buffer, with flops_init = 6 N D_init
         return flops_init + 6 * n_params * d_rl + 2 * n_params * d_buffer
 
-    def do_eval(step: int) -> None:
+    def do_eval(step: int) -> None:  # sampled passes at the start and the end only: greedy is the cheap curve
         t = time.perf_counter()
-        result = run_eval(policy, args)
+        result = run_eval(policy, args, sampled=step in (0, args.updates))
         timing["evals"] += time.perf_counter() - t
         logger.log({"step": step, "flops": flops(), **result})
         if rank == 0:  # GP: success, V-IRL: per-step accuracy; greedy, then sampled
@@ -738,6 +782,7 @@ def main(argv=None) -> None:
         plots.plot_run(out, out)
         split = " | ".join(f"{k} {v:.0f}s" for k, v in timing.items())
         print(f"done: {out} | time: {split}", flush=True)
+        print(change_line(out / "metrics.jsonl"), flush=True)
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 

@@ -10,8 +10,9 @@ rises while OOD falls ("SFT memorizes").
 
 Launch (the same file runs alone or under torchrun; it looks at RANK / WORLD_SIZE):
 
-    python sft.py --env generalpoints                  # GP-L, tiny model, CPU, a few minutes
-    python sft.py --env generalpoints --vision         # GP-VL (cards shown in an image)
+    python sft.py --env generalpoints                  # GP-L's SFT arm from the shipped inits/gp-l, minutes
+    python sft.py --env generalpoints --model tiny     # the tiny model from scratch
+    python sft.py --env generalpoints --vision         # GP-VL (cards shown in an image; from scratch)
     python sft.py --env virl                           # V-IRL-L
     python sft.py --env generalpoints --resume         # continue runs/sft-gp-l from its last checkpoint
     python sft.py --env generalpoints --data SFT_data/gp-l/data.json   # the paper's public SFT data
@@ -32,13 +33,12 @@ Where this departs from the paper's SFT run (a DeepSpeed ZeRO-3 HF Trainer scrip
   epochs) unless --data gives the released file. The loss is the token mean of each
   micro-batch, averaged over the micro-batches of a step, so 1 and N ranks get the same gradient.
 - FSDP2 (PyTorch) instead of DeepSpeed ZeRO-3, written out by hand below ("FSDP by hand").
-- The CPU defaults (tiny model, lr 1e-3) are there so that a laptop sees the curve in minutes;
-  `--preset paper` restores the paper's hyperparameters.
+- The CPU defaults (the tiny model's shipped init at lr 1e-4, or from scratch at 1e-3) are there so
+  that a laptop sees the curve in minutes; `--preset paper` restores the paper's hyperparameters.
 
-Read top to bottom: the SFT loss and step, FSDP by hand, the training loop, the warm start that
-ppo.py begins from. Below the "plumbing" banner: the config and the public data format.
-Checkpoints, resuming and the run log are checkpoints.py's, shared with ppo.py, so that both arms
-log and checkpoint the same way.
+Read top to bottom: the SFT loss and step, FSDP by hand, the training loop. Below the "plumbing"
+banner: the config and the public data format. Checkpoints, resuming and the run log are
+checkpoints.py's, shared with ppo.py, so that both arms log and checkpoint the same way.
 """
 
 import argparse
@@ -63,7 +63,7 @@ import generalpoints
 import virl
 from evaluate import (COUNT, COUNT_OR_0, ENVS, PAPER_MAX_NEW_TOKENS, SEED, ArgumentParser, evaluate, number,
                       out_problem, paper_image_size, parse_splits)
-from policy import load_policy, setup_distributed
+from policy import TINY_SIZES, load_policy, setup_distributed
 
 # -----------------------------------------------------------------------------------------------
 # ALGO LOGIC: the SFT step. The loss is on the response only: prompt, image and padding tokens
@@ -325,7 +325,7 @@ def training_flops(n_params, tokens):
 
 
 # -----------------------------------------------------------------------------------------------
-# The warm start PPO begins from (ppo.py calls warm_start)
+# Run names
 
 
 def run_name(env: str, vision: bool, seed: int = 0) -> str:
@@ -333,53 +333,15 @@ def run_name(env: str, vision: bool, seed: int = 0) -> str:
     return f"{'gp' if env == 'generalpoints' else 'virl'}-{'vl' if vision else 'l'}" + (f"-seed{seed}" if seed else "")
 
 
-# The warm start: the tiny model's stand-in for the paper's instruct checkpoint + its short ID SFT.
-# An instruct model can already answer again after feedback; a tiny model trained on single-turn
-# answers cannot (its revisions were 77-95% illegal fragments, so 70% of the rollout attempts were
-# wasted): GeneralPoints' warm start also trains on ID conversations with 1-4 failed attempts
-# and the verifier's feedback before the right answer (sft.py --revise), and for longer.
-WARM_START = {"generalpoints": ["--revise", "0.5", "--steps", "900", "--eval-every", "0"],
-              "virl": ["--eval-every", "0"]}
-
-
-def warm_start(args, rank: int) -> tuple[str, float]:
-    """For ppo.py's parsed args: the checkpoint PPO starts from (its --init) and the compute that
-    produced it (6 N D_init).
-
-    The paper starts RL from an SFT-initialised checkpoint (RL from the base model never reaches
-    the answer format). Default: sft.py run with WARM_START's flags into runs/warm-gp-l, ...,
-    reused once finished (its `final` link), else trained here with sft.py's own run() (or, when
-    a killed run left checkpoints, finished from the last one).
-    """
-    if args.init == "base":
-        return args.model, 0.0
-    if args.init is not None:
-        return args.init, checkpoints.init_flops(args.init)
-    flags = ["--env", args.env, "--model", args.model, "--seed", str(args.seed),
-             "--out", f"runs/warm-{run_name(args.env, args.vision, args.seed)}"]
-    flags += (["--vision"] if args.vision else []) + WARM_START[args.env] + args.warm_start_args.split()
-    sft_args = parse_args(flags + ["--resume"])  # finishes a killed SFT run, else starts one
-    final = Path(sft_args.out) / "final"             # exists once an SFT run has finished
-    if final.exists():
-        path = final.resolve()
-        if rank == 0:
-            print(f"warm start: reusing {path}", flush=True)
-    else:
-        if rank == 0:
-            print(f"warm start: no finished run in {sft_args.out}; training it first "
-                  f"(python sft.py {' '.join(flags)})", flush=True)
-        path = run(sft_args)
-    return str(path), checkpoints.init_flops(path)
-
-
 # -----------------------------------------------------------------------------------------------
 # ---- plumbing: config and CLI checks, log lines, the lr schedule, the public data file ----
 
 
+INITS = Path(__file__).resolve().parent / "inits"  # the shipped initial checkpoints (experiments/make_init.py)
 PRESETS = {
     # A tiny model on a CPU: visibly learns GP-L in minutes.
     "cpu": dict(steps=600, batch_size=32, micro_batch_size=None, log_every=10, eval_every=100,
-                eval_episodes=64, eval_max_new_tokens=64, save_every=200, grad_checkpointing=False),
+                eval_episodes=0, eval_max_new_tokens=96, save_every=200, grad_checkpointing=False),
     # The paper's run (public sft_scripts/gp_l.sh): 8 GPUs x 16, save every 20 steps, and the
     # public evaluator's 256 new tokens.
     "paper": dict(steps=400, batch_size=128, micro_batch_size=16, log_every=1, eval_every=20,
@@ -396,10 +358,12 @@ def parse_args(argv=None):
                    help="task: generalpoints (GP) or virl (V-IRL)")
     p.add_argument("--vision", action="store_true",
                    help="the VL variant: cards / street views shown as an image (paper: both variants)")
-    p.add_argument("--model", default="tiny",
-                   help="'tiny' (built in code, random init; 'tiny-large' ~5x bigger; 'tiny-vl' with 56-pixel image "
-                        "patches, which learns to read GP-VL's cards) or a local checkpoint folder "
-                        "(paper: Llama-3.2-11B-Vision-Instruct)")
+    p.add_argument("--model", default=None,
+                   help="a local checkpoint folder, or 'tiny' (built in code, random init: trains from scratch; "
+                        "'tiny-large' ~5x bigger; 'tiny-vl' with 56-pixel image patches, which learns to read "
+                        "GP-VL's cards). Default: the shipped init of the task (inits/gp-l, inits/virl-l: the "
+                        "paper's SFT arm starts from the same init as its RL arm), 'tiny' where none ships or "
+                        "with --mixture (paper: Llama-3.2-11B-Vision-Instruct)")
     p.add_argument("--preset", choices=sorted(PRESETS), default="cpu",
                    help="default values of the flags below: cpu (tiny model, minutes on a laptop) or "
                         "paper (for a real checkpoint on GPUs)")
@@ -409,7 +373,8 @@ def parse_args(argv=None):
                    "accumulation (cpu: 32; paper: 128 = 16 per GPU x 8)")
     p.add_argument("--micro-batch-size", type=COUNT, help="examples per forward/backward on one rank; "
                    "batch-size / (micro x ranks) micro-batches are accumulated (cpu: whole batch; paper: 16)")
-    p.add_argument("--lr", type=number(above=0), help="peak learning rate (cpu: 1e-3; paper: 1e-6 for L, 5e-7 for VL)")
+    p.add_argument("--lr", type=number(above=0), help="peak learning rate (cpu: 1e-3 from scratch, 1e-4 from a "
+                   "checkpoint folder; paper: 1e-6 for L, 5e-7 for VL)")
     p.add_argument("--warmup-frac", type=number(at_least=0, at_most=1), default=0.03,
                    help="share of the steps spent in linear warm-up before cosine decay (paper: 0.03)")
     p.add_argument("--weight-decay", type=number(at_least=0), default=0.0, help="AdamW weight decay (paper: 0)")
@@ -434,37 +399,44 @@ def parse_args(argv=None):
     p.add_argument("--revise", type=number(at_least=0, at_most=1), default=0.0, help="GeneralPoints only: "
                    "this share of the generated ID conversations first holds 1-4 failed attempts, each "
                    "with the verifier's feedback, before the optimal answer: the multi-turn skill an "
-                   "instruct model brings to VIter, for PPO's warm start (paper's SFT data: 0, single-turn)")
+                   "instruct model brings to VIter, for PPO's init, inits/gp-l (paper's SFT data: 0, single-turn)")
     p.add_argument("--eval-splits", help="comma-separated splits to evaluate (default: id, ood-rule, and "
                    "ood-visual with --vision; GeneralPoints also knows val-rule)")
     p.add_argument("--eval-every", type=COUNT_OR_0, help="evaluate every N steps, at step 0 and at the end; "
                    "0 = never (cpu: 100; paper: 20)")
     p.add_argument("--eval-episodes", type=COUNT_OR_0, help="episodes per split in those evaluations, a fixed "
-                   "set; 0 = the paper's count: GP 234, V-IRL 48 / 18 (cpu: 64; paper: 0)")
+                   "set; 0 = the paper's count: GP 234, V-IRL 48 / 18 (cpu and paper: 0)")
     p.add_argument("--eval-max-new-tokens", type=COUNT, help="longest answer in those evaluations; longer "
                    "ones are cut off and fail. The tiny model's answers take <= 35 tokens, and an untrained "
-                   "model always runs to the limit, so it sets the cost of early evaluations (cpu: 64; "
+                   "model always runs to the limit, so it sets the cost of early evaluations (cpu: 96, ppo.py's; "
                    f"paper: {PAPER_MAX_NEW_TOKENS}, the public evaluator's)")
     p.add_argument("--log-every", type=COUNT, help="print and log the training loss every N steps (cpu: 10; paper: 1)")
     p.add_argument("--save-every", type=COUNT_OR_0, help="checkpoint every N steps and at the end; the last "
                    "2 are kept (cpu: 200; paper: 20)")
-    p.add_argument("--init-flops", type=number(at_least=0), default=0.0,
+    p.add_argument("--init-flops", type=number(at_least=0), default=None,
                    help="compute already spent on --model, the D_init term of SFT's 6 N (D_init + D_sft) "
-                        "(the paper's compute axis); 0 for the tiny model trained from scratch")
+                        "(the paper's compute axis); default: the 'flops' of the model folder's "
+                        "trainer_state.json, 0 for the tiny model trained from scratch")
     p.add_argument("--threads", type=COUNT, default=None, help="CPU threads of this process (default 1, or cores / "
                    "ranks under torchrun; 2 threads trained 1.5x faster on a quiet 2-core machine and far "
                    "slower beside a busy neighbour, benchmarks/README.md)")
     p.add_argument("--seed", type=SEED, default=0, help="seed of the model init, the data and the RNGs")
-    p.add_argument("--out", help="run folder (default: runs/sft-<gp|virl>-<l|vl>)")
+    p.add_argument("--out", help="run folder (default: runs/sft-<gp|virl>-<l|vl>, -seedN added for --seed N > 0)")
     p.add_argument("--resume", action="store_true",
                    help="continue from the newest checkpoint in --out (starts fresh if there is none)")
     preset = p.parse_known_args(argv)[0].preset
     p.set_defaults(**PRESETS[preset])
     args = p.parse_args(argv)
+    if args.model is None:  # the shipped init (experiments/make_init.py), as ppo.py starts from
+        shipped = INITS / run_name(args.env, args.vision)
+        args.model = str(shipped) if shipped.is_dir() and not args.mixture else "tiny"
     if args.lr is None:
-        args.lr = 1e-3 if preset == "cpu" else (5e-7 if args.vision else 1e-6)
+        from_scratch = args.model in TINY_SIZES
+        args.lr = (1e-3 if from_scratch else 1e-4) if preset == "cpu" else (5e-7 if args.vision else 1e-6)
+    if args.init_flops is None:
+        args.init_flops = 0.0 if args.model in TINY_SIZES else checkpoints.init_flops(args.model)
     if args.out is None:
-        args.out = f"runs/sft-{run_name(args.env, args.vision)}"
+        args.out = f"runs/sft-{run_name(args.env, args.vision, args.seed)}"
     if why := out_problem(args.out):
         p.error(f"--out {why}")
     if args.data is not None and not Path(args.data).is_file():

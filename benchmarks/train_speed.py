@@ -246,6 +246,11 @@ def bench_tiny(args):
     finally:
         ppo.length_sorted = sort
     _, t_seq = timed(lambda: ppo.score_rollout(policy, obs, responses, ppo_args(1), key), device)
+    # the prompt-id cache (policy.prompt_inputs): PPO scores each prompt 4-5 times per update
+    ids_only, policy._ids_only = policy._ids_only, False  # tokenize every call, as before the cache
+    _, t_tokenize = timed(lambda: ppo.score_rollout(policy, obs, responses, ppo_args(mid), key), device)
+    policy._ids_only = ids_only
+    _, t_cached = timed(lambda: ppo.score_rollout(policy, obs, responses, ppo_args(mid), key), device)
     sorted_p, sorted_r = [prompt_lens[i] for i in order], [resp_lens[i] for i in order]
     print(f"scoring, one at a time:                   {tokens / t_seq:8,.0f} tokens/s "
           f"(prompt + answer tokens, padding not counted)")
@@ -281,6 +286,7 @@ def bench_tiny(args):
         compare_threads(policy, batches, obs, autocast)
     print(f"scoring length-sorted/rollout-order speedup: {t_unsorted / t_mid:.2f}x")
     print(f"scoring batched/sequential speedup: {t_seq / t_mid:.1f}x")
+    print(f"scoring with cached prompt ids / tokenized every call: {t_tokenize / t_cached:.2f}x")
     print(f"update micro-batches of {mid} vs {minibatch}: {t_upd[minibatch] / t_upd[mid]:.2f}x")
     print(f"update batched/sequential speedup: {t_upd[1] / t_upd[mid]:.1f}x")
 

@@ -77,6 +77,11 @@ sys.path.insert(0, str(ROOT))
 import plots  # noqa: E402  (after the path is set)
 from evaluate import COUNT, SEED, ArgumentParser, number, out_problem  # noqa: E402  (argparse checks, no torch)
 
+# ppo.py's defaults when these results were made, before the main job took rl_ablation's
+# episode-kl row as its defaults (argparse: a later flag wins over these)
+PPO_BEFORE = ["--lr", "2e-5", "--warmup-updates", "0", "--critic", "shared", "--rollout-steps", "128",
+              "--num-envs", "32", "--minibatch-size", "64", "--gamma", "0.9", "--gae-lambda", "0.95",
+              "--kl-coef", "0", "--eval-every", "15", "--save-every", "10"]
 # --smoke: every stage for a few steps, the same flags in every task (a pipeline check).
 SMOKE = dict(
     pretrain=["--mixture", "--steps", "3", "--batch-size", "4", "--eval-every", "0"],
@@ -207,7 +212,7 @@ def run_experiment(root: Path, task: dict, protocol: dict, seeds: int, jobs: int
 
     def rl(seed):
         return stage(root, f"rl-{seed}", "ppo.py",
-                     [*env, "--init", str(init / "final"), "--seed", str(seed), *protocol["rl"]])
+                     [*env, "--init", str(init / "final"), "--seed", str(seed), *PPO_BEFORE, *protocol["rl"]])
 
     def sft(seed, rl0_future):
         steps, every = sft_steps_for(init, rl0_future.result(), points)

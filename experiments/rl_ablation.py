@@ -6,7 +6,7 @@ writes one table: ID success at the first and the last evaluation, greedy and sa
 policy RL samples from), sampled first-attempt success, and the update diagnostics (approx KL,
 clip fraction, explained variance), mean and sd over seeds.
 
-  1. warm     sft.py with the warm-start flags PPO uses (sft.WARM_START: 900 steps, half of the
+  1. warm     sft.py with the recipe of inits/gp-l (experiments/make_init.py: 900 steps, half of the
               conversations with revision turns), seed 0, shared by every row.
   2. ROW-sS   ppo.py --init warm/final with the row's flags, seed S, 30 updates, evaluated on
               128 fixed ID hands at updates 0, 15 and 30 (greedy, and 3 sampled passes).
@@ -31,14 +31,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from evaluate import COUNT, ArgumentParser, out_problem  # noqa: E402  (argparse checks, no torch)
-from headline import say, stage  # noqa: E402  (the same resumable stage runner)
+from headline import PPO_BEFORE, say, stage  # noqa: E402  (the same resumable stage runner)
 
-WARM = ["--revise", "0.5", "--steps", "900", "--eval-every", "0"]  # sft.WARM_START (no torch import here)
+WARM = ["--model", "tiny", "--revise", "0.5", "--steps", "900", "--eval-every", "0"]  # make_init.py's gp-l recipe
 # Each row adds to the one before it where its name starts with "+"; the paper's algorithm first.
 FAST = ["--lr", "1e-4", "--warmup-updates", "3", "--critic", "detached"]
 BIG = ["--rollout-steps", "256", "--num-envs", "64", "--minibatch-size", "128"]
 ROWS = {
-    "paper": [],                                          # ppo.py's defaults: the paper's algorithm
+    "paper": [],             # headline.PPO_BEFORE: the paper's algorithm at the CPU's lr and sizes
     "fast": FAST,                                         # lr 1e-4 with a warm-up, value loss off the trunk
     "fast-big": FAST + BIG,                               # + 256 attempts per update, minibatches of 128
     "gamma0": FAST + BIG + ["--gamma", "0"],              # + no credit from a revision to the attempt before
@@ -50,7 +50,7 @@ ROWS = {
 }
 COMMON = ["--updates", "30", "--eval-every", "15", "--eval-episodes", "128", "--eval-splits", "id",
           "--eval-attempts", "5", "--save-every", "15"]
-SMOKE_WARM = ["--steps", "2", "--batch-size", "4", "--eval-every", "0", "--revise", "0.5"]
+SMOKE_WARM = ["--model", "tiny", "--steps", "2", "--batch-size", "4", "--eval-every", "0", "--revise", "0.5"]
 SMOKE = ["--updates", "2", "--eval-every", "1", "--eval-episodes", "2", "--eval-splits", "id",
          "--num-envs", "4", "--rollout-steps", "8", "--minibatch-size", "8", "--max-new-tokens", "16",
          "--eval-samples", "2"]
@@ -61,7 +61,7 @@ def run_grid(root: Path, rows: list[str], seeds: int, jobs: int, smoke: bool) ->
     warm = stage(root, "warm", "sft.py", SMOKE_WARM if smoke else WARM)
 
     def run(row, seed):  # the smoke run keeps the row's algorithm but its own tiny sizes
-        flags = _algorithm_flags(ROWS[row]) + SMOKE if smoke else ROWS[row] + COMMON
+        flags = _algorithm_flags(PPO_BEFORE + ROWS[row]) + SMOKE if smoke else PPO_BEFORE + ROWS[row] + COMMON
         return stage(root, f"{row}-s{seed}", "ppo.py", ["--init", str(warm / "final"), "--seed", str(seed), *flags])
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
@@ -127,7 +127,7 @@ def summarize(root: Path, rows: list[str]) -> str:
             start, end = [a for a, _ in pairs], [b for _, b in pairs]
             return f"{_ms(start)} -> {_ms(end)} ({_ms([b - a for a, b in pairs])})"
 
-        lines.append(f"| {row} | `{' '.join(ROWS[row]) or '(defaults)'}` | {len(runs)} | {cell(s['greedy'])} | "
+        lines.append(f"| {row} | `{' '.join(ROWS[row]) or '(PPO_BEFORE)'}` | {len(runs)} | {cell(s['greedy'])} | "
                      f"{cell(s['sampled'])} | {_ms([b - a for a, b in s['sampled first']])} | "
                      f"{_ms(s['approx_kl'], 4)} | {_ms(s['clipfrac'], 2)} | {_ms(s['explained_variance'], 2)} |")
     return "\n".join(lines) + "\n"

@@ -23,8 +23,9 @@ def bench(script, *flags, timeout=180):
                           "batched/sequential speedup:"]),
     ("train_speed.py", ["SFT step, batch of 8:", "PPO update, micro-batches of  8 (ppo.py):",
                         "PPO update, micro-batches of  1 (paper)", "scoring, one at a time:",
-                        "scoring batched/sequential speedup:", "update batched/sequential speedup:"]),
-    ("end_to_end.py", ["warm start", "rollouts", "updates", "evals", "other", "wall time:"]),
+                        "scoring batched/sequential speedup:", "update batched/sequential speedup:",
+                        "scoring with cached prompt ids / tokenized every call:"]),
+    ("end_to_end.py", ["rollouts", "updates", "evals", "other", "wall time:"]),
 ], ids=["env_speed", "rollout_speed", "train_speed", "end_to_end"])
 def test_quick_mode_runs_and_prints_its_figures(script, key_lines):
     result = bench(script, "--quick")

@@ -196,11 +196,21 @@ def test_cli_json_output(tmp_path, env, keys):
     assert "100.0" in res.stdout and "ood-visual" in res.stdout
 
 
+def test_cli_held_out_hands(tmp_path):
+    """--held-out plays other fixed hands than the evaluation's (generalpoints.eval_envs)."""
+    out = tmp_path / "held.json"
+    res = cli("--env", "generalpoints", "--model", "oracle", "--splits", "id", "--episodes", "5", "--held-out",
+              "--out", out)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(out.read_text())["id"]["success"] == 1.0 and json.loads(out.read_text())["id"]["n"] == 5
+
+
 @pytest.mark.parametrize("args,code", [
     (["--env", "generalpoints", "--model", "oracle", "--splits", "id,ood-colour"], 1),
     (["--env", "virl", "--model", "no/such/folder"], 1),
     (["--env", "virl", "--model", "oracle", "--episodes", "0"], 1),
     (["--env", "chess", "--model", "oracle"], 2),  # argparse
+    (["--env", "virl", "--model", "oracle", "--held-out"], 1),  # V-IRL has its fixed routes only
 ])
 def test_cli_bad_inputs(args, code):
     res = cli(*args)

@@ -370,6 +370,17 @@ def test_splits_and_eval_envs():
         gp.make_env("ood")
 
 
+def test_held_out_hands_are_fixed_distinct_and_never_evaluation_hands():
+    """eval_envs(held_out=True): other fixed hands for checking that a gain on the 234 evaluation
+    hands is not theirs alone; none of them is an evaluation hand's card set."""
+    evaluation = {tuple(sorted(e.reset()[1]["cards"])) for e in gp.eval_envs("id")}
+    held = [tuple(sorted(e.reset()[1]["cards"])) for e in gp.eval_envs("id", n=400, held_out=True)]
+    assert len(set(held)) == 400 and not set(held) & evaluation
+    assert held[:50] == [tuple(sorted(e.reset()[1]["cards"])) for e in gp.eval_envs("id", n=50, held_out=True)]
+    first = gp.eval_envs("id", n=1, held_out=True)[0]
+    assert "[Task Description]" in first.reset()[0]["messages"][0]["content"][0]["text"]  # the ID prompt
+
+
 # --- episodes --------------------------------------------------------------------------------
 def test_five_wrong_attempts_end_truncated():
     env = gp.make_env("id", seed=3)

@@ -227,3 +227,17 @@ def test_plots_read_what_evaluate_writes(tmp_path):
         assert list(fig.axes[0].get_lines()[0].get_ydata())[-1] == pytest.approx(100.0)
     assert sorted(p.name for p in (tmp_path / "fig_generalpoints").iterdir()) == [
         "curves_GP-VL.png", "headline.png", "recognition.png"]
+
+
+def test_ppo_update_lines_add_the_rollout_learning_curve(tmp_path):
+    """ppo.py's per-update lines (episode success, mean reward) become a third panel: the RL
+    learning curve, beside the evaluation curves."""
+    updates = [json.dumps({"step": k, "flops": k * 1e9, "reward": -0.5 + 0.1 * k, "episode_success": 0.5 + 0.05 * k})
+               for k in range(1, 5)]
+    run = plots.load_run(make_run(tmp_path, "gp_ppo", "ppo", extra_lines=updates))
+    assert [u["step"] for u in run.updates] == [1, 2, 3, 4] and len(run.evals) == 4
+    fig = plots.plot_curves([run])
+    assert fig.axes[2].get_title() == "GP-L: PPO rollouts"
+    assert list(fig.axes[2].get_lines()[0].get_ydata()) == pytest.approx([55.0, 60.0, 65.0, 70.0])
+    twin = [ax for ax in fig.axes if ax.get_ylabel().startswith("mean reward")]
+    assert list(twin[0].get_lines()[0].get_ydata()) == pytest.approx([-0.4, -0.3, -0.2, -0.1])

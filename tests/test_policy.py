@@ -87,6 +87,19 @@ def plain_logprobs(model, inputs, response, temperature):
     return logprobs.gather(-1, targets[:, None])[-len(response):, 0]  # [R]
 
 
+def test_cached_prompt_ids_equal_the_processors_batch_encoding(tiny):
+    """prompt_inputs tokenizes each text prompt once (PPO scores the same prompts 5 times) and
+    left-pads: exactly what the processor gives for the batch, first turns and revisions mixed."""
+    obs, _ = gp_obs(6)
+    obs[2] = multi_turn(obs[2])
+    texts = [tiny.chat_text(o["messages"]) for o in obs]
+    want = tiny.processor(text=texts, padding="longest", return_tensors="pt", add_special_tokens=False)
+    for _ in range(2):  # the second call reads the cache
+        got = tiny.prompt_inputs(obs)
+        assert set(got) == set(want) and all(torch.equal(got[k], want[k]) for k in want)
+    assert texts[2] in tiny._prompt_ids
+
+
 @pytest.mark.parametrize("vision", [False, True])
 def test_batched_logprobs_equal_one_at_a_time(tiny, vision):
     obs, _ = gp_obs(4, vision=vision)

@@ -99,6 +99,9 @@ def test_paper_preset_and_flag_checks():
     assert (args.lr, args.temperature, args.max_grad_norm, args.updates) == (1e-6, 0.2, 0.01, 15)
     assert (args.clip_coef, args.gamma, args.gae_lambda, args.ppo_epochs) == (0.1, 0.9, 0.95, 4)
     assert args.eval_episodes is None and args.max_attempts == 2
+    assert (args.kl_coef, args.critic, args.warmup_updates, args.eval_samples) == (0.0, "shared", 0, 0)
+    cpu = ppo.parse_args([])  # the CPU defaults: the measured departures, each a flag
+    assert (cpu.gamma, cpu.gae_lambda, cpu.kl_coef, cpu.lr, cpu.critic) == (1.0, 1.0, 0.2, 1e-4, "detached")
     args = ppo.parse_args(["--preset", "paper", "--lr", "3e-6"])  # explicit flags win
     assert args.lr == 3e-6 and args.updates == 20 and args.max_attempts == 5
     for bad in (["--rollout-steps", "10", "--num-envs", "4"], ["--temperature", "0"],

@@ -17,7 +17,7 @@ import sft
 from policy import load_policy, setup_distributed
 
 ROOT = Path(__file__).resolve().parent.parent
-FAST = ["--batch-size", "4", "--log-every", "1", "--eval-every", "0", "--save-every", "0"]
+FAST = ["--model", "tiny", "--batch-size", "4", "--log-every", "1", "--eval-every", "0", "--save-every", "0"]
 
 
 def train(out, *flags):

@@ -1,0 +1,174 @@
+"""Build a released initial checkpoint: inits/gp-l (or inits/virl-l), what ppo.py and sft.py start from.
+
+The paper's RL runs start from SFT-initialised checkpoints that its authors release (public README:
+"We instantiate RL experiments on top of SFT initialized checkpoints", GP-L-Init and three others,
+400 SFT steps from Llama-3.2-11B-Vision-Instruct). This script makes the laptop's analogue with the
+project's own code, once, and writes it into the repository:
+
+  1. train    sft.py on the tiny model, from scratch, with the recipe below (RECIPES), into
+              runs/make-init/<name> (resumed if killed, reused once finished).
+  2. copy     the checkpoint's save_pretrained files, tokenizer and value head into inits/<name>
+              (the value head in bf16: it is the fresh head SFT never trains, and the folder stays
+              under 8 MB); no optimizer, scheduler or RNG state.
+  3. card     inits/<name>/card.json and README.md: how it was built (command, commit, steps,
+              compute) and its success, greedy and sampled (3 passes at ppo.py's rollout T 0.7),
+              on the full fixed evaluation sets (GP: 234 hands of id, ood-rule and val-rule, the
+              held-out tuning rule; V-IRL: 48 routes of id and ood-rule); plus the greedy first
+              answers of the first CHECK episodes of each split, which tests/test_inits.py replays.
+
+Deterministic given --seed (one torch thread, data seeded): rebuilding with the same code gives the
+same weights bit for bit, and the same card.
+
+    python experiments/make_init.py gp-l        # about 8 min on 2 cores (900 SFT steps + the card)
+    python experiments/make_init.py virl-l      # about 4 min
+    python experiments/make_init.py gp-l --card-only   # redo the card of the shipped folder
+"""
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from evaluate import SEED, ArgumentParser  # noqa: E402  (argparse checks, no torch)
+from headline import say, stage  # noqa: E402  (the same resumable stage runner)
+
+# The recipes (sft.py flags on top of --model tiny). GP-L: 900 steps, half of the conversations with
+# 1-4 failed ID attempts and the verifier's feedback before the right answer (sft.py --revise): an
+# instruct model can answer again after feedback, a tiny one trained on single-turn answers cannot
+# (its revisions were 77-95% illegal fragments, so 70% of PPO's rollout attempts were wasted).
+RECIPES = {
+    "gp-l": dict(env="generalpoints", splits=("id", "ood-rule", "val-rule"),
+                 flags=["--revise", "0.5", "--steps", "900", "--eval-every", "0"]),
+    "virl-l": dict(env="virl", splits=("id", "ood-rule"), flags=["--eval-every", "0"]),
+}
+FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+         "chat_template.jinja", "processor_config.json", "special_tokens_map.json", "trainer_state.json")
+CHECK = 8          # greedy first answers recorded per split for tests/test_inits.py
+TEMPERATURE = 0.7  # ppo.py's rollout temperature: the sampled numbers are the policy RL samples from
+MAX_NEW_TOKENS = 96  # ppo.py's --max-new-tokens: the card's numbers are a run's first evaluation
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def copy_checkpoint(src: Path, dst: Path) -> None:
+    """The checkpoint's model files into dst (readable by all), the value head as bf16."""
+    import torch
+    from safetensors.torch import load_file, save_file
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in FILES:
+        if (src / name).is_file():
+            shutil.copyfile(src / name, dst / name)
+            (dst / name).chmod(0o644)
+    head = load_file(str(src / "value_head.safetensors"))
+    save_file({k: v.to(torch.bfloat16).contiguous() for k, v in head.items()}, str(dst / "value_head.safetensors"))
+    (dst / "value_head.safetensors").chmod(0o644)
+
+
+def first_answers(policy, env: str, split: str, n: int) -> list[dict]:
+    """The greedy first answer to each of the first n fixed evaluation episodes of a split."""
+    import evaluate
+    envs = evaluate.ENVS[env].eval_envs(split, n=n)
+    obs = [e.reset()[0] for e in envs]
+    gens = policy.generate(obs, temperature=0.0, max_new_tokens=MAX_NEW_TOKENS)
+    return [{"answer": g.text, "outcome": e.step(g.text)[4]["verdict"].outcome} for e, g in zip(envs, gens)]
+
+
+def card(folder: Path, name: str, seed: int, steps_flags: list[str]) -> dict:
+    """The init's numbers: success greedy and sampled on every split's full set, and the check answers."""
+    import evaluate
+    from policy import load_policy
+    recipe = RECIPES[name]
+    policy = load_policy(str(folder), seed=seed)
+    greedy = evaluate.evaluate(policy, env=recipe["env"], splits=recipe["splits"], temperature=0.0,
+                               max_new_tokens=MAX_NEW_TOKENS)
+    sampled = evaluate.evaluate(policy, env=recipe["env"], splits=recipe["splits"], temperature=TEMPERATURE,
+                                samples=3, sample_seed=0, max_new_tokens=MAX_NEW_TOKENS)
+    state = json.loads((folder / "trainer_state.json").read_text())
+    return {"name": name, "env": recipe["env"], "seed": seed, "commit": commit(),
+            "command": f"python experiments/make_init.py {name}" + (f" --seed {seed}" if seed else ""),
+            "sft_flags": ["--model", "tiny", "--seed", str(seed), *steps_flags],
+            "steps": state.get("step"), "flops": state.get("flops"), "num_params": policy.num_params,
+            "greedy": {s: _short(m) for s, m in greedy.items()},
+            "sampled": {s: _short(m) for s, m in sampled.items()},
+            "check": {s: first_answers(policy, recipe["env"], s, CHECK) for s in recipe["splits"]}}
+
+
+def _short(m: dict) -> dict:
+    keep = ("success", "stderr", "first_attempt", "numbers_right", "step_accuracy", "route_success", "n")
+    return {k: m[k] for k in keep if k in m}
+
+
+def write_readme(folder: Path, c: dict) -> None:
+    metric = "per-step accuracy" if c["env"] == "virl" else "success within 5 attempts"
+    key = "step_accuracy" if c["env"] == "virl" else "success"
+    rows = [f"| {s} | {100 * c['greedy'][s][key]:.1f} ± {100 * c['greedy'][s]['stderr']:.1f} "
+            f"| {100 * c['sampled'][s][key]:.1f} | {c['greedy'][s]['n']} |" for s in c["greedy"]]
+    size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file()) / 1e6
+    text = f"""# inits/{c['name']}: the initial checkpoint ppo.py and sft.py start from
+
+The laptop's analogue of the paper's released {c['name'].upper()}-Init: the tiny built-in model
+({c['num_params'] / 1e6:.2f}M parameters), trained from scratch by sft.py with `{' '.join(c['sft_flags'])}`
+({c['steps']} steps, {c['flops'] / 1e9:,.0f} GFLOPs, counted in the runs' compute axis).
+Built at commit {c['commit']} with
+
+    {c['command']}
+
+which is deterministic given its seed. Files: the `save_pretrained` model and tokenizer, the value
+head (`value_head.safetensors`, bf16: SFT does not train it), `trainer_state.json` (steps, FLOPs)
+and `card.json` (these numbers, and the greedy first answers that `tests/test_inits.py` replays);
+{size:.1f} MB in all.
+
+{metric.capitalize()} on the full fixed evaluation sets, greedy and sampled (3 passes at T {TEMPERATURE}, the
+rollout temperature of ppo.py), % ± standard error:
+
+| split | greedy | sampled | episodes |
+|---|---|---|---|
+""" + "\n".join(rows) + "\n"
+    if c["env"] == "generalpoints":
+        text += ("\nThe model learned the ID rule only (J, Q, K = 10), so it has no skill on the rule-OOD "
+                 "split (J, Q, K = 11, 12, 13) nor on val-rule (3, 6, 9): PPO from it can show ID learning, "
+                 "not OOD generalization. An init from a rule-reading pretraining stand-in "
+                 "(experiments/headline.py) has some OOD skill, but PPO did not learn from it at this scale.\n")
+    (folder / "README.md").write_text(text)
+
+
+def main(argv=None) -> None:
+    p = ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("name", choices=sorted(RECIPES), help="which init to build")
+    p.add_argument("--seed", type=SEED, default=0, help="seed of the model init, the data and the RNGs (default 0)")
+    p.add_argument("--work", default="runs/make-init", help="folder of the SFT run (default runs/make-init)")
+    p.add_argument("--out", default=None, help="the init's folder (default inits/NAME)")
+    p.add_argument("--card-only", action="store_true", help="only redo the card of the existing folder")
+    args = p.parse_args(argv)
+    recipe = RECIPES[args.name]
+    out = Path(args.out) if args.out else ROOT / "inits" / args.name
+    began = time.time()
+    if not args.card_only:
+        work = Path(args.work)
+        work.mkdir(parents=True, exist_ok=True)
+        run = stage(work, args.name + (f"-seed{args.seed}" if args.seed else ""), "sft.py",
+                    ["--env", recipe["env"], "--model", "tiny", "--seed", str(args.seed), *recipe["flags"]])
+        if out.exists():
+            shutil.rmtree(out)
+        copy_checkpoint((run / "final").resolve(), out)
+    elif not (out / "model.safetensors").is_file():
+        sys.exit(f"error: {out} holds no init to write a card for")
+    say("evaluating the init on the full fixed sets (greedy, then 3 sampled passes)")
+    c = card(out, args.name, args.seed, recipe["flags"])
+    (out / "card.json").write_text(json.dumps(c, indent=1) + "\n")
+    write_readme(out, c)
+    say(f"wrote {out} in {(time.time() - began) / 60:.1f} min:\n{(out / 'README.md').read_text()}")
+
+
+if __name__ == "__main__":
+    main()
