@@ -243,19 +243,25 @@ def plot_curves(runs: list[Run], out_path=None, smooth: int = 1) -> Figure:
     return fig
 
 
-def plot_rollouts(ax, runs: list[Run], task: str) -> None:
-    """The RL learning curve: the rollouts' episode success (solid) and mean reward per attempt
-    (dotted, right axis) at every PPO update, against GFLOPs."""
+def plot_rollouts(ax, runs: list[Run], task: str, smooth: int = 10) -> None:
+    """The RL learning curve: the rollouts' episode success at every PPO update (faint) and its
+    moving average over `smooth` updates (solid), and the mean reward per attempt, averaged the
+    same way (dotted, right axis), against GFLOPs. A single rollout is noisy: 256 attempts, and
+    only the episodes that ended in it count."""
     right = ax.twinx()
     for i, (run, label) in enumerate(zip(runs, _labels(runs))):
+        color = _color(run, i) if len(runs) == 1 else f"C{i}"
         xs = [float(u.get("flops", 0.0)) / 1e9 for u in run.updates]
         success = [100 * u["episode_success"] if _finite(u.get("episode_success")) else math.nan for u in run.updates]
-        ax.plot(xs, success, color=_color(run, i), label=f"{label}: success")
-        right.plot(xs, [u["reward"] for u in run.updates], color=_color(run, i), linestyle=":", alpha=0.7,
+        ax.plot(xs, success, color=color, alpha=0.25, linewidth=0.8)
+        kept = [(x, y) for x, y in zip(xs, success) if math.isfinite(y)]
+        ax.plot([x for x, _ in kept], smooth_series([y for _, y in kept], smooth), color=color,
+                label=f"{label}: success")
+        right.plot(xs, smooth_series([u["reward"] for u in run.updates], smooth), color=color, linestyle=":",
                    label=f"{label}: reward")
     ax.set_title(f"{task}: PPO rollouts")
     ax.set_xlabel("training compute (GFLOPs)")
-    ax.set_ylabel("episodes solved in the rollout (%)")
+    ax.set_ylabel(f"episodes solved in the rollout (%), mean of {smooth}")
     right.set_ylabel("mean reward per attempt (dotted)")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize="small")

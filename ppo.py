@@ -51,7 +51,7 @@ from inits/gp-l; experiments/rl_ablation.py and README "What the main job shows"
   - 256 attempts per update from 64 environments, 2 epochs of minibatches of 128 (micro-batches of
     8), max grad norm 1.0, 100 updates (the paper: 256 attempts from 1 environment per GPU, 4 epochs
     of 128, 0.01, 20 updates).
-  - evaluation on the paper's 234 fixed hands per split, greedy every 25 updates, and by sampling
+  - evaluation on the paper's 234 fixed hands per split, greedy every 50 updates, and by sampling
     (3 seeded passes at the rollout temperature) at the start and the end.
   - Tried and left off (the paper's values): --max-attempts 1 (with --eval-attempts 5), --vf-clip;
     lr 2e-4 (seed 0: 61.1% at 50 updates against 63-65% at 1e-4), a horizon of 100 (seed 0: +8.5
@@ -166,7 +166,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     a("--thought-prob-coef", type=number(at_least=0), default=0.5, help="weight of the tokens before the answer key "
       "in the action log-prob (the paper: 0.5)")
     # evaluation, checkpoints
-    a("--eval-every", type=COUNT_OR_0, default=25, help="evaluate every N updates, and always at the start and the "
+    a("--eval-every", type=COUNT_OR_0, default=50, help="evaluate every N updates, and always at the start and the "
       "end (0: only those); a greedy evaluation of both splits costs about as much as 3 updates on the CPU")
     a("--eval-splits", default=None, help="comma-separated splits to evaluate (default: id,ood-rule, and ood-visual "
       "with --vision; GeneralPoints also knows val-rule)")

@@ -5,7 +5,7 @@ ppo.py times its own phases and prints them near its end,
     done: runs/ppo-gp-l | time: rollouts 300s | updates 200s | evals 90s
 
 where rollouts include the no-grad scoring passes (old log-probs and values, the KL reference's
-log-probs) and evals are PPO's evaluations (greedy every 25 updates, sampled at the first and the
+log-probs) and evals are PPO's evaluations (greedy every 50 updates, sampled at the first and the
 last). The job starts from the shipped inits/gp-l, as on a clean checkout. This script runs it as
 a subprocess with its run folder in a fresh folder (runs/ is left alone), streams its output,
 reads that line and prints each phase's seconds and share of the wall time. "other" is the rest:

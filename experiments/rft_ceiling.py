@@ -7,7 +7,7 @@ the positive half of RL's signal, with no clip and no ratio, so it shows what th
 samples can teach: if RFT on N sampled attempts cannot lift a metric from the warm start, PPO on
 the same N attempts is not expected to.
 
-  1. warm         the warm start PPO starts from (sft.WARM_START: 900 steps, half of the
+  1. warm         inits/gp-l's recipe (experiments/make_init.py: 900 steps, half of the
                   conversations with revision turns), seed 0; shared with experiments/rl_ablation.py
                   when both use the same --root.
   2. samples-sS   --episodes training hands (seeds the evaluation never uses) played by the warm

@@ -240,6 +240,8 @@ def test_rl_ablation_smoke_runs_every_row_and_writes_its_table(tmp_path):
     assert kl["kl_coef"] == 0.2 and kl["gamma"] == 1.0  # the reference model is loaded and used:
     updates = [json.loads(ln) for ln in (tmp_path / "episode-kl-s0" / "metrics.jsonl").read_text().splitlines()]
     assert any(u.get("kl_ref", 0) > 0 for u in updates)
+    paper = json.loads((tmp_path / "paper-s0" / "config.json").read_text())  # headline.PPO_BEFORE
+    assert (paper["gamma"], paper["kl_coef"], paper["critic"]) == (0.9, 0.0, "shared")
     table = (tmp_path / "rl_ablation.md").read_text()
     assert "| paper |" in table and "| viter1 |" in table and "| episode-kl |" in table and " -> " in table
     bad = subprocess.run([sys.executable, "experiments/rl_ablation.py", "--rows", "nope"], cwd=ROOT,
@@ -314,3 +316,20 @@ def test_style_gap_redraws_the_visual_ood_routes_in_the_training_style(tmp_path)
     bad = subprocess.run([sys.executable, "experiments/style_gap.py", str(tmp_path / "nowhere")], cwd=ROOT,
                          timeout=60, capture_output=True, text=True)
     assert bad.returncode == 2 and "not found" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_main_job_smoke_runs_both_arms_from_the_init_and_writes_its_table(tmp_path):
+    """experiments/main_job.py --smoke: ppo.py and sft.py with their defaults (from inits/gp-l) on
+    a few steps, the held-out hands of the init and of each final checkpoint, the table, the figure."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    cmd = [sys.executable, "experiments/main_job.py", "--smoke", "--root", str(tmp_path), "--seeds", "1"]
+    out = subprocess.run(cmd, cwd=ROOT, env=env, timeout=300, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    for arm in ("ppo", "sft"):
+        config = json.loads((tmp_path / f"{arm}-s0" / "config.json").read_text())
+        assert (config.get("init") or config["model"]).endswith("inits/gp-l")
+    held = json.loads((tmp_path / "held_out.json").read_text())
+    assert set(held) == {"init", "ppo-s0", "sft-s0"} and all(h["n"] == 4 for h in held.values())
+    table = (tmp_path / "main_job.md").read_text()
+    assert "| ppo-s0 |" in table and "| sft-s0 |" in table and " -> " in table
+    assert (tmp_path / "main_job_curves.png").is_file() and (tmp_path / "main_job_rl_curves.png").is_file()
