@@ -358,10 +358,10 @@ class Policy:
         if any(has_image) and not all(has_image):
             raise ValueError("a batch must be all with images or all without")
         kwargs = dict(padding="longest", return_tensors="pt", add_special_tokens=False)
-        if self._ids_only is None:  # e.g. Qwen2-VL's processor adds mm_token_type_ids: no cache then
+        if not any(has_image) and self._ids_only is None:  # e.g. Qwen2-VL's processor adds mm_token_type_ids
             probe = self.tokenizer(texts[:1], **kwargs) if self.processor is None else \
                 self.processor(text=texts[:1], **kwargs)
-            self._ids_only = set(probe) == {"input_ids", "attention_mask"}
+            self._ids_only = set(probe) == {"input_ids", "attention_mask"}  # else no cache
         if not any(has_image) and self._ids_only:  # each prompt's ids cached, then left-padded
             return {k: v.to(self.device) for k, v in self._encode_texts(texts).items()}
         if self.processor is None:

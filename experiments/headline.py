@@ -206,7 +206,8 @@ def run_experiment(root: Path, task: dict, protocol: dict, seeds: int, jobs: int
         reader = stage(root, "read", "sft.py", [*env, *model, *protocol["read"]])
         model = ["--model", str(reader / "final")]
     pre = stage(root, "pretrain", "sft.py", [*env, *model, *protocol["pretrain"]])
-    init = stage(root, "init", "sft.py", [*env, "--model", str(pre / "final"), *protocol["init"]])
+    init = stage(root, "init", "sft.py", [*env, "--model", str(pre / "final"), "--init-flops", "0",
+                                          *protocol["init"]])  # pretraining is not counted, as the paper's base model's
     init_flops = str(trainer_state(init)["flops"])
     points = protocol["eval_points"]
 

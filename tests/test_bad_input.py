@@ -322,7 +322,8 @@ def test_resume_with_an_unreadable_config_changes_nothing(work, tmp_path, capsys
 def test_ppo_resume_must_continue_the_same_run(work, capsys):
     run = work["ppo_run"]
     before = snapshot(run)
-    for flags, what in [(["--env", "virl"], "env"), (["--vision"], "vision"), (["--seed", "3"], "seed"),
+    for flags, what in [(["--env", "virl"], "env"), (["--vision", "--init", str(work["model"])], "vision"),
+                        (["--seed", "3"], "seed"),
                         (["--model", str(work["model"])], "model")]:
         refused(lambda: ppo.main(["--out", str(run), "--resume", *flags]), capsys, f"different {what}")
     assert snapshot(run) == before
