@@ -49,7 +49,8 @@ def test_end_to_end_run_writes_its_logs(env, vision, init_ckpt, tmp_path):
     flags = ["--env", env, "--init", init_ckpt, "--out", str(out), *TINY] + (["--vision"] if vision else [])
     result = run_ppo(flags)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "update 2/2" in result.stdout and "sample 1" in result.stdout
+    assert "update 2/2" in result.stdout and "sample 1" in result.stdout and "| rollout: success" in result.stdout
+    assert "learned (update 0 -> 2, greedy then sampled): id " in result.stdout.splitlines()[-1]  # the last line
     config = json.loads((out / "config.json").read_text())
     assert config["method"] == "ppo" and config["env"] == env and config["vision"] is vision
     lines = read_jsonl(out / "metrics.jsonl")
