@@ -10,7 +10,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 TABLE_GREEN = (0x35, 0x65, 0x4D)  # #35654d, the paper's table colour
 RED, BLACK = (205, 0, 0), (0, 0, 0)
-# Ink colours of the GP-VL pretraining stand-in (generalpoints.mixture_examples, inks=True): hues far
+# Ink colours of the GP-VL pretraining stand-in (experiments/pretrain.py, inks=True): hues far
 # from red, so that the visual-OOD split's red cards stay unseen (ours, for the laptop experiment)
 INKS = {"black": BLACK, "navy": (0, 0, 140), "blue": (30, 90, 220), "green": (0, 110, 0), "teal": (0, 120, 120),
         "purple": (110, 0, 150), "grey": (95, 95, 95), "olive": (110, 110, 0)}

@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
 
-from cards import INKS, render
+from cards import render
 from solver import TARGET, parse, public_solutions, solvable_table, solve
 
 ANSWER_KEY = "formula"  # the "answer" part of a response starts here (the paper's thought_prob_coef, from RL4VLM)
@@ -84,7 +84,7 @@ class Verdict:
 
 def face_values(rule):
     """The (J, Q, K) values of a rule: 'id' -> (10, 10, 10), 'ood' -> (11, 12, 13), or the rule
-    itself when it is a triple of values in 1..13 (the laptop experiment's mixture)."""
+    itself when it is a triple of values in 1..13 (experiments/pretrain.py's mixture)."""
     if isinstance(rule, str):
         if rule not in FACE_VALUES:
             raise ValueError(f"unknown rule {rule!r}: use {', '.join(FACE_VALUES)} or three values in 1..13")
@@ -520,7 +520,7 @@ def _eval_hands(split, prefix, n, seen) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
-# ---- data: SFT conversations, the pretraining mixture, the tokenizer corpus ----
+# ---- data: SFT conversations, the tokenizer corpus ----
 # (the GP-VL card images are drawn in cards.py)
 def sft_examples(n, rule="id", color="black", vision=False, seed=0, revise=0.0, image_size=None):
     """n SFT conversations ending in the optimal answer: {"messages": [...], "image": PIL or None}.
@@ -554,53 +554,6 @@ def with_revisions(env, wrong, rng, other_rule=None):
             break
     messages = env.messages[:1] if env.done else env.messages
     return {"messages": messages + [assistant_turn(env.oracle_response())], "image": env.image}
-
-
-# The laptop experiment's stand-in for pretraining (README, "Reproduce the headline on a laptop").
-# A tiny random model cannot read a rule it has never seen varied, and it cannot revise an answer
-# after feedback; the paper's 11B model brings both from pretraining. The mixture gives them: every
-# hand comes with its own rule, each of J, Q, K drawn uniformly from 1..13 (so 11, 12 and 13 each
-# occur, one face at a time), never the test rule (11, 12, 13) nor the tuning rule (3, 6, 9); half
-# of the conversations first hold 1-4 wrong answers, each with the verifier's feedback, and the
-# target is the correct answer after them (the revision skill that VIter relies on).
-MIXTURE_HELD_OUT = (FACE_VALUES["ood"], FACE_VALUES["val"])
-
-
-def mixture_rule(rng, held_out=MIXTURE_HELD_OUT):
-    """A random rule (J, Q, K) of the mixture: each value uniform in 1..13, never a held-out one."""
-    while True:
-        faces = tuple(rng.randint(1, 13) for _ in range(3))
-        if faces not in held_out:
-            return faces
-
-
-READ_PROMPT = "Read the ranks of the cards."  # GP-VL's stand-in: reading practice, answered ["K", "3", ...]
-READ_SHARE = 0.25  # the share of reading practice in GP-VL's mixture (sft.py --read)
-
-
-def mixture_examples(n, vision=False, seed=0, revise=0.5, held_out=MIXTURE_HELD_OUT, inks=False, read=READ_SHARE):
-    """n SFT pairs of the pretraining mixture (see above), black suits: {"messages": [user prompt,
-    (wrong answer, feedback) x 0-4, correct answer], "image": PIL or None}. A wrong answer is a near
-    miss of the right one (answer_variants) or the right answer read under another rule.
-    inks=True (GP-VL's stand-in): cards of all four suits, each drawn in a random ink of
-    cards.INKS, never red, so the model learns to read ranks in many colours; a share `read` of
-    the examples only asks for the ranks (READ_PROMPT -> '["K", "3", "Q", "10"]'), the reading
-    practice a pretrained VLM brings, which the tiny model learns much sooner alone than inside
-    a whole GeneralPoints answer."""
-    rng = random.Random(f"generalpoints-mixture/{seed}")
-    out = []
-    for _ in range(n):
-        env = GeneralPointsEnv(mixture_rule(rng, held_out), "mixed" if inks else "black", vision, seed=rng.random())
-        env.reset()
-        if vision and inks:
-            env.image = render(env.cards, env.image_size, [rng.choice(list(INKS.values())) for _ in env.cards])
-            if rng.random() < read:
-                ranks = json.dumps(plain_ranks(env.cards))
-                out.append({"messages": [user_turn(READ_PROMPT, True), assistant_turn(ranks)], "image": env.image})
-                continue
-        wrong = rng.randint(1, MAX_ATTEMPTS - 1) if rng.random() < revise else 0
-        out.append(with_revisions(env, wrong, rng, other_rule=lambda r: mixture_rule(r, ())))
-    return out
 
 
 def answer_variants(cards, rule="id", rng=None):

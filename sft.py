@@ -60,7 +60,6 @@ from tqdm import tqdm
 
 import checkpoints
 import generalpoints
-import virl
 from evaluate import (COUNT, COUNT_OR_0, ENVS, PAPER_MAX_NEW_TOKENS, SEED, ArgumentParser, evaluate, number,
                       out_problem, paper_image_size, parse_splits)
 from policy import TINY_SIZES, load_policy, setup_distributed
@@ -155,12 +154,14 @@ def shard(policy):
 # The training loop
 
 
-def run(args):
-    """Train as `args` (from parse_args) says; returns the path of the final checkpoint."""
+def run(args, examples=None, corpus=None):
+    """Train as `args` (from parse_args) says; returns the path of the final checkpoint.
+    examples(n, seed=...) -> n SFT examples replaces the generated ID data, and corpus the tiny
+    model's tokenizer text (experiments/pretrain.py, the laptop's stand-in for pretraining)."""
     rank, world, device = setup_distributed()  # FSDP 1: the process group (rank 0 of 1 without torchrun)
     out = Path(args.out)
-    resume_from = checkpoints.resume_point(out, args, ("env", "vision", "data", "mixture", "read", "revise",
-                                                        "batch_size", "seed"))  # None: a new run
+    resume_from = checkpoints.resume_point(out, args, ("env", "vision", "data", "revise", "batch_size",
+                                                        "seed"))  # None: a new run
     micro = args.micro_batch_size or max(1, args.batch_size // world)
     if args.batch_size % (micro * world):
         sys.exit(f"error: --batch-size {args.batch_size} is not a multiple of --micro-batch-size "
@@ -172,8 +173,6 @@ def run(args):
 
     # Model: a fresh policy, or the checkpoint's own weights when resuming (see checkpoints.load).
     try:  # torchrun: threads = cores / ranks (setup_distributed)
-        # V-IRL-L's stand-in fits its tiny model's tokenizer without the rule-OOD text (virl.py)
-        corpus = virl.pretraining_corpus() if args.mixture and args.env == "virl" and not args.vision else None
         policy = load_policy(resume_from or args.model, vision=args.vision, seed=args.seed, device=device,
                              threads=args.threads or (None if world > 1 else 1), corpus=corpus)
     except ValueError as err:
@@ -204,7 +203,7 @@ def run(args):
     if rank == 0:
         say(f"sft: {args.env}{' (vision)' if args.vision else ''}, {n_params / 1e6:.2f}M parameters, "
             f"{world} rank(s), batch {args.batch_size} = {n_micro} x {micro}, steps {start}->{args.steps}, "
-            f"data {args.data or ('generated (pretraining mixture)' if args.mixture else 'generated (ID split)')}"
+            f"data {args.data or ('generated (ID split)' if examples is None else 'generated (examples hook)')}"
             + (f", {args.revise:.0%} with revision turns" if args.revise else "") + f", out {out}"
             + (f", resumed from {resume_from}" if resume_from else ""))
     splits = tuple(args.eval_splits.split(","))  # default ID, rule-OOD (+ visual-OOD)
@@ -239,7 +238,7 @@ def run(args):
         # Forward/backward over this rank's micro-batches: r, r + world, ... of the global batch.
         loss_sum, tokens = 0.0, 0  # this rank's sum of micro-batch losses, non-padding tokens
         for k, m in enumerate(range(rank, n_micro, world)):
-            batch = sft_batch(policy, micro_batch_examples(args, records, step, m, micro, image_size))
+            batch = sft_batch(policy, micro_batch_examples(args, records, step, m, micro, image_size, examples))
             if hasattr(model, "set_requires_gradient_sync"):  # FSDP 4: reduce gradients once per step
                 model.set_requires_gradient_sync(k == accum - 1)
             loss = micro_batch_loss(model, batch, autocast)
@@ -292,17 +291,14 @@ def run(args):
     return final
 
 
-def micro_batch_examples(args, records, step, m, micro, image_size):
+def micro_batch_examples(args, records, step, m, micro, image_size, examples=None):
     """The examples of micro-batch m of optimizer step `step`: from the --data file, or generated
-    (--mixture, --revise, else the env's ID split) from micro_batch_seed."""
+    (run's examples hook, --revise, else the env's ID split) from micro_batch_seed."""
     if records is not None:
         return file_examples(records, step * args.batch_size + m * micro, micro, args.seed)
     seed = micro_batch_seed(args.seed, step, m)
-    if args.mixture:  # the laptop experiment's stand-in for pretraining
-        if args.env == "virl":
-            return virl.look_examples(micro, seed=seed, image_size=image_size) if args.vision else \
-                virl.mixture_examples(micro, seed=seed)
-        return generalpoints.mixture_examples(micro, vision=args.vision, seed=seed, inks=args.vision, read=args.read)
+    if examples is not None:  # the caller's generator (experiments/pretrain.py)
+        return examples(micro, seed=seed)
     if args.revise:
         return generalpoints.sft_examples(micro, vision=args.vision, revise=args.revise, seed=seed,
                                           image_size=image_size)
@@ -362,8 +358,8 @@ def parse_args(argv=None):
                    help="a local checkpoint folder, or 'tiny' (built in code, random init: trains from scratch; "
                         "'tiny-large' ~5x bigger; 'tiny-vl' with 56-pixel image patches, which learns to read "
                         "GP-VL's cards). Default: the shipped init of the task (inits/gp-l, inits/virl-l: the "
-                        "paper's SFT arm starts from the same init as its RL arm), 'tiny' where none ships or "
-                        "with --mixture (paper: Llama-3.2-11B-Vision-Instruct)")
+                        "paper's SFT arm starts from the same init as its RL arm), 'tiny' where none ships "
+                        "(paper: Llama-3.2-11B-Vision-Instruct)")
     p.add_argument("--preset", choices=sorted(PRESETS), default="cpu",
                    help="default values of the flags below: cpu (tiny model, minutes on a laptop) or "
                         "paper (for a real checkpoint on GPUs)")
@@ -385,17 +381,6 @@ def parse_args(argv=None):
     p.add_argument("--data", help="train on this file in the public SFT release's format (JSON list "
                    "of LLaVA-style 'conversations', optional 'image' relative to the file) instead of "
                    "examples generated from the ID split (paper: the released SFT_data)")
-    p.add_argument("--mixture", action="store_true", help="train on the laptop experiment's stand-in for "
-                   "pretraining instead of the ID split: GeneralPoints hands under random J/Q/K values with "
-                   "revision turns, with --vision in many ink colours, never red (generalpoints.mixture_examples); "
-                   "V-IRL-L routes in five other action vocabularies, never the relative one, turns as world "
-                   "knowledge, and a tokenizer without the rule-OOD text (virl.mixture_examples); V-IRL-VL's ID "
-                   "routes with street views in the training style and 24 random looks, never a visual-OOD "
-                   "city's (virl.look_examples)")
-    p.add_argument("--read", type=number(at_least=0, at_most=1), default=generalpoints.READ_SHARE,
-                   help="GP-VL's --mixture only: "
-                   "this share of the examples is reading practice, 'Read the ranks of the cards.' -> "
-                   f"'[\"K\", \"3\", \"Q\", \"10\"]' (1: reading only; default {generalpoints.READ_SHARE})")
     p.add_argument("--revise", type=number(at_least=0, at_most=1), default=0.0, help="GeneralPoints only: "
                    "this share of the generated ID conversations first holds 1-4 failed attempts, each "
                    "with the verifier's feedback, before the optimal answer: the multi-turn skill an "
@@ -429,7 +414,7 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.model is None:  # the shipped init (experiments/make_init.py), as ppo.py starts from
         shipped = INITS / run_name(args.env, args.vision)
-        args.model = str(shipped) if shipped.is_dir() and not args.mixture else "tiny"
+        args.model = str(shipped) if shipped.is_dir() else "tiny"
     if args.lr is None:
         from_scratch = args.model in TINY_SIZES
         args.lr = (1e-3 if from_scratch else 1e-4) if preset == "cpu" else (5e-7 if args.vision else 1e-6)
@@ -441,13 +426,8 @@ def parse_args(argv=None):
         p.error(f"--out {why}")
     if args.data is not None and not Path(args.data).is_file():
         p.error(f"--data {args.data}: no such file")
-    if args.mixture and args.data:
-        p.error("--mixture is a generated mixture: not with --data")
-    if args.read != generalpoints.READ_SHARE and not (args.mixture and args.vision and args.env == "generalpoints"):
-        p.error("--read is the share of reading practice in GP-VL's mixture: only with --env generalpoints "
-                "--vision --mixture")
-    if args.revise and (args.env != "generalpoints" or args.data or args.mixture):
-        p.error("--revise is for GeneralPoints' generated ID data: not with --env virl, --data or --mixture")
+    if args.revise and (args.env != "generalpoints" or args.data):
+        p.error("--revise is for GeneralPoints' generated ID data: not with --env virl or --data")
     default = "id,ood-rule" + (",ood-visual" if args.vision else "")
     try:
         args.eval_splits = ",".join(parse_splits(args.eval_splits or default, args.env))

@@ -5,7 +5,7 @@ jittered 7x7 street grid with bent streets and two diagonal avenues (so all 8 he
 turn classes occur), with named shops at street corners and along the streets, in one of 10 visual
 styles: "train", the training city, and nine more for visual-OOD (the paper's nine other cities).
 LOOKS are 24 more styles, drawn at random, in which the laptop experiment's pretraining stand-in
-shows the training city (virl.look_examples); no route is evaluated in them.
+shows the training city (experiments/pretrain.py); no route is evaluated in them.
 
 `sample_route` writes a route of a city in the public route_infos.json format, which virl.py reads
 as it reads a real route file; `render_grid` draws the 2x2 street-view grid [front, right / back,
@@ -84,7 +84,7 @@ CITIES = tuple(STYLES)
 OOD_CITIES = CITIES[1:]  # visual-OOD
 
 
-# The laptop experiment's V-IRL-VL stand-in for pretraining (virl.look_examples): the training
+# The laptop experiment's V-IRL-VL stand-in for pretraining (experiments/pretrain.py): the training
 # city drawn in N_LOOKS other looks, so the tiny model learns street views in many styles, never
 # the nine visual-OOD ones. Each look is drawn at random: every colour uniform, a window pattern
 # of the renderer's seven, and a font that no named city uses; the shop names stay the training

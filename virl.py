@@ -75,8 +75,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from generalpoints import Verdict, assistant_turn, user_turn
-from generalpoints import tokenizer_corpus as generalpoints_corpus
-from streetview import (CITIES, COMPASS, GRID_SIZE, LOOKS, NO_LANDMARK, OOD_CITIES, distance, make_city, render_grid,
+from streetview import (CITIES, COMPASS, GRID_SIZE, NO_LANDMARK, OOD_CITIES, distance, make_city, render_grid,
                         sample_route, save_map, wrap)
 
 ANSWER_KEY = "action"  # the "answer" part of a response starts here (public configs: pattern_language ["action"])
@@ -210,7 +209,7 @@ def prompt_text(sentences, rail, pos, actions="absolute", vision=False):
     action_space ACTION_SPACE_TEXT, obs_act_seq history_text."""
     return (Q_VIRL_VL if vision else Q_VIRL_L).format(
         instruction="".join(f"{i + 1}. {s}\n" for i, s in enumerate(sentences)),
-        action_space=action_space_text(actions), obs_act_seq=history_text(rail, pos, actions, vision))
+        action_space=ACTION_SPACE_TEXT[actions], obs_act_seq=history_text(rail, pos, actions, vision))
 
 
 def answer_text(position, actions="absolute"):
@@ -220,28 +219,8 @@ def answer_text(position, actions="absolute"):
 
 
 def action_in(position, actions="absolute"):
-    """The ground-truth action at a position in an action space: absolute, relative, or one of the
-    pretraining stand-in's vocabularies (MIXTURE_VOCABULARIES, e.g. turn_direction(NE))."""
-    if actions in ACTIONS:
-        return position.action if actions == "absolute" else position.relative
-    words = MIXTURE_VOCABULARIES[actions]
-    turn = position.action if _absolute(words) else position.relative
-    return f"turn_direction({words[turn[15:-1]]})" if turn.startswith("turn_direction(") else turn
-
-
-def _absolute(words):
-    """Whether a vocabulary of MIXTURE_VOCABULARIES names compass headings (else relative turns)."""
-    return next(iter(words)) in COMPASS
-
-
-def action_space_text(actions="absolute"):
-    """The [Action space] text: the public one (ACTION_SPACE_TEXT) or, for a vocabulary of the
-    pretraining stand-in, the public text of its frame with the vocabulary's words in the list."""
-    if actions in ACTIONS:
-        return ACTION_SPACE_TEXT[actions]
-    words = MIXTURE_VOCABULARIES[actions]
-    frame, keys = ("absolute", COMPASS) if _absolute(words) else ("relative", TURNS)
-    return ACTION_SPACE_TEXT[frame].replace(str(list(keys)), str([words[k] for k in keys]))
+    """The ground-truth action at a position in an action space (absolute or relative)."""
+    return position.action if actions == "absolute" else position.relative
 
 
 # ---------------------------------------------------------------------------------------------
@@ -505,99 +484,6 @@ def sft_examples(n, city="train", actions="absolute", vision=False, seed=0, imag
         prompt = user_turn(prompt_text(instructions(route), rail, pos, actions, vision), vision)
         out.append({"messages": [prompt, assistant_turn(answer_text(rail[pos], actions))],
                     "image": render_grid(rail[pos], route.city, image_size or GRID_SIZE) if vision else None})
-    return out
-
-
-# The laptop experiment's stand-in for pretraining, V-IRL-L (README, "Reproduce the headline on a
-# laptop"). A pretrained LLM knows what "turn left" means and follows whatever action space a prompt
-# lists; a tiny random model knows neither. The mixture teaches both without the rule-OOD split's
-# form (the relative action space, left / right / slightly left / slightly right, in a route):
-#   * routes whose [Action space] lists one of five other vocabularies: the ID compass words, their
-#     abbreviations (N, NE, ...), and three relative ones in other words (port / starboard,
-#     counterclockwise / clockwise, hard left / bear left), each with the public text of its frame;
-#   * "world knowledge" outside any route (MIXTURE_KNOWLEDGE of the pairs): "Facing north, you
-#     turn to face west. How did you turn?" -> {"action": "turn_direction(left)"}; "Facing north,
-#     you turn left. Which way do you face now?" -> "You now face west."; a route's sentence with
-#     words to choose from: "Turn left to face west. How do you turn? Choose from ['left', 'right',
-#     'slightly left', 'slightly right']." -> {"action": "turn_direction(left)"} (or the port /
-#     starboard or counterclockwise words, or "Which way do you face?" with compass words);
-#   * a tokenizer fitted without the rule-OOD text (pretraining_corpus), as a pretrained model's
-#     is fitted on its own corpus.
-# Measured on ood-rule while designing it (1,000-1,500 steps): without the tokenizer, the pretrained
-# model answered rule-OOD turns in compass words (0.0% per-step; 1.4% with the driving words);
-# with it, 2.4-3.0% per-step and 12-15% of turn answers in the relative frame. Invented words
-# for half of the routes (the answer being the listed word at the turn's place) did worse (0.0%).
-MIXTURE_VOCABULARIES = {
-    "compass": dict(zip(COMPASS, COMPASS)),  # the ID form
-    "abbreviated": dict(zip(COMPASS, ("N", "NE", "E", "SE", "S", "SW", "W", "NW"))),
-    "nautical": dict(zip(TURNS, ("port", "starboard", "slightly port", "slightly starboard"))),
-    "clock": dict(zip(TURNS, ("counterclockwise", "clockwise", "slightly counterclockwise", "slightly clockwise"))),
-    "driving": dict(zip(TURNS, ("hard left", "hard right", "bear left", "bear right"))),
-}
-TURN_DEGREES = {"left": -90, "right": 90, "slightly left": -45, "slightly right": 45}
-KNOWLEDGE_LISTS = {"turn": [dict(zip(TURNS, TURNS)), MIXTURE_VOCABULARIES["nautical"], MIXTURE_VOCABULARIES["clock"]],
-                   "face": [MIXTURE_VOCABULARIES["compass"], MIXTURE_VOCABULARIES["abbreviated"]]}
-MIXTURE_KNOWLEDGE = 0.2  # share of world-knowledge pairs in the mixture
-
-
-def pretraining_corpus():
-    """The tokenizer text of the V-IRL-L stand-in's tiny model: GeneralPoints' corpus and V-IRL's
-    without the relative action space. The default tokenizer is fitted on every variant, and it
-    fuses the relative list and each relative answer into tokens ("['left', 'right', 'slightly
-    left', 'slightly ", 'left)"}') that only the rule-OOD split holds: their embeddings would
-    stay untrained, and the OOD answer unreachable, whatever the model learnt."""
-    return generalpoints_corpus() + tokenizer_corpus(actions=("absolute",))
-
-
-def knowledge_example(rng):
-    """One world-knowledge pair: a turn between two compass headings, asked one of four ways; a
-    route's sentence is asked about with a list of words to choose from (KNOWLEDGE_LISTS)."""
-    turn, start = rng.choice(TURNS), rng.randrange(8)
-    before, after = COMPASS[start], COMPASS[(start + TURN_DEGREES[turn] // 45) % 8]
-    told = f"{rng.choice(('First, turn', 'Turn'))} {turn} to face {after}."  # a sentence as routes word it
-    turns, faces = rng.choice(KNOWLEDGE_LISTS["turn"]), rng.choice(KNOWLEDGE_LISTS["face"])
-    question, answer = rng.choice([
-        (f"Facing {before}, you turn to face {after}. How did you turn?", f"turn_direction({turn})"),
-        (f"Facing {before}, you turn {turn}. Which way do you face now?", f"You now face {after}."),
-        (f"{told} How do you turn? Choose from {list(turns.values())}.", f"turn_direction({turns[turn]})"),
-        (f"{told} Which way do you face? Choose from 8 directions {list(faces.values())}.",
-         f"turn_direction({faces[after]})")])
-    if answer.startswith("turn_direction("):
-        answer = json.dumps({"action": answer})
-    return {"messages": [user_turn(question), assistant_turn(answer)], "image": None}
-
-
-def mixture_examples(n, seed=0, knowledge=MIXTURE_KNOWLEDGE):
-    """n SFT pairs of the V-IRL-L pretraining stand-in (see above): a random position of a random
-    training route with its action space in a random vocabulary of MIXTURE_VOCABULARIES, or (a
-    share `knowledge`) a world-knowledge pair. {"messages": [user, assistant], "image": None}."""
-    rng, pool, out = random.Random(f"virl-mixture/{seed}"), route_pool("train"), []
-    for _ in range(n):
-        if rng.random() < knowledge:
-            out.append(knowledge_example(rng))
-            continue
-        vocabulary, route = rng.choice(list(MIXTURE_VOCABULARIES)), pool[rng.randrange(len(pool))]
-        rail = build_rail(route, rng=rng)
-        pos = rng.randrange(len(rail))
-        prompt = user_turn(prompt_text(instructions(route), rail, pos, vocabulary))
-        out.append({"messages": [prompt, assistant_turn(answer_text(rail[pos], vocabulary))], "image": None})
-    return out
-
-
-def look_examples(n, seed=0, image_size=None):
-    """n SFT pairs of the V-IRL-VL pretraining stand-in: the ID task (absolute actions) at a random
-    position of a random training route, its street views drawn in the training city's style or
-    in one of streetview.LOOKS (random looks, never a visual-OOD city's), all equally likely: a
-    pretrained VLM has seen streets in many styles. {"messages": [user, assistant], "image": PIL}."""
-    rng, pool, out = random.Random(f"virl-looks/{seed}"), route_pool("train"), []
-    looks = ("train",) + tuple(LOOKS)
-    for _ in range(n):
-        route = pool[rng.randrange(len(pool))]
-        rail = build_rail(route, rng=rng)
-        pos = rng.randrange(len(rail))
-        prompt = user_turn(prompt_text(instructions(route), rail, pos, vision=True), True)
-        out.append({"messages": [prompt, assistant_turn(answer_text(rail[pos]))],
-                    "image": render_grid(rail[pos], rng.choice(looks), image_size or GRID_SIZE)})
     return out
 
 

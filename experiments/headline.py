@@ -9,22 +9,22 @@ styles. More SFT lowers the unseen variant, PPO raises it; one seed each. This s
 same comparison with the tiny built-in model on 2 CPU cores, several seeds per arm and a
 significance test, one task at a time (--task):
 
-  1. pretrain   sft.py --mixture: the stand-in for pretraining, which gives the tiny model what the
+  1. pretrain   experiments/pretrain.py: the stand-in for pretraining, which gives the tiny model what the
                 pretrained model brings to the task, never the test variant's form:
                 gp-l    hands under random J/Q/K values, half of them with revision turns
-                        (generalpoints.mixture_examples): reading the rule sentence and revising;
+                        (pretrain.gp_mixture): reading the rule sentence and revising;
                         never the test rule 11/12/13, nor the tuning rule 3/6/9 (val-rule).
                 virl-l  routes whose action space is one of five other vocabularies (compass
                         words, their abbreviations, port/starboard, counterclockwise/clockwise,
                         hard left/bear left) and turns as world knowledge outside any route
                         ("Facing north, you turn to face west. How did you turn?";
-                        virl.mixture_examples), with a tokenizer fitted without the rule-OOD
+                        pretrain.virl_mixture), with a tokenizer fitted without the rule-OOD
                         text: following the action space a prompt lists, and what left and right
                         mean; never the relative action space in a route.
                 gp-vl   two stages from the model "tiny-vl" (56-pixel image patches, policy.py):
                         "read", reading practice alone ("Read the ranks of the cards." -> the
                         ranks), then "pretrain", gp-l's mixture with the cards as an image and a
-                        quarter of reading practice (generalpoints.mixture_examples, inks=True);
+                        quarter of reading practice (pretrain.gp_mixture, inks=True);
                         the cards of all four suits drawn in 8 inks, never red: reading ranks in
                         many colours. Inside the mixture alone the tiny model did not learn to
                         read in 1,000 steps (it answered the same cards for every image).
@@ -84,7 +84,7 @@ PPO_BEFORE = ["--lr", "2e-5", "--warmup-updates", "0", "--critic", "shared", "--
               "--kl-coef", "0", "--eval-every", "15", "--save-every", "10"]
 # --smoke: every stage for a few steps, the same flags in every task (a pipeline check).
 SMOKE = dict(
-    pretrain=["--mixture", "--steps", "3", "--batch-size", "4", "--eval-every", "0"],
+    pretrain=["--steps", "3", "--batch-size", "4", "--eval-every", "0"],
     init=["--steps", "2", "--batch-size", "4", "--lr", "1e-4", "--eval-every", "0"],
     rl=["--updates", "2", "--eval-every", "1", "--eval-episodes", "2", "--num-envs", "4",
         "--rollout-steps", "8", "--minibatch-size", "8", "--max-new-tokens", "16", "--eval-samples", "0"],
@@ -93,13 +93,13 @@ SMOKE = dict(
 # The protocols, one per setting of the paper's Figure 1 that runs here. Each stage's flags; the
 # task's --env comes first. GP-L's were fixed before looking at ood-rule (README); V-IRL-L's
 # pretraining stand-in was designed looking at ood-rule (it must give the init some OOD skill, as a
-# pretrained LLM has; virl.py says what was tried), the arms' settings were not tuned on it.
+# pretrained LLM has; experiments/LOG.md says what was tried), the arms' settings were not tuned on it.
 TASKS = {
     "gp-l": dict(
         title="GP-L, rule OOD", env=["--env", "generalpoints"], ood="ood-rule", splits=("id", "ood-rule", "val-rule"),
         mechanism=("numbers_right", "first answers whose numbers follow the rule (%)"),
         full=dict(
-            pretrain=["--mixture", "--steps", "2000", "--lr", "1e-3", "--eval-every", "500", "--eval-episodes", "64",
+            pretrain=["--steps", "2000", "--lr", "1e-3", "--eval-every", "500", "--eval-episodes", "64",
                       "--eval-splits", "id,val-rule", "--save-every", "500", "--threads", "2"],
             init=["--steps", "40", "--lr", "1e-4", "--eval-every", "40", "--eval-splits", "id,val-rule",
                   "--eval-episodes", "128"],
@@ -113,7 +113,7 @@ TASKS = {
         title="V-IRL-L, rule OOD", env=["--env", "virl"], ood="ood-rule", splits=("id", "ood-rule"),
         mechanism=("frame_right", "answers at turns in the split's action space (%)"),
         full=dict(
-            pretrain=["--mixture", "--steps", "2000", "--lr", "1e-3", "--eval-every", "500", "--eval-episodes", "48",
+            pretrain=["--steps", "2000", "--lr", "1e-3", "--eval-every", "500", "--eval-episodes", "48",
                       "--eval-splits", "id", "--save-every", "500", "--threads", "2"],
             init=["--steps", "40", "--lr", "1e-4", "--eval-every", "40", "--eval-splits", "id",
                   "--eval-episodes", "48"],
@@ -130,9 +130,9 @@ TASKS = {
         title="GP-VL, visual OOD", env=["--env", "generalpoints", "--vision"], model="tiny-vl", ood="ood-visual",
         splits=("id", "ood-visual"), mechanism=("recognition", "first answers whose cards were read right (%)"),
         full=dict(
-            read=["--mixture", "--read", "1", "--steps", "1500", "--lr", "1e-3", "--eval-every", "0",
+            read=["--read", "1", "--steps", "1500", "--lr", "1e-3", "--eval-every", "0",
                   "--save-every", "500", "--threads", "2"],
-            pretrain=["--mixture", "--steps", "2000", "--lr", "1e-3", "--eval-every", "500", "--eval-episodes", "64",
+            pretrain=["--steps", "2000", "--lr", "1e-3", "--eval-every", "500", "--eval-episodes", "64",
                       "--eval-splits", "id,ood-visual", "--save-every", "500", "--threads", "2"],
             init=["--steps", "40", "--lr", "1e-4", "--eval-every", "40", "--eval-splits", "id",
                   "--eval-episodes", "128"],
@@ -141,16 +141,16 @@ TASKS = {
             sft=["--lr", "1e-4", "--eval-episodes", "128", "--eval-max-new-tokens", "96",
                  "--eval-splits", "id,ood-visual"],
             eval_points=5),
-        smoke=dict(SMOKE, read=["--mixture", "--read", "1", "--steps", "2", "--batch-size", "4", "--eval-every", "0"])),
+        smoke=dict(SMOKE, read=["--read", "1", "--steps", "2", "--batch-size", "4", "--eval-every", "0"])),
     # V-IRL-VL: the routes seen as street views; visual OOD = the nine other cities' styles (the ID
     # split is the training city's). The pretraining stand-in is "tiny-vl" on the ID routes drawn in
-    # the training style and 24 random looks (virl.look_examples); the other stages copy V-IRL-L's.
+    # the training style and 24 random looks (pretrain.virl_looks); the other stages copy V-IRL-L's.
     "virl-vl": dict(
         title="V-IRL-VL, visual OOD", env=["--env", "virl", "--vision"], model="tiny-vl", ood="ood-visual",
         splits=("id", "ood-visual"),
         mechanism=("observation_right", "answers with the right observation (%)"),
         full=dict(
-            pretrain=["--mixture", "--steps", "2000", "--lr", "1e-3", "--eval-every", "500", "--eval-episodes", "48",
+            pretrain=["--steps", "2000", "--lr", "1e-3", "--eval-every", "500", "--eval-episodes", "48",
                       "--eval-splits", "id,ood-visual", "--save-every", "500", "--threads", "2"],
             init=["--steps", "40", "--lr", "1e-4", "--eval-every", "40", "--eval-splits", "id",
                   "--eval-episodes", "48"],
@@ -203,9 +203,9 @@ def run_experiment(root: Path, task: dict, protocol: dict, seeds: int, jobs: int
     env = task["env"]
     model = ["--model", task["model"]] if "model" in task else []  # the tiny size to pretrain from
     if "read" in protocol:  # GP-VL: reading practice alone first, then the mixture from that reader
-        reader = stage(root, "read", "sft.py", [*env, *model, *protocol["read"]])
+        reader = stage(root, "read", "experiments/pretrain.py", [*env, *model, *protocol["read"]])
         model = ["--model", str(reader / "final")]
-    pre = stage(root, "pretrain", "sft.py", [*env, *model, *protocol["pretrain"]])
+    pre = stage(root, "pretrain", "experiments/pretrain.py", [*env, *model, *protocol["pretrain"]])
     init = stage(root, "init", "sft.py", [*env, "--model", str(pre / "final"), "--init-flops", "0",
                                           *protocol["init"]])  # pretraining is not counted, as the paper's base model's
     init_flops = str(trainer_state(init)["flops"])

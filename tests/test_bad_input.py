@@ -169,8 +169,8 @@ def test_command_lines_refuse_in_one_line(work, tmp_path):
 # ---------------------------------------------------------------------------------------------
 # every float and int flag: finite and in range, before anything is loaded
 # ---------------------------------------------------------------------------------------------
-def _headline():
-    spec = importlib.util.spec_from_file_location("headline", ROOT / "experiments" / "headline.py")
+def _experiment(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -182,7 +182,7 @@ SFT_FLAGS = [("--lr", "nan"), ("--lr", "-1"), ("--lr", "0"), ("--lr", "inf"), ("
              ("--init-flops", "nan"), ("--init-flops", "-1"), ("--seed", "-1"), ("--seed", "1.5"),
              ("--steps", "0"), ("--batch-size", "0"), ("--micro-batch-size", "-2"), ("--eval-every", "-1"),
              ("--eval-episodes", "-1"), ("--eval-max-new-tokens", "0"), ("--log-every", "0"),
-             ("--save-every", "-1"), ("--threads", "0"), ("--read", "1.5"), ("--read", "nan")]
+             ("--save-every", "-1"), ("--threads", "0")]
 PPO_FLAGS = [("--lr", "nan"), ("--lr", "-1"), ("--vf-lr", "-1"), ("--vf-lr", "nan"), ("--adam-eps", "-1"),
              ("--adam-eps", "0"), ("--temperature", "inf"), ("--temperature", "nan"), ("--temperature", "-0.5"),
              ("--temperature", "0"), ("--clip-coef", "-1"), ("--vf-clip", "-1"), ("--vf-coef", "nan"),
@@ -196,30 +196,39 @@ EVAL_FLAGS = [("--temperature", "nan"), ("--temperature", "inf"), ("--temperatur
               ("--episodes", "0"), ("--attempts", "0"), ("--max-new-tokens", "0"), ("--batch-size", "0")]
 HEADLINE_FLAGS = [("--seeds", "0"), ("--jobs", "0"), ("--sft-lr", "nan"), ("--rl-lr", "-1"),
                   ("--pretrain-seed", "-1"), ("--task", "v-irl")]
+PRETRAIN_FLAGS = [("--read", "1.5"), ("--read", "nan"), ("--lr", "nan"), ("--steps", "0")]  # its own, sft.py's
 
 
 @pytest.mark.parametrize("script,flag,value", [("sft", *f) for f in SFT_FLAGS] + [("ppo", *f) for f in PPO_FLAGS]
-                         + [("evaluate", *f) for f in EVAL_FLAGS] + [("headline", *f) for f in HEADLINE_FLAGS])
+                         + [("evaluate", *f) for f in EVAL_FLAGS] + [("headline", *f) for f in HEADLINE_FLAGS]
+                         + [("pretrain", *f) for f in PRETRAIN_FLAGS])
 def test_flag_values_are_refused(script, flag, value, capsys):
-    entry = {"sft": sft.parse_args, "ppo": ppo.parse_args, "headline": lambda argv: _headline().main(argv),
+    entry = {"sft": sft.parse_args, "ppo": ppo.parse_args, "headline": lambda argv: _experiment("headline").main(argv),
+             "pretrain": lambda argv: _experiment("pretrain").parse_args(argv),
              "evaluate": lambda argv: evaluate.main(["--env", "virl", "--model", "oracle", *argv])}[script]
     refused(lambda: entry([flag, value]), capsys, flag)
 
 
-def test_reading_practice_only_in_the_gp_vl_mixture(capsys):
-    for argv in (["--read", "1"], ["--read", "1", "--mixture"], ["--read", "0.5", "--vision"],
-                 ["--read", "1", "--env", "virl", "--mixture"]):
-        refused(lambda: sft.parse_args(argv), capsys, "--read", "--vision --mixture")
-    assert sft.parse_args(["--vision", "--mixture", "--read", "1"]).read == 1.0
+def test_reading_practice_only_in_the_gp_vl_stand_in(capsys):
+    pretrain = _experiment("pretrain")
+    for argv in (["--read", "1"], ["--read", "0.5", "--env", "virl", "--vision"]):
+        refused(lambda: pretrain.parse_args(argv), capsys, "--read", "--vision")
+    assert pretrain.parse_args(["--vision", "--read", "1"]).read == 1.0
 
 
-def test_every_generated_mixture_but_not_with_a_data_file(capsys, tmp_path):
+def test_every_stand_in_but_not_with_a_data_file_or_revisions(capsys, tmp_path):
+    pretrain = _experiment("pretrain")
     for env in ("generalpoints", "virl"):  # GP-L, GP-VL, V-IRL-L and V-IRL-VL each have a stand-in
         for vision in ([], ["--vision"]):
-            assert sft.parse_args(["--env", env, *vision, "--mixture"]).mixture
+            args = pretrain.parse_args(["--env", env, *vision])
+            assert args.mixture and args.model == "tiny" and args.out.startswith("runs/pretrain-")
+            assert callable(pretrain.stand_in(args)[0])
     data = tmp_path / "sft.json"
     data.write_text("[]")
-    refused(lambda: sft.parse_args(["--mixture", "--data", str(data)]), capsys, "--mixture", "--data")
+    refused(lambda: pretrain.parse_args(["--data", str(data)]), capsys, "--data")
+    refused(lambda: pretrain.parse_args(["--revise", "0.5"]), capsys, "--revise")
+    for gone in ("--mixture", "--read"):  # sft.py is the paper's SFT only
+        refused(lambda: sft.parse_args([gone]), capsys, "unrecognized")
 
 
 def plot_run(folder, *lines):
@@ -237,7 +246,7 @@ def test_out_that_is_a_file_or_under_one(tmp_path, capsys):
     for out in (a_file, a_file / "run"):
         refused(lambda: sft.parse_args(["--out", str(out)]), capsys, "--out", "a file")
         refused(lambda: ppo.parse_args(["--out", str(out)]), capsys, "--out", "a file")
-        refused(lambda: _headline().main(["--root", str(out)]), capsys, "--root", "a file")
+        refused(lambda: _experiment("headline").main(["--root", str(out)]), capsys, "--root", "a file")
         refused(lambda: plots.main([str(run), "--out", str(out)]), capsys, "--out")
     refused(lambda: evaluate.main(["--env", "virl", "--model", "oracle", "--out", str(tmp_path)]),
             capsys, "--out", "a folder")

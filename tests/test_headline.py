@@ -13,9 +13,12 @@ import cards as cards_module
 import generalpoints as gp
 import plots
 import policy
+import streetview
 import virl
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "experiments"))
+import pretrain  # noqa: E402  (experiments/pretrain.py: the stand-in for pretraining)
 
 
 def test_any_face_values_give_the_papers_sentences_and_values():
@@ -54,7 +57,7 @@ def test_val_rule_split_is_its_own_fixed_set_of_hands():
 
 
 def test_mixture_holds_out_the_test_and_tuning_rules_and_revises():
-    examples = gp.mixture_examples(400, seed=3)
+    examples = pretrain.gp_mixture(400, seed=3)
     revised = 0
     for ex in examples:
         prompt = ex["messages"][0]["content"][-1]["text"]
@@ -79,7 +82,7 @@ def test_mixture_holds_out_the_test_and_tuning_rules_and_revises():
         assert gp.verify(ex["messages"][-1]["content"][-1]["text"], cards, rule).outcome == "correct"
         for answer in ex["messages"][1:-1:2]:  # every earlier answer was wrong
             assert gp.verify(answer["content"][-1]["text"], cards, rule).outcome != "correct"
-    assert [e["messages"] for e in gp.mixture_examples(5, seed=3)] == [e["messages"] for e in examples[:5]]
+    assert [e["messages"] for e in pretrain.gp_mixture(5, seed=3)] == [e["messages"] for e in examples[:5]]
 
 
 def test_welch_t_test_matches_known_values():
@@ -147,7 +150,7 @@ def test_numbers_right_measures_whether_the_first_answer_follows_the_rule():
 
 
 def test_virl_mixture_never_shows_the_relative_action_space_in_a_route():
-    examples = virl.mixture_examples(600, seed=2)
+    examples = pretrain.virl_mixture(600, seed=2)
     relative_list = str(list(virl.TURNS))  # the rule-OOD split's [Action space] list
     vocabularies, knowledge, relative_answers = set(), 0, set()
     for ex in examples:
@@ -162,26 +165,27 @@ def test_virl_mixture_never_shows_the_relative_action_space_in_a_route():
         action = json.loads(answer)["action"]
         assert action not in {f"turn_direction({w})" for w in virl.TURNS}
         assert not any(f"turn_direction({w})" in prompt for w in virl.TURNS)  # nor in the history
-        for name, words in virl.MIXTURE_VOCABULARIES.items():
+        for name, words in pretrain.VOCABULARIES.items():
             if str(list(words.values())) in prompt:
                 vocabularies.add(name)
                 assert action in ("forward()", "stop()") or action[15:-1] in words.values()
-    assert vocabularies == set(virl.MIXTURE_VOCABULARIES) and 60 < knowledge < 180
+    assert vocabularies == set(pretrain.VOCABULARIES) and 60 < knowledge < 180
     assert relative_answers >= {f"turn_direction({w})" for w in virl.TURNS}  # the turns' meaning, taught
-    assert [e["messages"] for e in virl.mixture_examples(5, seed=2)] == [e["messages"] for e in examples[:5]]
+    assert [e["messages"] for e in pretrain.virl_mixture(5, seed=2)] == [e["messages"] for e in examples[:5]]
     # the compass vocabulary is the ID form, word for word
     route = virl.route_pool("train")[0]
     rail = virl.build_rail(route)
-    assert (virl.prompt_text(virl.instructions(route), rail, 3, "compass")
-            == virl.prompt_text(virl.instructions(route), rail, 3, "absolute"))
+    prompt = virl.prompt_text(virl.instructions(route), rail, 3, "absolute")
+    assert pretrain.in_vocabulary(prompt, "compass") == prompt
     turn = next(p for p in rail if p.action.startswith("turn_direction("))
-    assert virl.action_in(turn, "nautical") == turn.relative.replace("left", "port").replace("right", "starboard")
+    nautical = pretrain.in_vocabulary(virl.answer_text(turn, "relative"), "nautical")
+    assert json.loads(nautical)["action"] == turn.relative.replace("left", "port").replace("right", "starboard")
 
 
 def test_virl_stand_in_tokenizer_has_no_token_only_the_ood_split_uses():
-    mixture = [m["content"][-1]["text"] for e in virl.mixture_examples(300, seed=5) for m in e["messages"]]
+    mixture = [m["content"][-1]["text"] for e in pretrain.virl_mixture(300, seed=5) for m in e["messages"]]
     unseen = {}
-    tokenizers = {"default": policy.build_tokenizer(), "held out": policy.build_tokenizer(virl.pretraining_corpus())}
+    tokenizers = {"default": policy.build_tokenizer(), "held out": policy.build_tokenizer(pretrain.virl_corpus())}
     for name, tok in tokenizers.items():
         seen = {i for text in mixture for i in tok(text)["input_ids"]}
         unseen[name] = set()
@@ -196,12 +200,12 @@ def test_virl_stand_in_tokenizer_has_no_token_only_the_ood_split_uses():
 
 
 def test_gp_vl_mixture_draws_cards_in_many_inks_never_red():
-    examples = gp.mixture_examples(40, vision=True, seed=4, inks=True)
+    examples = pretrain.gp_mixture(40, vision=True, seed=4, inks=True)
     inks, reading = set(), 0
     for ex in examples:
         answer = json.loads(ex["messages"][-1]["content"][-1]["text"])
         if isinstance(answer, list):  # reading practice: READ_PROMPT -> the ranks alone
-            assert ex["messages"][0]["content"][-1]["text"] == gp.READ_PROMPT and len(ex["messages"]) == 2
+            assert ex["messages"][0]["content"][-1]["text"] == pretrain.READ_PROMPT and len(ex["messages"]) == 2
             reading += 1
         cards = answer if isinstance(answer, list) else answer["cards"]
         assert len(cards) == 4 and all(c in gp.RANKS for c in cards)  # recognised by rank, as the paper's targets
@@ -211,6 +215,20 @@ def test_gp_vl_mixture_draws_cards_in_many_inks_never_red():
     assert len(inks) >= 6 and 4 <= reading <= 20  # about a quarter of the examples
     red = gp.eval_envs("ood-visual", n=1, vision=True)[0].reset()[0]["image"]
     assert any(r > 150 and g < 80 and b < 80 for r, g, b in red.getdata())  # the OOD split is red
+
+
+def test_virl_vl_stand_in_draws_id_routes_in_the_training_style_or_a_look(monkeypatch):
+    looks, drawn = streetview.LOOKS, []  # ID routes and answers, drawn in the training style or a look
+    real = pretrain.render_grid
+    monkeypatch.setattr(pretrain, "render_grid", lambda pos, city, size: drawn.append(city) or real(pos, city, size))
+    examples = pretrain.virl_looks(200, seed=1, image_size=224)
+    assert len(examples) == 200 and all(e["image"].size == (224, 224) for e in examples)
+    assert set(drawn) <= {"train", *looks} and len(set(drawn)) >= 20 and 2 <= drawn.count("train") <= 25
+    for e in examples[:20]:
+        assert "[Observation format]" in e["messages"][0]["content"][-1]["text"]  # the VL prompt, ID actions
+        assert json.loads(e["messages"][1]["content"][0]["text"])["action"] in virl.action_space(relative=False)
+    monkeypatch.undo()
+    assert pretrain.virl_looks(3, seed=1)[0]["image"].tobytes() == pretrain.virl_looks(3, seed=1)[0]["image"].tobytes()
 
 
 def test_frame_right_measures_whether_turns_use_the_splits_action_space():

@@ -52,6 +52,5 @@ def test_defaults_of_ppo_and_sft_start_from_the_shipped_init():
     assert sft.parse_args([]).model == gp
     assert sft.parse_args([]).init_flops == json.loads((ROOT / "inits/gp-l/trainer_state.json").read_text())["flops"]
     assert sft.parse_args(["--model", "tiny"]).model == "tiny"  # from scratch
-    assert sft.parse_args(["--mixture"]).model == "tiny"        # the pretraining stand-in starts from scratch
     assert ppo.parse_args(["--init", "base"]).init == "base"
     assert ppo.parse_args(["--model", "tiny-large"]).init == "base"  # another model starts from itself

@@ -524,7 +524,7 @@ def test_city_styles_look_different():
     assert all(not (a & b) for i, a in enumerate(pools) for b in pools[i + 1:])  # landmark names differ
 
 
-def test_pretraining_looks_are_never_a_visual_ood_city(monkeypatch):
+def test_pretraining_looks_are_never_a_visual_ood_city():
     looks = streetview.LOOKS
     assert len(looks) == streetview.N_LOOKS == 24 and not set(looks) & set(streetview.CITIES)
     named_fonts = {s.font for s in streetview.STYLES.values()}
@@ -539,16 +539,6 @@ def test_pretraining_looks_are_never_a_visual_ood_city(monkeypatch):
     assert len(set(grids.values())) == 25
     with pytest.raises(ValueError, match="unknown city"):
         streetview.style_of("atlantis")
-    drawn = []  # the stand-in's examples: ID routes and answers, drawn in the training style or a look
-    real = virl.render_grid
-    monkeypatch.setattr(virl, "render_grid", lambda pos, city, size: drawn.append(city) or real(pos, city, size))
-    examples = virl.look_examples(200, seed=1, image_size=224)
-    assert len(examples) == 200 and all(e["image"].size == (224, 224) for e in examples)
-    assert set(drawn) <= {"train", *looks} and len(set(drawn)) >= 20 and 2 <= drawn.count("train") <= 25
-    for e in examples[:20]:
-        assert "[Observation format]" in e["messages"][0]["content"][-1]["text"]  # the VL prompt, ID actions
-        assert json.loads(e["messages"][1]["content"][0]["text"])["action"] in virl.action_space(relative=False)
-    assert virl.look_examples(3, seed=1)[0]["image"].tobytes() == virl.look_examples(3, seed=1)[0]["image"].tobytes()
 
 
 def test_observation_right_is_the_verifiers_observation_check_on_every_answer(small_routes):
