@@ -269,7 +269,7 @@ def _verdict(outcome, *messages):
 
 
 def verify(response, cards, rule="id", vision=False, target=TARGET):
-    """Score one answer against the true cards (the paper's reward table). Never raises.
+    """Score one answer against the true cards (the paper's reward table). Never raises on any text.
 
     As in the public code, the formula is the text before its first '=' (what follows is
     ignored), the "number" list of the answer is not checked (the numbers the formula uses are
@@ -281,8 +281,8 @@ def verify(response, cards, rule="id", vision=False, target=TARGET):
     """
     try:
         return judge(str(response)[:MAX_RESPONSE_CHARS], cards, rule, vision, target)
-    except Exception:  # a safety net: every expected failure returns a Verdict on its own
-        return _verdict("illegal_formula", "illegal characters")
+    except (ArithmeticError, RecursionError):  # what a formula's own arithmetic or nesting could raise;
+        return _verdict("illegal_formula", "illegal characters")  # any other exception is a bug: raised
 
 
 def judge(text, cards, rule="id", vision=False, target=TARGET):

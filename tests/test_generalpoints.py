@@ -260,6 +260,26 @@ def test_fuzz_any_text(text, rule, vision):
     assert v.outcome in OUTCOMES and v.reward == gp.REWARDS[v.outcome] and isinstance(v.message, str)
 
 
+def test_a_verifier_bug_is_raised_not_scored(monkeypatch):
+    """verify turns only what a formula's own arithmetic or nesting can raise into an outcome: any
+    other exception (here a TypeError in a helper) is a bug of the verifier and surfaces."""
+    answer = '{"formula": "1+3*10-7=24"}'
+
+    def bug(*args):
+        raise TypeError("a verifier bug")
+
+    def overflow(*args):
+        raise OverflowError("a huge value")
+
+    monkeypatch.setattr(gp, "_syntax_errors", bug)
+    with pytest.raises(TypeError, match="a verifier bug"):
+        gp.verify(answer, CARDS)
+    monkeypatch.undo()
+    assert gp.verify(answer, CARDS).outcome == "correct"
+    monkeypatch.setattr(gp, "_evaluate", overflow)
+    assert gp.verify(answer, CARDS) == gp.Verdict("illegal_formula", -3.0, "illegal characters.")
+
+
 SHAPES = ["(a o b) o (c o d)", "((a o b) o c) o d", "(a o (b o c)) o d", "a o ((b o c) o d)",
           "a o (b o (c o d))", "a o b o c o d", "(a o b o c) o d", "a o (b o c o d)"]
 
