@@ -1,9 +1,8 @@
 """GeneralPoints: the 24-points card game of "SFT Memorizes, RL Generalizes" (Chu, Zhai et al.
 2025, Section 4.1; public code: gym_cards/envs/general_points_oneline.py, utils_rl.py).
 
-Four playing cards are dealt. The player answers with a JSON object naming the cards (by rank),
-their numbers and a formula that uses each number exactly once with + - * / and brackets to
-make 24:
+Four cards are dealt; the player answers with a JSON object naming the cards (by rank), their
+numbers, and a formula that uses each number exactly once with + - * / and brackets to make 24:
     {"cards": ["A", "3", "Q", "7"], "number": [1, 3, 10, 7], "formula": "1+3*10-7=24"}
 A verifier scores each attempt; after a wrong one the conversation goes on with the user turn
 `You failed this trial because <reasons>` and the player tries again, up to 5 attempts per
@@ -11,39 +10,32 @@ hand (the paper's sequential revision, VIter). Rewards per attempt: correct +5 (
 ends), right numbers but wrong value -1, wrong numbers -2, illegal formula -3, and for GP-VL
 cards recognised wrongly -1.5 (checked first); failing the last attempt costs -1 more.
 
-The paper's variants, i.e. our splits (A = 1 always):
-    id          J, Q, K count as 10;                             black suits (S, C)
-    ood-rule    J, Q, K count as 11, 12, 13, and every hand
-                holds at least one of them;                      black suits
-    ood-visual  J, Q, K count as 10;                             red suits (H, D)
+The paper's variants, i.e. our splits (A = 1 always; ood-rule hands hold at least one J, Q or K):
+    id          J, Q, K count as 10;            black suits (S, C)
+    ood-rule    J, Q, K count as 11, 12, 13;    black suits
+    ood-visual  J, Q, K count as 10;            red suits (H, D)
 GP-L lists the plain ranks in the prompt (`Cards: ['A', '3', 'Q', '7']`); GP-VL shows the cards
 in an image instead (four cards on a casino-green table, drawn by cards.py), image first.
 Prompts, the deal and the feedback messages are the public code's, word for word. Recognition
 is by rank, as in the public code: a red QH read as "Q" (or "QS") is recognised right.
 
-Where we differ from the public code, and why:
-  * one outcome per attempt, exactly the paper's table: no summed penalties, no +1 for a
-    prefix of a solution that fails to parse, no extra generation spent only to receive the -1
-    (the -1 is added to the last failed attempt, which ends the episode: truncated=True);
-  * its bugs are not copied: the formula's value is exact (its float eval never rewards
-    8/(3-8/3)); an unclosed '(' or a trailing operator is illegal (its scan never checks the
-    end: we add "unmatched opening parenthesis" / "invalid sequence at the end"); spaces in a
-    formula are allowed; a GP-VL cards list is read leniently ("Q", "QS", "'Q'", "Queen");
-  * formulas over 200 characters are illegal ("your formula is too long."), to bound the work;
-  * solvability comes from a table of all 1820 multisets of 4 values in 1..13 (solver.py), built
-    once in ~0.3 s, so a deal never searches (the public code brute-forces with eval: ~1 reset/s);
-  * cards are drawn in code (no image files); the SFT answer is one compact JSON line (the
-    public ResponseEqn spreads it over lines with a trailing comma): shorter for a tiny model.
+Where we differ from the public code, and why (details at the code named):
+  * one outcome per attempt, exactly the paper's table (judge): no summed penalties, no +1 for
+    a parse-failing prefix of a solution, and the -1 goes to the last failed attempt, which ends
+    the episode (truncated=True), with no extra generation spent only to receive it;
+  * its bugs are not copied: the value is exact (its float eval never rewards 8/(3-8/3)); an
+    unclosed '(' or a trailing operator is illegal (_syntax_errors); spaces are allowed; GP-VL
+    cards are read leniently (card_rank); formulas over 200 characters are illegal;
+  * solvability comes from a table of all 1820 multisets of 4 values (solver.py), so a deal
+    never searches (the public code brute-forces with eval: ~1 reset/s);
+  * cards are drawn in code (cards.py); the SFT answer is one compact JSON line (answer_text).
 
-Play against the same verifier the model faces, or look at a hand:
     python generalpoints.py --play [--rule id|ood] [--color black|red|mixed] [--seed N]
-    python generalpoints.py --show hand.png [--rule ood] [--seed 3]
+    python generalpoints.py --show hand.png [--rule ood] [--seed 3]   # a hand's image
 """
-import argparse
 import json
 import random
 import re
-import sys
 from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
@@ -72,7 +64,7 @@ REWARDS = {"correct": 5.0, "wrong_value": -1.0, "wrong_numbers": -2.0,
 EXHAUSTED_PENALTY = -1.0  # added by the env to the last failed attempt
 FEEDBACK = "You failed this trial because {}"
 MAX_RESPONSE_CHARS = 65536  # verify reads at most this much of a response
-MAX_FORMULA_CHARS = 200  # longer formulas are illegal (bounds the parser's work)
+MAX_FORMULA_CHARS = 200  # longer formulas are illegal, "your formula is too long." (ours: bounds the work)
 
 
 @dataclass(frozen=True)
@@ -121,14 +113,12 @@ def card_values(rule):
 
 
 # ---------------------------------------------------------------------------------------------
-# VERIFIER (the paper's reward table; public code: utils_rl.py, step_rewards).
-# Order: cards (GP-VL only) -> formula legal -> numbers -> value, one outcome per attempt.
-# The feedback messages are the public code's words: its reasons joined with ', ' and a final
-# '.', e.g. "you used invalid numbers: [7], you didn't use numbers: [3]." The answer is read
-# leniently: we look for the "formula" (and "cards") keys anywhere in the text, so single
-# quotes, trailing commas, code fences and prose around the JSON all work; when a key appears
-# twice, the first one counts (as in virl.py).
-# a quoted key ("formula": / 'formula':) wins over a bare one (formula:), which prose may also hold
+# VERIFIER (the paper's reward table; public code: utils_rl.py, step_rewards). Order: cards (GP-VL
+# only) -> formula legal -> numbers -> value, one outcome per attempt. The messages are the public
+# code's reasons joined with ', ' and a final '.', e.g. "you used invalid numbers: [7], you didn't
+# use numbers: [3]." The "formula" (and "cards") keys are looked for anywhere in the text, so
+# quotes, trailing commas, code fences and prose all work; a key given twice counts the first
+# time (as in virl.py); a quoted key ("formula": / 'formula':) wins over a bare one (formula:).
 _KEY_RE = {k: (re.compile(r"[\"']" + k + r"[\"']\s*:\s*", re.I), re.compile(k + r"\s*:\s*", re.I))
            for k in ("formula", "cards", "number")}
 _UNQUOTED_RE = re.compile(r"[^,}\n]*")
@@ -396,7 +386,8 @@ def prompt_text(cards, rule="id", vision=False, target=TARGET):
 
 
 def answer_text(cards, rule="id", formula=None, target=TARGET):
-    """The optimal answer, one compact JSON line, ranks only, "formula" last:
+    """The optimal answer, one compact JSON line, ranks only, "formula" last (the public ResponseEqn
+    spreads it over lines with a trailing comma; one line is shorter for a tiny model):
     {"cards": ["A", "3", "Q", "7"], "number": [1, 3, 10, 7], "formula": "1+3*10-7=24"}"""
     numbers = [card_value(c, rule) for c in cards]
     formula = solve(numbers, target) if formula is None else formula
@@ -603,66 +594,6 @@ def tokenizer_corpus(n=2000):
     return texts
 
 
-# ---------------------------------------------------------------------------------------------
-# CLI: play in the terminal against the verifier the model faces, or save a hand's image.
-def play(env, inp=sys.stdin, out=sys.stdout):
-    """Deal hands until end of input; an answer is the model's JSON or just a formula."""
-    score, hands = 0.0, 0
-    while True:
-        obs, info = env.reset()
-        hands += 1
-        print(f"\n=== hand {hands} ===\n{obs['messages'][0]['content'][-1]['text']}", file=out)
-        done = False
-        while not done:
-            print(f"\nattempt {env.attempt + 1}/{env.max_attempts}, your answer (JSON or a formula; "
-                  "Ctrl-D quits)> ", end="", file=out, flush=True)
-            line = inp.readline()
-            if not line:  # end of input
-                print(f"\nbye: {hands - 1} hands finished, total reward {score:+g}", file=out)
-                return score
-            answer = line.strip()
-            if ANSWER_KEY not in answer.lower():
-                answer = json.dumps({ANSWER_KEY: answer})
-            _, reward, terminated, truncated, info = env.step(answer)
-            score += reward
-            done = terminated or truncated
-            v = info["verdict"]
-            print(f"{v.outcome}: reward {reward:+g}" + ("" if done else f"\n{FEEDBACK.format(v.message)}"), file=out)
-        if not info["solved"]:
-            print(f"out of attempts; one answer was {info['solution']}", file=out)
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(
-        description="GeneralPoints, the 24-points card game of SFT vs RL (the paper's Section 4.1).")
-    parser.add_argument("--play", action="store_true", help="play in the terminal (reads answers from stdin)")
-    parser.add_argument("--show", metavar="FILE.png", help="write the image of a dealt hand to this PNG file")
-    parser.add_argument("--rule", choices=RULES, default="id", help="id: J/Q/K = 10; ood: J/Q/K = 11/12/13")
-    parser.add_argument("--color", choices=tuple(COLORS), default="black", help="suit colours of the deck")
-    parser.add_argument("--seed", type=int, default=None, help="seed of the deals (default: random)")
-    parser.add_argument("--size", type=int, default=1200, help="image side in pixels for --show (the paper: 1200)")
-    args = parser.parse_args(argv)
-    if args.play == bool(args.show):
-        parser.error("choose one of --play or --show FILE.png")
-    if not 32 <= args.size <= 4096:
-        parser.error("--size must be between 32 and 4096 pixels")
-    env = GeneralPointsEnv(args.rule, args.color, seed=args.seed)
-    if args.play:
-        try:
-            play(env)
-        except KeyboardInterrupt:
-            print("\nbye")
-        return
-    if not args.show.lower().endswith(".png"):
-        parser.error("--show needs a .png file name")
-    _, info = env.reset()
-    try:
-        render(info["cards"], args.size).save(args.show)
-    except OSError as e:
-        sys.exit(f"error: cannot write {args.show}: {e.strerror or e}")
-    print(f"wrote {args.show}: cards {info['cards']}, numbers {info['numbers']} (rule {args.rule}), "
-          f"one answer {info['solution']}")
-
-
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # --play / --show: the terminal front end of both tasks is play.py
+    import play
+    play.gp_main()

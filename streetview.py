@@ -7,17 +7,20 @@ styles: "train", the training city, and nine more for visual-OOD (the paper's ni
 LOOKS are 24 more styles, drawn at random, in which the laptop experiment's pretraining stand-in
 shows the training city (experiments/pretrain.py); no route is evaluated in them.
 
-`sample_route` writes a route of a city in the public route_infos.json format, which virl.py reads
-as it reads a real route file; `render_grid` draws the 2x2 street-view grid [front, right / back,
-left] that V-IRL-VL sees at a rail position, from the position alone (its heading, its streets,
-whether it is an intersection, the shop in view) and the city's style, so a real route is drawn too.
+`sample_route` writes a route of a city in the public route_infos.json format, which
+`route_from_json` reads back as it reads a real route file (`load_routes`); `render_grid` draws
+the 2x2 street-view grid [front, right / back, left] that V-IRL-VL sees at a rail position, from
+the position alone (its heading, its streets, whether it is an intersection, the shop in view)
+and the city's style, so a real route is drawn too.
 
     python virl.py --show out/ --city harbor     # a route's map and the street views along it
 """
+import json
 import math
 import random
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
@@ -298,6 +301,70 @@ MILESTONE = """
 
 
 # ---------------------------------------------------------------------------------------------
+# ROUTE FILES: the public route_infos.json format (sample_route writes it) <-> Route, the form
+# virl.py builds instructions and rails from
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Route:
+    city: str  # the style its street views are drawn in ("train" for a public route file)
+    start: tuple  # (lat, lng)
+    init_heading: int
+    geocodes: list  # the intersections, then the destination
+    headings: list  # heading of the street leading to geocodes[k] (int degrees)
+    directions: list  # its compass word, as the file writes it: "177 (south)" -> "south"
+    landmarks: list  # seen at geocodes[k]: "<name> is on your <side>" or "No landmark nearby"
+    destination: str
+    roads: list  # street headings at the start and at each geocode (for drawing the views)
+    raw: dict  # the route as read / written (public format; extra keys are ours)
+
+
+def parse_milestones(text):
+    """The milestone_info text -> one dict per {...} block, as the public parser reads it."""
+    blocks = []
+    for chunk in text.split("}"):
+        pairs = [line.strip().rstrip(",").split(":", 1) for line in chunk.lstrip().lstrip("{").splitlines()]
+        block = {k.strip().strip("\"'"): v.strip().strip("\"'") for k, v in (p for p in pairs if len(p) == 2)}
+        if block:
+            blocks.append(block)
+    return blocks
+
+
+def route_from_json(d):
+    """A route dict of the public format (our extra keys optional) -> Route."""
+    blocks = parse_milestones(d["milestone_info"])
+    heads = [round(float(b["to_next_intersection_heading"].split("(")[0])) for b in blocks]
+    words = [b["to_next_intersection_heading"].split("(")[1].split(")")[0].strip() for b in blocks]
+    seen = [b.get("landmarks", NO_LANDMARK) for b in blocks]
+    start = tuple(d["start_place"].get("relocated_geocode") or d["start_place"]["geocode"])
+    geos = [tuple(g) for g in d["route_results"]["geocode_list"]]
+    roads = [d["start_place"].get("road_headings", [heads[0], heads[0] + 180])]
+    # a route without street headings (a real one) is drawn with 4-way crossings
+    roads += d["route_results"].get("road_headings") or [
+        [h + 180, heads[k + 1], h + 90, h - 90] if k + 1 < len(heads) else [h, h + 180] for k, h in enumerate(heads)]
+    if len(geos) != len(heads):
+        raise ValueError(f"route has {len(geos)} geocodes but {len(heads)} milestone blocks")
+    return Route(d.get("city", "train"), start, int(d.get("init_heading") or 0), geos, heads, words, seen,
+                 d["dest_place"]["name"], [[r % 360 for r in rs] for rs in roads], d)
+
+
+def load_routes(path):
+    """Routes from a route_infos.json file: [route_list, route_count] (the public format)."""
+    data = json.loads(Path(path).read_text())
+    return [route_from_json(d) for d in data[0]]
+
+
+def save_routes(routes, path):
+    Path(path).write_text(json.dumps([[r.raw for r in routes], len(routes)], indent=1))
+
+
+def generate_routes(n, city="train", seed=0):
+    """n routes in the synthetic city of a style, deterministic from (city, seed)."""
+    rng = random.Random(f"virl-routes/{city}/{seed}")
+    c = make_city(city)
+    return [route_from_json(sample_route(c, rng)) for _ in range(n)]
+
+
+# ---------------------------------------------------------------------------------------------
 # STREET VIEWS (V-IRL-VL): four views drawn from the position's streets, shop and city style
 # ---------------------------------------------------------------------------------------------
 # where a shop on each side of the agent is drawn: (view 0 front / 1 right / 2 back / 3 left, x)
@@ -446,8 +513,9 @@ def render_view(position, city="train", view=0, size=GRID_SIZE // 2 - 2):
 
 
 def render_grid(position, city="train", size=GRID_SIZE):
-    """The 2x2 street-view grid [front, right / back, left]: views of (size - 4) // 2 pixels split
-    by a black line (4 pixels at GRID_SIZE, 5 at PAPER_GRID_SIZE, as the public grid)."""
+    """The 2x2 street-view grid [front, right / back, left], as the prompt says (the public code
+    pastes its diagonal views in another order): views of (size - 4) // 2 pixels split by a black
+    line (4 pixels at GRID_SIZE, 5 at PAPER_GRID_SIZE, as the public grid)."""
     s = (size - 4) // 2
     grid = Image.new("RGB", (size, size), "black")
     for view, (x, y) in enumerate(((0, 0), (1, 0), (0, 1), (1, 1))):

@@ -1,82 +1,46 @@
 """V-IRL navigation, the second task of "SFT Memorizes, RL Generalizes" (the paper's Section 4.2), offline.
 
-The task. An agent stands in a city and is given numbered route instructions, e.g.
+An agent stands in a city and is given numbered route instructions, e.g.
     1. First, turn slightly left to face north.
     2. Move forward until you reach next intersection where Alder Cafe is on your right front.
-    3. Turn right to face east.
-    4. Move forward until you reach destination where Quill Books is on your left.
 It walks a "rail" of positions: the start, then for each street its forward points and its end
-(an intersection, or the destination). At every position it answers one JSON object
+(an intersection, or the destination). At each it answers one JSON object
     {"current observation": ..., "current instruction": ..., "action": ...}
-whose action must be `turn_direction(<x>)` at the start and at intersections, `forward()`
-between, and `stop()` at the destination. The action space is absolute (x = one of the 8
-compass directions; the ID split) or relative (x = left / right / slightly left / slightly
-right; the rule-OOD split); the instructions always carry both words.
+whose action is `turn_direction(<x>)` at the start and at intersections, `forward()` between,
+and `stop()` at the destination; x is one of the 8 compass directions (absolute actions, the ID
+split) or left / right / slightly left / slightly right (relative actions, the rule-OOD split).
 
-The protocol follows the public code (gym_virl navigation_environment.py, utils_rl.py,
-prompt_lib/prompts.py, rl/trainer/llama_trainer.py). The user turn is the public Q_VIRL_L /
-Q_VIRL_VL text word for word (`prompt_text`): V-IRL-L sees its observation history as text
-("O_2: Alder Cafe is on your right front; You observe an intersection" / "A_2:
-turn_direction(east)"); V-IRL-VL sees the current position as a 2x2 grid of street views.
-Rewards per attempt: correct action +1 (the agent moves, or the route ends at the destination);
-wrong observation -1.5; wrong action -1 (not executed). 2 attempts per position (VIter), the
-second after the user turn "You failed this trial because <reason>." in the public words, which
-restate the output format; exhausting them adds -1 and ends the route, failed. Evaluation: ID
-and rule-OOD on the same 48 routes, visual-OOD on 2 routes in each of 9 cities.
+The protocol is the public code's (gym_virl navigation_environment.py, utils_rl.py,
+prompt_lib/prompts.py, rl/trainer/llama_trainer.py), its prompts word for word: Q_VIRL_L shows
+the observation history as text, Q_VIRL_VL the current position as a 2x2 grid of street views.
+Rewards per attempt: correct action +1 (the agent moves on); wrong observation -1.5; wrong action
+-1. Two attempts per position (VIter), the second after "You failed this trial because
+<reason>."; exhausting them adds -1 and fails the route. The verifier checks the action first,
+then the observation (`verify_answer`). Evaluation: ID and rule-OOD on the same 48 routes,
+visual-OOD on 2 routes in each of 9 other cities.
 
-The verifier checks, in this order (the public code's order): (1) the action equals the ground
-truth -> correct, +1, whatever the observation says; (2) otherwise the "current observation"
-is checked: it must say "intersection" exactly when the agent is at one, and must name exactly
-the landmarks of the route that are in view (none between intersections) -> else
-wrong_observation, -1.5; (3) otherwise wrong_action, -1. It reads at most MAX_RESPONSE_CHARS of
-an answer, in linear time, and never raises.
+Where we differ from the public code, and why (details at the code named):
+  * synthetic cities (streetview.py), as Street View cannot be downloaded; routes keep the format;
+  * its bugs are not copied: the relative turn is wrapped into (-180, 180] (`relative_turn`);
+    the grid is laid out as the prompt says (streetview.render_grid); the observation is checked
+    against the true position, landmarks too (`observation_error`); V-IRL-VL's text does not
+    give the intersection away (`VL_NOW`);
+  * answers are read leniently (`parse_answer`, `normalize_action`): an exact match scores the
+    format rather than the decision; one outcome per attempt (no third answer only to get -1);
+  * forward points sit on the street (`build_rail`); fixed route pools, the same in every run,
+    evaluation routes apart from training ones (`eval_routes`); 448 px grids on the CPU.
 
-Where we differ from the public code, and why (everything else is word for word):
-  * synthetic cities instead of Google Street View, whose panoramas cannot be downloaded: a
-    jittered street grid with bent streets and two diagonal avenues (so all 8 headings and all
-    4 turn classes occur), named shops, drawn in code in 10 visual styles ("train" plus 9 for
-    visual-OOD), in streetview.py. Routes use the public route_infos.json format, so a real
-    route file loads the same way (`load_routes`) and is drawn from the route alone;
-  * the relative turn is wrapped into (-180, 180]: the public code does not wrap, so north ->
-    west says "right" (a bug; it changes about 22% of the turn words);
-  * the grid is laid out [front, right / back, left], as the prompt says it is (the public
-    code pastes its diagonal views in another order);
-  * V-IRL-VL's current step reads "O_n: You observe an image of 4 views; " everywhere: the
-    public code appends "You observe an intersection" at intersections, which gives the
-    intersection away in text;
-  * the observation check compares with the true position: the public code compares with the
-    landmark-only field, so its "you are at an intersection" never fires (a bug). It also
-    checks the landmarks the observation names (a wrong one is a wrong observation too); that
-    outcome has our own message in the public style;
-  * the action is read leniently (case, spaces, quotes; JSON in code fences or with trailing
-    commas; a repeated key counts once, the first); an unreadable action is a wrong action
-    without an observation check; "no intersection" counts as a negation. The public code
-    compares exact strings, which scores the format rather than the decision;
-  * exhausting the attempts adds -1 to the last failed attempt and ends the route (the public
-    code generates a third answer only to give it -1): one outcome per attempt;
-  * forward points sit exactly on the street (the public code snaps them to the nearest
-    panorama; there are none here); the count rule is the public one;
-  * fixed route pools, the same in every run: 1000 training routes in the training city
-    (seed 0), 100 in each other city; evaluation routes from seed 1, leaving out any training
-    route (the public code draws 48 routes with replacement from its route file);
-  * street views are 448 px grids by default, for the CPU; `PAPER_GRID_SIZE` is the public size.
-
-Run it:
     python virl.py --show out/ [--city harbor] [--seed 3]   # route map + the views along the route
     python virl.py --play [--city train] [--actions relative] [--seed 3]   # navigate yourself
 """
-import argparse
 import json
 import random
 import re
-import sys
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from pathlib import Path
 
 from generalpoints import Verdict, assistant_turn, user_turn
-from streetview import (CITIES, COMPASS, GRID_SIZE, NO_LANDMARK, OOD_CITIES, distance, make_city, render_grid,
-                        sample_route, save_map, wrap)
+from streetview import CITIES, COMPASS, GRID_SIZE, NO_LANDMARK, OOD_CITIES, distance, generate_routes, render_grid, wrap
 
 ANSWER_KEY = "action"  # the "answer" part of a response starts here (public configs: pattern_language ["action"])
 MAX_ATTEMPTS = 2  # VIter: attempts per position (public configs: verify_iter 2)
@@ -186,7 +150,8 @@ directions ['north', 'northeast', 'east', 'southeast', 'south', 'southwest', 'we
 "turn_direction(x)": indicates adjust the ego agent direction towards x direction. x could be any following \
 ['left', 'right', 'slightly left', 'slightly right']
 "stop()": indicates the navigation is finished."""}
-VL_NOW = "You observe an image of 4 views; "  # ours: without the public "You observe an intersection"
+# ours: without the public "You observe an intersection", which gives the intersection away in text
+VL_NOW = "You observe an image of 4 views; "
 
 
 def history_text(rail, pos, actions="absolute", vision=False):
@@ -224,7 +189,11 @@ def action_in(position, actions="absolute"):
 
 
 # ---------------------------------------------------------------------------------------------
-# THE VERIFIER
+# THE VERIFIER, in the public code's order: (1) the action equals the ground truth -> correct, +1,
+# whatever the observation says; (2) else the "current observation" must say "intersection" exactly
+# when the agent is at one and name exactly the route's landmarks in view (none between
+# intersections) -> else wrong_observation, -1.5; (3) else wrong_action, -1. An unreadable action is
+# a wrong action, unchecked. It reads at most MAX_RESPONSE_CHARS, in linear time, and never raises.
 # ---------------------------------------------------------------------------------------------
 _KEY_RE = {k: re.compile(r"""(["'])%s\1\s*:\s*(["'])""" % k, re.I)
            for k in ("current observation", "current instruction", "action")}
@@ -310,7 +279,9 @@ def verify_answer(answer, position, actions="absolute", names=()):
 def observation_error(answer, position, names=()):
     """What is wrong with a parsed answer's "current observation" at a position: "at" (it misses
     the intersection the agent is at), "not_at" (it sees one that is not there), "landmarks" (the
-    route's landmarks it names are not the one in view), or None when it is right."""
+    route's landmarks it names are not the one in view), or None when it is right. Against the true
+    position: the public code compares with the landmark-only field, so its "at" never fires (a bug);
+    the landmark check is ours."""
     seen = answer.get("current observation", "")[:MAX_RESPONSE_CHARS].lower()
     if says_intersection(seen) != position.intersection:
         return "at" if position.intersection else "not_at"
@@ -438,7 +409,8 @@ def route_pool(city="train"):
 
 @lru_cache(maxsize=None)
 def eval_routes(split):
-    """The fixed evaluation routes: seed 1 of each city, leaving out any route of its training pool."""
+    """The fixed evaluation routes: seed 1 of each city, leaving out any route of its training pool
+    (the public code draws its 48 with replacement from its route file)."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose from {SPLITS}")
     if split == "ood-rule":  # the ID routes, with relative actions
@@ -504,78 +476,19 @@ def tokenizer_corpus(n=2000, actions=ACTIONS):
 
 
 # ---------------------------------------------------------------------------------------------
-# ROUTES: the public format <-> one in-memory form; instructions and the ground-truth rail. The
-# synthetic cities that routes are sampled from, and the street views, are in streetview.py.
+# ROUTES: instructions and the ground-truth rail. The routes themselves (the public file format,
+# streetview.Route) and the synthetic cities they are sampled from are in streetview.py.
 # ---------------------------------------------------------------------------------------------
 def relative_turn(prev_heading, next_heading):
     """Below -45 left, above 45 right, [-45, 0] slightly left, (0, 45] slightly right (public code:
-    navigation_environment.py, _parse_instruction_and_rail), on the wrapped difference (ours)."""
+    navigation_environment.py, _parse_instruction_and_rail), on the wrapped difference (ours: the
+    public code does not wrap, so north -> west says "right", a bug in about 22% of the turn words)."""
     d = wrap(next_heading - prev_heading)
     if d < -45:
         return "left"
     if d > 45:
         return "right"
     return "slightly left" if d <= 0 else "slightly right"
-
-
-@dataclass
-class Route:
-    city: str  # the style its street views are drawn in ("train" for a public route file)
-    start: tuple  # (lat, lng)
-    init_heading: int
-    geocodes: list  # the intersections, then the destination
-    headings: list  # heading of the street leading to geocodes[k] (int degrees)
-    directions: list  # its compass word, as the file writes it: "177 (south)" -> "south"
-    landmarks: list  # seen at geocodes[k]: "<name> is on your <side>" or "No landmark nearby"
-    destination: str
-    roads: list  # street headings at the start and at each geocode (for drawing the views)
-    raw: dict  # the route as read / written (public format; extra keys are ours)
-
-
-def parse_milestones(text):
-    """The milestone_info text -> one dict per {...} block, as the public parser reads it."""
-    blocks = []
-    for chunk in text.split("}"):
-        pairs = [line.strip().rstrip(",").split(":", 1) for line in chunk.lstrip().lstrip("{").splitlines()]
-        block = {k.strip().strip("\"'"): v.strip().strip("\"'") for k, v in (p for p in pairs if len(p) == 2)}
-        if block:
-            blocks.append(block)
-    return blocks
-
-
-def route_from_json(d):
-    """A route dict of the public format (our extra keys optional) -> Route."""
-    blocks = parse_milestones(d["milestone_info"])
-    heads = [round(float(b["to_next_intersection_heading"].split("(")[0])) for b in blocks]
-    words = [b["to_next_intersection_heading"].split("(")[1].split(")")[0].strip() for b in blocks]
-    seen = [b.get("landmarks", NO_LANDMARK) for b in blocks]
-    start = tuple(d["start_place"].get("relocated_geocode") or d["start_place"]["geocode"])
-    geos = [tuple(g) for g in d["route_results"]["geocode_list"]]
-    roads = [d["start_place"].get("road_headings", [heads[0], heads[0] + 180])]
-    # a route without street headings (a real one) is drawn with 4-way crossings
-    roads += d["route_results"].get("road_headings") or [
-        [h + 180, heads[k + 1], h + 90, h - 90] if k + 1 < len(heads) else [h, h + 180] for k, h in enumerate(heads)]
-    if len(geos) != len(heads):
-        raise ValueError(f"route has {len(geos)} geocodes but {len(heads)} milestone blocks")
-    return Route(d.get("city", "train"), start, int(d.get("init_heading") or 0), geos, heads, words, seen,
-                 d["dest_place"]["name"], [[r % 360 for r in rs] for rs in roads], d)
-
-
-def load_routes(path):
-    """Routes from a route_infos.json file: [route_list, route_count] (the public format)."""
-    data = json.loads(Path(path).read_text())
-    return [route_from_json(d) for d in data[0]]
-
-
-def save_routes(routes, path):
-    Path(path).write_text(json.dumps([[r.raw for r in routes], len(routes)], indent=1))
-
-
-def generate_routes(n, city="train", seed=0):
-    """n routes in the synthetic city of a style, deterministic from (city, seed)."""
-    rng = random.Random(f"virl-routes/{city}/{seed}")
-    c = make_city(city)
-    return [route_from_json(sample_route(c, rng)) for _ in range(n)]
 
 
 def _name(seen):
@@ -592,7 +505,8 @@ def landmark_names(route):
 def instructions(route):
     """The instruction sentences (without their numbers), two per milestone block, as the public
     code words them (navigation_environment.py, _parse_instruction_and_rail): the last block
-    always says "Turn", even when it is also the first."""
+    always says "Turn", even when it is also the first. A turn names both words, relative and
+    compass ("Turn left to face west."), so either action space can follow it."""
     out, prev = [], route.init_heading
     last = len(route.headings) - 1
     for k, (h, word, seen) in enumerate(zip(route.headings, route.directions, route.landmarks)):
@@ -631,7 +545,8 @@ def build_rail(route, straight_line_length=5, drop_rate=0.5, rng=None):
 
     Observations are the public oracle texts: "No landmarks nearby; " at the start and the
     forward points, "<landmarks>; You observe an intersection" at an intersection, "<landmarks>; "
-    at the destination. The start heading is the route's init_heading (see `start_heading`)."""
+    at the destination. The start heading is the route's init_heading (see `start_heading`).
+    Forward points sit on the street (the public code snaps them to the nearest panorama)."""
     rng = rng or random.Random(0)
     sent = instructions(route)
     points = [route.start] + route.geocodes
@@ -678,73 +593,6 @@ def start_heading(route, rng):
     return replace(route, init_heading=rng.randint(0, 359))
 
 
-# ---------------------------------------------------------------------------------------------
-# CLI: --show (route map and the views along it), --play (navigate in the terminal)
-# ---------------------------------------------------------------------------------------------
-def show(out, city="train", seed=0):
-    """Write a route's map (streets, shops, the rail), its file, its first prompt with the oracle
-    answers, and the street-view grid of every rail position to the folder out."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    route = generate_routes(1, city, seed)[0]
-    rail = build_rail(route, rng=random.Random(seed))
-    save_routes([route], out / "route_infos.json")
-    save_map(out / "map.png", city, [p.geocode for p in rail],
-             f"city {city!r}, route seed {seed}: start (green) -> {route.destination} (star)")
-    for i, p in enumerate(rail):
-        render_grid(p, city).save(out / f"step_{i:02d}.png")
-    answers = "\n".join(answer_text(p) for p in rail)
-    (out / "prompt.txt").write_text(f"{prompt_text(instructions(route), rail, 0)}\n\n{answers}\n")
-    print(f"wrote {out}/map.png, route_infos.json, prompt.txt and {len(rail)} street-view grids")
-    print("\n".join(f"{i + 1}. {s}" for i, s in enumerate(instructions(route))))
-
-
-def play(city="train", actions="absolute", seed=0):
-    """Type an action (e.g. forward()) or a whole JSON answer; a bare action is sent with the
-    true observation filled in. Ctrl-D quits."""
-    env = NavigationEnv(generate_routes(1, city, seed), actions, seed=seed)
-    obs, info = env.reset()
-    print(obs["messages"][-1]["content"][-1]["text"])
-    total = 0.0
-    while True:
-        try:
-            line = input("> ").strip()
-        except (EOFError, KeyboardInterrupt):
-            print("\nbye")
-            return
-        if not line.startswith("{"):
-            line = json.dumps({"current observation": info["observation"], "current instruction": "", "action": line})
-        obs, reward, terminated, truncated, info = env.step(line)
-        total += reward
-        why = info["verdict"].message.split(". Please")[0]  # without the restated output format
-        print(f"{info['verdict'].outcome}: {why} (reward {reward:+.1f}, total {total:+.1f})")
-        if terminated or truncated:
-            print("You reached the destination." if terminated else "The route failed.")
-            return
-        print(obs["messages"][-1]["content"][-1]["text"])
-
-
-def main(argv=None):
-    p = argparse.ArgumentParser(description="V-IRL navigation in synthetic cities (see the module docstring).")
-    mode = p.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--show", metavar="DIR", help="write a route's map, its street-view grids and its prompt to DIR")
-    mode.add_argument("--play", action="store_true", help="navigate a route yourself in the terminal")
-    p.add_argument("--city", default="train", help=f"city style: {', '.join(CITIES)}")
-    p.add_argument("--seed", type=int, default=0, help="route seed")
-    p.add_argument("--actions", default="absolute", help="--play's action space: absolute (ID) or relative (rule-OOD)")
-    args = p.parse_args(argv)
-    if args.city not in CITIES:
-        p.error(f"unknown city {args.city!r}; choose from {', '.join(CITIES)}")
-    if args.actions not in ACTIONS:
-        p.error(f"unknown action space {args.actions!r}; choose from {', '.join(ACTIONS)}")
-    if args.show:
-        try:
-            show(args.show, args.city, args.seed)
-        except OSError as e:
-            sys.exit(f"error: cannot write to {args.show}: {e.strerror}")
-    else:
-        play(args.city, args.actions, args.seed)
-
-
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # --show / --play: the terminal front end of both tasks is play.py
+    import play
+    play.virl_main()

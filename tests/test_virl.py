@@ -26,7 +26,7 @@ SMALL = ROOT / "tests" / "data" / "route_infos_small.json"  # written by hand in
 
 @pytest.fixture(scope="module")
 def small_routes():
-    return virl.load_routes(SMALL)
+    return streetview.load_routes(SMALL)
 
 
 def small_env(small_routes, route=0, actions="absolute", **kw):
@@ -90,13 +90,13 @@ def test_hand_written_route_ground_truth(small_routes):
 
 
 def test_route_files_round_trip(small_routes, tmp_path):
-    virl.save_routes(small_routes, tmp_path / "small.json")
-    assert virl.load_routes(tmp_path / "small.json") == small_routes
+    streetview.save_routes(small_routes, tmp_path / "small.json")
+    assert streetview.load_routes(tmp_path / "small.json") == small_routes
     generated = virl.generate_routes(5, "harbor", seed=4)
-    virl.save_routes(generated, tmp_path / "gen.json")
+    streetview.save_routes(generated, tmp_path / "gen.json")
     data = json.loads((tmp_path / "gen.json").read_text())
     assert data[1] == 5 and {"start_place", "dest_place", "route_results", "milestone_info"} <= set(data[0][0])
-    assert virl.load_routes(tmp_path / "gen.json") == generated
+    assert streetview.load_routes(tmp_path / "gen.json") == generated
 
 
 def test_init_heading_zero_is_random_on_every_reset(small_routes):
@@ -675,7 +675,7 @@ def test_cli_show(tmp_path):
     assert out.returncode == 0, out.stderr
     files = {p.name for p in (tmp_path / "v").iterdir()}
     assert {"map.png", "route_infos.json", "prompt.txt", "step_00.png"} <= files
-    assert virl.load_routes(tmp_path / "v" / "route_infos.json")[0].city == "tropic"
+    assert streetview.load_routes(tmp_path / "v" / "route_infos.json")[0].city == "tropic"
 
 
 def test_cli_play_and_errors(small_routes):
