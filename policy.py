@@ -66,7 +66,7 @@ TINY_SIZES = {
     # "tiny" with 56-pixel patches, 4 x 4 per image: in GP-VL's table each card's large rank sits
     # inside one patch. Trained from scratch to read the four ranks ("Read the ranks of the cards."),
     # "tiny" (14-pixel patches) stayed at chance for 1,200 steps; this one read 192 of 192 fresh
-    # cards after 1,500 steps, red ones included, never seen (README, "GP-VL").
+    # cards after 1,500 steps, red ones included, never seen (experiments/README.md, "GP-VL").
     "tiny-vl": dict(hidden=128, layers=3, cross_layers=[1], heads=4, mlp=384,
                     vision_width=64, vision_layers=2, vision_heads=2, patch=56),
 }
@@ -145,7 +145,7 @@ def build_tiny(size="tiny", seed=0, corpus=None):
     # positional embedding's) start at 0, as in the released checkpoints, whose pretraining opened
     # them. From a random init they keep the image out of the language model and of its gradients:
     # trained to name one card per image for 600 steps, the model stayed at chance (3 of 64), with
-    # the gates at 1 it named 64 of 64 (README, "GP-VL: red cards"). Open them.
+    # the gates at 1 it named 64 of 64 (experiments/README.md, "GP-VL"). Open them.
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith(("cross_attn_attn_gate", "cross_attn_mlp_gate", "gated_positional_embedding.gate")):

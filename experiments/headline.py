@@ -38,8 +38,8 @@ significance test, one task at a time (--task):
   4. sft-S      more ID SFT, seed S, for as many training FLOPs as rl-0 used (the paper's compute
                 axis, matched within a few percent), evaluated at the same compute fractions.
   5. summary    results.md / results.json (ID and OOD, init -> SFT / RL, mean and spread over
-                seeds, Welch's t-test on the final change of RL vs SFT), headline_curves.png (GP
-                success, V-IRL per-step accuracy) and headline_mechanism.png (GP-L: first answers
+                seeds, Welch's t-test on the final change of RL vs SFT), curves.png (GP success,
+                V-IRL per-step accuracy) and mechanism.png (GP-L: first answers
                 whose numbers follow the rule; V-IRL-L: answers at turns in the split's action
                 space; GP-VL: first answers whose cards were read right; V-IRL-VL: answers whose
                 observation of the street views is right); then <root>/figure1.png, the change
@@ -281,8 +281,8 @@ def summarize(root: Path, name: str) -> dict:
     (root / "results.json").write_text(json.dumps(result, indent=1))
     (root / "results.md").write_text(results_table(result, mechanism_label))
     ylabel = "success rate (%)" if metric == "success" else "per-step accuracy (%)"
-    plots.plot_seeds(arms, root / "headline_curves.png", splits, metric=metric, ylabel=ylabel)
-    plots.plot_seeds(arms, root / "headline_mechanism.png", splits, metric=mechanism, ylabel=mechanism_label)
+    plots.plot_seeds(arms, root / "curves.png", splits, metric=metric, ylabel=ylabel)
+    plots.plot_seeds(arms, root / "mechanism.png", splits, metric=mechanism, ylabel=mechanism_label)
     print(results_table(result, mechanism_label))
     return result
 

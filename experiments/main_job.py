@@ -6,7 +6,7 @@
   2. sft-sS   sft.py --seed S: 600 ID SFT steps, evaluated greedily on the same hands every 100.
   3. held-out the init and every final checkpoint, greedy on 1,200 other ID hands, none of them one
               of the 234 evaluation hands (evaluate.py --held-out: seeds generalpoints-heldout/...).
-  4. summary  experiments/results/main_job.md and .json (start -> end per seed, mean ± sd) and
+  4. summary  experiments/results/main-job/main_job.md and .json (start -> end per seed, mean ± sd) and
               main_job_curves.png (both arms' mean over seeds, seeds as thin lines) and
               main_job_rl_curves.png (each PPO seed, with its rollouts' success and reward per update).
 
@@ -131,7 +131,7 @@ def main(argv=None) -> None:
         run_all(root, arms, args.seeds, args.jobs, args.smoke)
     heldout = held_out(root, 4 if args.smoke else HELD_OUT)
     table, data = summarize(root, arms, heldout)
-    out = ROOT / "experiments" / "results" if args.root == "runs/main-job" else root
+    out = ROOT / "experiments" / "results" / "main-job" if args.root == "runs/main-job" else root
     out.mkdir(parents=True, exist_ok=True)
     groups = {arm.upper() if arm == "sft" else "RL": [plots.load_run(d) for d in sorted(root.glob(f"{arm}-s*"))
                                                       if (d / "final").is_dir()] for arm in arms}

@@ -18,7 +18,7 @@ the same N attempts is not expected to.
                   2 seeded sampled passes at T 0.7 (the rollout temperature); besides success, the
                   first attempt's success, the share of revision attempts that are correct, and the
                   share of revision attempts that repeat an earlier answer of the same hand.
-  5. summary      experiments/results/rft_ceiling.md (with --root elsewhere: <root>/rft_ceiling.md).
+  5. summary      experiments/results/main-job/rft_ceiling.md (with --root elsewhere: <root>/rft_ceiling.md).
 
 Every stage is skipped once finished, so a stopped run goes on where it stopped; two stages run at
 a time (--jobs), each on one core.

@@ -10,7 +10,7 @@ clip fraction, explained variance), mean and sd over seeds.
               conversations with revision turns), seed 0, shared by every row.
   2. ROW-sS   ppo.py --init warm/final with the row's flags, seed S, 30 updates, evaluated on
               128 fixed ID hands at updates 0, 15 and 30 (greedy, and 3 sampled passes).
-  3. summary  experiments/results/rl_ablation.md (with --root elsewhere: <root>/rl_ablation.md).
+  3. summary  experiments/results/main-job/rl_ablation.md (with --root elsewhere: <root>/rl_ablation.md).
 
 Every run is a folder under --root, skipped once finished and resumed if killed, so a stopped
 grid goes on where it stopped. Two single-threaded runs share the 2 cores (--jobs).
@@ -144,8 +144,9 @@ def rows_and_root(p, args, table: dict) -> tuple[list[str], Path]:
 
 
 def write_results(root_arg: str, name: str, title: str, table: str) -> None:
-    """The table into experiments/results/<name> for the default root, else into <root>/<name>."""
-    out = ROOT / "experiments" / "results" / name if root_arg == "runs/rl-ablation" else Path(root_arg) / name
+    """The table into experiments/results/main-job/<name> for the default root, else into <root>/<name>."""
+    default = root_arg == "runs/rl-ablation"
+    out = ROOT / "experiments" / "results" / "main-job" / name if default else Path(root_arg) / name
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(f"# {title}\n\n{table}")
     say(f"wrote {out}\n{table}")

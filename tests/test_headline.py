@@ -116,8 +116,8 @@ def test_smoke_pipeline_runs_every_stage_of_every_task_and_matches_compute(tmp_p
         sft, rl = result["arms"]["SFT"], result["arms"]["RL"]
         assert 0.75 < sft["gflops"][0] / rl["gflops"][0] < 1.33  # matched training compute
         assert set(sft["mechanism"]) == set(result["init"])
-        assert (root / "headline_mechanism.png").stat().st_size > 1000
-        assert (root / "headline_curves.png").stat().st_size > 1000
+        assert (root / "mechanism.png").stat().st_size > 1000
+        assert (root / "curves.png").stat().st_size > 1000
         for name in ("pretrain", "init", "rl-0", "sft-0"):
             assert (root / name / "final").is_dir()
         pretrain_config = json.loads((root / "pretrain" / "config.json").read_text())
