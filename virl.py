@@ -353,10 +353,11 @@ class NavigationEnv:
         here = self.rail[self.pos]
         answer = parse_answer(response)
         v = self.verdict = verify_answer(answer, here, self.actions, self.names)
-        self.frame_right = None  # the mechanism metric (README): at a turn, is the answer one of this space's turns?
+        # the mechanism metric (experiments/README.md): at a turn, is the answer one of this space's turns?
+        self.frame_right = None
         if here.action.startswith("turn_direction("):
             self.frame_right = normalize_action(answer.get("action", "")) in action_space(self.relative)[2:]
-        # V-IRL-VL's mechanism metric (README): the street views were read right, whatever the action
+        # V-IRL-VL's mechanism metric (experiments/README.md): the street views were read right, whatever the action
         self.observation_right = "current observation" in answer and observation_error(answer, here, self.names) is None
         self.attempt += 1
         reward, terminated, truncated = v.reward, False, False

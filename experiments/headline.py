@@ -48,7 +48,7 @@ significance test, one task at a time (--task):
 Every stage is a run folder under <root>/<task>; a finished stage (its final/ checkpoint exists)
 is skipped, an unfinished one resumes from its last checkpoint, so a killed experiment goes on
 where it stopped. Each stage's output goes to <root>/<task>/<stage>.log. GP-L's hyperparameters
-were fixed on ID success and the val-rule split before any ood-rule number was looked at (README).
+were fixed on ID success and the val-rule split before any ood-rule number was looked at (experiments/README.md).
 
     python experiments/headline.py --seeds 3                 # GP-L, 3 seeds per arm: about 22 min on 2 cores
     python experiments/headline.py --task virl-l --seeds 3   # V-IRL-L, 3 seeds per arm: about 25 min
@@ -91,7 +91,7 @@ SMOKE = dict(
     sft=["--batch-size", "4", "--lr", "1e-4", "--eval-episodes", "2", "--eval-max-new-tokens", "16"],
     eval_points=2)
 # The protocols, one per setting of the paper's Figure 1 that runs here. Each stage's flags; the
-# task's --env comes first. GP-L's were fixed before looking at ood-rule (README); V-IRL-L's
+# task's --env comes first. GP-L's were fixed before looking at ood-rule (experiments/README.md); V-IRL-L's
 # pretraining stand-in was designed looking at ood-rule (it must give the init some OOD skill, as a
 # pretrained LLM has; experiments/LOG.md says what was tried), the arms' settings were not tuned on it.
 TASKS = {

@@ -1,6 +1,6 @@
 """Which change makes PPO learn GP-L at laptop scale? An ablation grid of ppo.py's flags.
 
-The main job's PPO barely moves ID success on the tiny model (README, "What the main job shows").
+Before the shipped init, the main job's PPO barely moved ID success (experiments/LOG.md).
 This script runs ppo.py from one shared warm start with each row's flags and several seeds, and
 writes one table: ID success at the first and the last evaluation, greedy and sampled (the
 policy RL samples from), sampled first-attempt success, and the update diagnostics (approx KL,
