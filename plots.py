@@ -21,7 +21,6 @@ the matplotlib Figure (and save a PNG when given a path), so tests can inspect t
 Figures are built with matplotlib's object API on the Agg canvas: no pyplot, no display.
 """
 
-import argparse
 import json
 import math
 import sys
@@ -33,15 +32,13 @@ import matplotlib
 matplotlib.use("Agg")  # files only, never a window
 from matplotlib.figure import Figure  # noqa: E402  (after choosing the backend)
 
+from cli import COUNT, ArgumentParser, RunError  # noqa: E402  (RunError: a run folder that cannot be plotted)
+
 SPLITS = ("id", "ood-rule", "ood-visual")  # the order of the panels
 SPLIT_TITLES = {"id": "ID", "ood-rule": "OOD (rule)", "ood-visual": "OOD (visual)",
                 "val-rule": "held-out rule J/Q/K = 3/6/9"}
 METHOD_LABELS = {"sft": "SFT", "ppo": "RL"}  # the paper's names for the two methods
 METHOD_COLORS = {"sft": "tab:orange", "ppo": "tab:blue"}
-
-
-class RunError(ValueError):
-    """A run folder that cannot be plotted (no metrics.jsonl, no eval lines, ...)."""
 
 
 @dataclass
@@ -446,49 +443,6 @@ def plot_seeds(groups: dict, out_path=None, splits=("id", "ood-rule"), metric: s
     return fig
 
 
-def _betainc(a: float, b: float, x: float) -> float:
-    """The regularised incomplete beta function I_x(a, b), by its continued fraction (modified
-    Lentz; Numerical Recipes §6.4), for the t distribution's tail below."""
-    if x <= 0.0 or x >= 1.0:
-        return 0.0 if x <= 0.0 else 1.0
-    if x > (a + 1) / (a + b + 2):  # the fraction converges fast only below this point
-        return 1.0 - _betainc(b, a, 1.0 - x)
-    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)) / a
-    tiny, f, c, d = 1e-300, 1.0, 1.0, 0.0
-    for i in range(400):
-        m = i // 2
-        if i == 0:
-            num = 1.0
-        elif i % 2 == 0:
-            num = m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m))
-        else:
-            num = -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))
-        d = 1.0 + num * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + num / c
-        c = c if abs(c) > tiny else tiny
-        f *= c * d
-        if abs(1.0 - c * d) < 1e-12:
-            break
-    return front * (f - 1.0)
-
-
-def welch_t_test(a: list[float], b: list[float]) -> tuple[float, float, float]:
-    """(t, degrees of freedom, two-sided p) of Welch's t-test that means of a and b differ (unequal
-    variances; the Welch-Satterthwaite df). Needs 2+ values per side; two constant sides give
-    p = 1 if their means are equal and 0 otherwise."""
-    if len(a) < 2 or len(b) < 2:
-        raise ValueError("Welch's t-test needs at least 2 values per group")
-    ma, mb = sum(a) / len(a), sum(b) / len(b)
-    va = sum((x - ma) ** 2 for x in a) / (len(a) - 1) / len(a)  # squared standard error of the mean
-    vb = sum((x - mb) ** 2 for x in b) / (len(b) - 1) / len(b)
-    if va + vb == 0.0:
-        return (0.0, float("inf"), 1.0) if ma == mb else (math.copysign(math.inf, ma - mb), float("inf"), 0.0)
-    t = (ma - mb) / math.sqrt(va + vb)
-    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
-    return t, df, _betainc(df / 2, 0.5, df / (df + t * t))  # P(|T_df| > |t|)
-
-
 # ---------------------------------------------------------------------------------------------
 # Drivers: all figures of a set of runs; the figures of one run
 # ---------------------------------------------------------------------------------------------
@@ -521,14 +475,11 @@ def plot_run(run_dir, out_dir=None, smooth: int = 1) -> list[Path]:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", help="run folders holding config.json and metrics.jsonl")
     parser.add_argument("--out", default="figures", help="folder for the PNG files (created)")
-    parser.add_argument("--smooth", type=int, default=1,
-                        help="moving average over this many evaluations (1 = none)")
+    parser.add_argument("--smooth", type=COUNT, default=1, help="moving average over this many evaluations (1 = none)")
     args = parser.parse_args(argv)
-    if args.smooth < 1:
-        sys.exit(f"error: --smooth must be >= 1, not {args.smooth}")
     try:
         runs = [load_run(d) for d in args.runs]
         paths = plot_runs(runs, args.out, smooth=args.smooth)

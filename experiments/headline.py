@@ -233,6 +233,49 @@ def run_experiment(root: Path, task: dict, protocol: dict, seeds: int, jobs: int
 # ---------------------------------------------------------------------------------------------
 # Summary: the table, the test, the figures
 # ---------------------------------------------------------------------------------------------
+def _betainc(a: float, b: float, x: float) -> float:
+    """The regularised incomplete beta function I_x(a, b), by its continued fraction (modified
+    Lentz; Numerical Recipes §6.4), for the t distribution's tail below."""
+    if x <= 0.0 or x >= 1.0:
+        return 0.0 if x <= 0.0 else 1.0
+    if x > (a + 1) / (a + b + 2):  # the fraction converges fast only below this point
+        return 1.0 - _betainc(b, a, 1.0 - x)
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)) / a
+    tiny, f, c, d = 1e-300, 1.0, 1.0, 0.0
+    for i in range(400):
+        m = i // 2
+        if i == 0:
+            num = 1.0
+        elif i % 2 == 0:
+            num = m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m))
+        else:
+            num = -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))
+        d = 1.0 + num * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + num / c
+        c = c if abs(c) > tiny else tiny
+        f *= c * d
+        if abs(1.0 - c * d) < 1e-12:
+            break
+    return front * (f - 1.0)
+
+
+def welch_t_test(a: list[float], b: list[float]) -> tuple[float, float, float]:
+    """(t, degrees of freedom, two-sided p) of Welch's t-test that means of a and b differ (unequal
+    variances; the Welch-Satterthwaite df). Needs 2+ values per side; two constant sides give
+    p = 1 if their means are equal and 0 otherwise."""
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError("Welch's t-test needs at least 2 values per group")
+    ma, mb = sum(a) / len(a), sum(b) / len(b)
+    va = sum((x - ma) ** 2 for x in a) / (len(a) - 1) / len(a)  # squared standard error of the mean
+    vb = sum((x - mb) ** 2 for x in b) / (len(b) - 1) / len(b)
+    if va + vb == 0.0:
+        return (0.0, float("inf"), 1.0) if ma == mb else (math.copysign(math.inf, ma - mb), float("inf"), 0.0)
+    t = (ma - mb) / math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    return t, df, _betainc(df / 2, 0.5, df / (df + t * t))  # P(|T_df| > |t|)
+
+
 def final_value(run: plots.Run, split: str) -> float:
     return run.series(split, run.metric)[1][-1]
 
@@ -276,7 +319,7 @@ def summarize(root: Path, name: str) -> dict:
         result[test] = {}
         for s in splits:
             if len(rl_values[s]) >= 2 and len(sft_values[s]) >= 2:
-                t, df, p = plots.welch_t_test(rl_values[s], sft_values[s])
+                t, df, p = welch_t_test(rl_values[s], sft_values[s])
                 result[test][s] = {"t": t, "df": df, "p": p}
     (root / "results.json").write_text(json.dumps(result, indent=1))
     (root / "results.md").write_text(results_table(result, mechanism_label))
