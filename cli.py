@@ -13,18 +13,25 @@ depend on other flags (e.g. the learning rate, from-scratch or not) are None in 
 computed by the script in one block right after parsing.
 
 A reusable function that cannot go on raises `RunError` with a one-line message; only a script's
-main() turns it into `error: <message>` on stderr and exit status 1. This module imports no torch.
+main() turns it into `error: <message>` on stderr and exit status 1 (`main`, for sft.py and
+ppo.py). This module imports no torch.
 """
 
 import argparse
 import math
 import os
+import sys
 from pathlib import Path
 
 
 class RunError(ValueError):
     """A run that cannot go on, in one line (a damaged checkpoint, a run folder that is not this run's,
     nothing to plot); main() prints `error: <message>` and exits with status 1."""
+
+
+def one_line(err) -> str:
+    """An exception as one short line (torch's and safetensors' messages run to paragraphs)."""
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -63,6 +70,7 @@ def number(kind=float, at_least=None, above=None, at_most=None):
 
 COUNT, COUNT_OR_0 = number(int, at_least=1), number(int, at_least=0)
 SEED = number(int, at_least=0, at_most=2**32 - 1)  # the range numpy accepts as a seed
+POSITIVE, NON_NEGATIVE, SHARE = number(above=0), number(at_least=0), number(at_least=0, at_most=1)
 
 
 def add_preset(parser) -> None:
@@ -82,6 +90,19 @@ def parse(parser, argv, paper: dict) -> argparse.Namespace:
         parser.set_defaults(**paper)
         args = parser.parse_args(argv)
     return args
+
+
+def main(run, parse_args, argv=None) -> None:
+    """The main() of sft.py and ppo.py: run(parse_args(argv)); a RunError from anywhere in the run
+    becomes `error: <its line>` on stderr and exit status 1; a torchrun process group is closed."""
+    try:
+        run(parse_args(argv))
+    except RunError as err:
+        sys.exit(f"error: {err}")
+    finally:
+        dist = sys.modules.get("torch.distributed")  # imported by the script, if at all
+        if dist is not None and dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def out_problem(path, folder=True):

@@ -4,54 +4,26 @@ The paper's claim is a comparison between checkpoints, so every checkpoint is me
 same episodes: each split's evaluation episodes come from `eval_envs(split, n)` of the
 environment module, a fixed list of hands / routes that is identical across calls and processes
 (the paper's evaluation: 234 GP hands per split; V-IRL 48 routes for ID and rule-OOD, 2 x 9
-cities for visual-OOD). Episodes use sequential revision (VIter) as in training: after a failed attempt the
-model sees the verifier's message and answers again, up to `attempts` times per hand / position.
+cities for visual-OOD). Episodes use sequential revision (VIter) as in training: after a failed
+attempt the model sees the verifier's message and answers again, up to `attempts` times.
+All unfinished episodes of a split are stepped together, `batch_size` per `policy.generate` call.
 
-Batching: all unfinished episodes of a split are stepped together, in chunks of `batch_size`
-observations per `policy.generate` call, until every episode has ended.
-
-Metrics per split (the numbers sft.py / ppo.py log in metrics.jsonl under "eval"):
-  GeneralPoints
-    success   = hands solved within the attempts / n, with stderr = sqrt(p(1-p)/n)
-    solved, n, attempts (model answers given), outcomes = share of each verifier outcome over
-    all attempts, cut_off = share of answers cut at max_new_tokens
-    numbers_right = share of hands whose first answer's "number" list holds the hand's numbers
-    (any order): the rule was read right, whatever the formula (ours, for the laptop experiment)
-    first_attempt = hands solved by their first answer / n
-    recognition (vision only) = share of first answers whose cards were recognised correctly, i.e.
-    whose verdict is not wrong_cards (the verifier checks the cards first), with its stderr: as
-    the paper reports it (public scripts/gp_recog_evaluation: one attempt, no verification)
-  V-IRL
-    step_accuracy = rail positions answered correctly within the attempts / all rail positions
-    of all routes; a position the agent never reached because the route ended after a failure
-    counts as wrong. stderr = sqrt(p(1-p)/positions) (a binomial approximation: the steps of
-    one route are not independent, so it understates the true uncertainty).
-    route_success = routes finished with every position correct / n, route_stderr likewise;
-    positions, positions_correct, routes_solved, n, attempts, outcomes, cut_off
-    frame_right = share of the answers at turns (the start and the intersections) whose action is
-    a turn of the split's action space, right direction or wrong: rule-OOD asks for left / right /
-    slightly left / slightly right, so a compass word there is the ID habit (ours, for the
-    laptop experiment)
-    observation_right = share of all answers with a "current observation" that is right: it says
-    "intersection" exactly at an intersection and names the landmark in view and no other of the
-    route's (the verifier's observation check, on every answer; with --vision the views must be
-    read for it, as GP-VL's cards: ours, for the laptop experiment)
-  (with V-IRL's VIter a position counts as correct when one of its 2 attempts is correct.)
+Metrics per split (what sft.py / ppo.py log under "eval"; gp_metrics and virl_metrics define each):
+GeneralPoints success (hands solved within the attempts) with its binomial stderr, first_attempt,
+numbers_right, outcomes, cut_off, and with --vision recognition as the paper reports it; V-IRL
+step_accuracy (rail positions answered correctly within the attempts, the paper's number),
+route_success, frame_right, observation_right.
 
 Greedy or sampled. temperature 0 is greedy (the CPU default: one number per checkpoint).
 temperature > 0 samples, `samples` passes over the same episodes, pass k seeded with
 sample_seed + k (torch's RNG is forked, so a training run's own stream is untouched): the
 metrics are over all passes, n = episodes x samples, so the stderr shrinks with more passes.
-temperature None = the checkpoint's own generation settings (its generation_config.json; the
-public evaluator calls generate with only max_new_tokens, so an instruct checkpoint samples with
-its own defaults): `--preset paper`, with 256 new tokens and the public image sizes.
+temperature None = the checkpoint's own generation settings (its generation_config.json, as the
+public evaluator samples an instruct checkpoint): `--preset paper`, with 256 new tokens and the
+public image sizes.
 
-Stand-ins that prove the pipeline itself: `--model oracle` answers env.oracle_response() and
-must score 100%; `--model random` answers random JSON of the right shape, the floor (GP: random
-cards, random numbers and a random formula; V-IRL: a random action of the split's action space
-with a random observation). They need the environments, so they carry `needs_envs = True` and
-the loop passes `envs=[env of each observation]` to their generate(); a policy.py policy is
-called as generate(obs_list, temperature=..., max_new_tokens=...).
+Stand-ins that prove the pipeline itself: `--model oracle` must score 100%, `--model random` is
+the floor (OraclePolicy, RandomPolicy).
 
 Usage:
     python evaluate.py --env generalpoints --model oracle --splits id,ood-rule
@@ -97,7 +69,11 @@ class StandInGeneration:
 
 
 class OraclePolicy:
-    """Answers each environment's ground truth (the solver / the rail): must score 100%."""
+    """Answers each environment's ground truth (the solver / the rail): must score 100%.
+
+    The stand-ins need the environments, so they carry `needs_envs = True` and the loop passes
+    `envs=[env of each observation]` to their generate(); a policy.py policy is called as
+    generate(obs_list, temperature=..., max_new_tokens=...)."""
 
     needs_envs = True  # evaluate() passes the env of each observation as envs=[...]
 
@@ -233,7 +209,16 @@ def _cut_off_share(flat: list[Attempt]) -> float:
 
 
 def gp_metrics(episodes: list[list[Attempt]], vision: bool) -> dict:
-    """GeneralPoints metrics of one split from the attempts of each hand (see module docstring)."""
+    """GeneralPoints metrics of one split from the attempts of each hand:
+    success = hands solved within the attempts / n, with stderr = sqrt(p(1-p)/n);
+    solved, n, attempts (model answers given), outcomes = share of each verifier outcome over all
+    attempts, cut_off = share of answers cut at max_new_tokens;
+    numbers_right = share of hands whose first answer's "number" list holds the hand's numbers
+    (any order): the rule was read right, whatever the formula (ours, for the laptop experiment);
+    first_attempt = hands solved by their first answer / n;
+    recognition (vision only) = share of first answers whose cards were recognised correctly, i.e.
+    whose verdict is not wrong_cards (the verifier checks the cards first), with its stderr: as
+    the paper reports it (public scripts/gp_recog_evaluation: one attempt, no verification)."""
     n = len(episodes)
     solved = sum(1 for ep in episodes if ep and ep[-1].terminated)  # ended by a correct answer
     first = sum(1 for ep in episodes if ep and ep[0].terminated)
@@ -260,6 +245,17 @@ def virl_metrics(episodes: list[list[Attempt]], positions: list[int]) -> dict:
     stop() at the destination, i.e. every position was answered within its attempts.
     Example: routes of 3 and 4 positions, the first solved, the second failed at its 2nd
     position -> step_accuracy (3 + 1) / 7, route_success 1 / 2.
+
+    step_accuracy = rail positions answered correctly within the attempts / all rail positions;
+    stderr = sqrt(p(1-p)/positions) (a binomial approximation: the steps of one route are not
+    independent, so it understates the true uncertainty). route_success = routes finished with
+    every position correct / n, route_stderr likewise. frame_right = share of the answers at turns
+    (the start and the intersections) whose action is a turn of the split's action space, right
+    direction or wrong: rule-OOD asks for left / right / slightly left / slightly right, so a
+    compass word there is the ID habit. observation_right = share of all answers whose "current
+    observation" is right: "intersection" exactly at an intersection, the landmark in view and no
+    other of the route's (the verifier's check; with --vision the views must be read for it). The
+    last two are ours, for the laptop experiment.
     """
     n = len(episodes)
     correct = [sum(1 for a in ep if a.verdict.outcome == "correct") for ep in episodes]
