@@ -34,40 +34,20 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from safetensors import SafetensorError, safe_open
-from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
-                                                     get_optimizer_state_dict, set_optimizer_state_dict)
+from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_optimizer_state_dict,
+                                                     set_optimizer_state_dict)
+
+from cli import RunError, one_line  # RunError: what a run cannot go on from; main() exits with it
 
 # -----------------------------------------------------------------------------------------------
 # Saving: the full state gathered to rank 0, written atomically
-
-
-def save_policy(policy, out_dir):
-    """Write the policy as a checkpoint folder (Policy.save: save_pretrained, value head).
-    Every rank calls it: a sharded policy's full state dicts are gathered to rank 0, which writes
-    (sft.py, "FSDP by hand" 5)."""
-    if not policy.sharded:
-        return policy.save(out_dir)
-    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-    model_state = get_model_state_dict(policy.model, options=options)  # a collective: every rank
-    head_state = get_model_state_dict(policy.value_head, options=options)
-    if dist.get_rank() == 0:
-        policy.save(out_dir, model_state, head_state)
-
-
-def _trained_modules(policy):
-    """One module holding every parameter an optimizer may train (model and value head), so that
-    optimizer states are saved by parameter name, whatever the sharding."""
-    modules = {"model": policy.model}
-    if getattr(policy, "value_head", None) is not None:
-        modules["value_head"] = policy.value_head
-    return torch.nn.ModuleDict(modules)
 
 
 def save(out_dir, step, policy, optimizer, scheduler, extra, keep=2, final=False):
     """Write out_dir/checkpoint-STEP/ atomically and keep the newest `keep` checkpoints.
 
     Every rank calls this (the FSDP state is gathered to rank 0, which writes). The folder holds
-      - save_policy(): the model (save_pretrained, safetensors), tokenizer/processor, value head;
+      - Policy.save: the model (save_pretrained, safetensors), tokenizer/processor, value head;
         load it with load_policy(path), so a checkpoint is also a model to evaluate or fine-tune;
       - optimizer.pt: the full (unsharded) optimizer state, keyed by parameter name;
       - scheduler.pt, trainer_state.json (step + `extra`: data position, tokens, flops ...);
@@ -83,9 +63,9 @@ def save(out_dir, step, policy, optimizer, scheduler, extra, keep=2, final=False
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     _barrier()
-    save_policy(policy, str(tmp))  # FSDP 5: gathered to rank 0
+    policy.save(str(tmp))  # every rank: under FSDP the weights are gathered to rank 0 (sft.py)
     optim_state = get_optimizer_state_dict(  # a collective under FSDP: every rank takes part
-        _trained_modules(policy), optimizer,
+        policy, optimizer,
         options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     if rank == 0:
         torch.save(optim_state, tmp / "optimizer.pt")
@@ -171,7 +151,7 @@ def problem(path):
 def latest_intact(out_dir):
     """The checkpoint --resume continues from: the newest intact one in out_dir, or None if the run
     has none. A damaged newest checkpoint is named on stderr and the older kept one used instead;
-    when every checkpoint is damaged the run stops with one line naming the files."""
+    when every checkpoint is damaged it raises RunError, one line naming the files."""
     problems = []
     for path in reversed(_folders(out_dir) if Path(out_dir).is_dir() else []):
         if (why := problem(path)) is None:
@@ -181,18 +161,18 @@ def latest_intact(out_dir):
             return str(path)
         problems.append(why)
     if problems:
-        sys.exit(f"error: cannot resume {out_dir}, no intact checkpoint: {'; '.join(problems)}")
+        raise RunError(f"cannot resume {out_dir}, no intact checkpoint: {'; '.join(problems)}")
     return None
 
 
 def resume_point(out_dir, args, keys):
     """The checkpoint a run continues from: with --resume, the newest intact one in `out_dir`,
     checked to be the same run (check_same_run on `keys`), or None when there is none; without
-    --resume None, and a folder that already holds checkpoints is refused (one line, exit 1)."""
+    --resume None, and a folder that already holds checkpoints is refused (RunError)."""
     if not args.resume:
         if latest(out_dir):
-            sys.exit(f"error: {out_dir} already holds checkpoints; pass --resume to continue it "
-                     "or choose another --out")
+            raise RunError(f"{out_dir} already holds checkpoints; pass --resume to continue it "
+                           "or choose another --out")
         return None
     last = latest_intact(out_dir)
     if last is not None:
@@ -202,21 +182,21 @@ def resume_point(out_dir, args, keys):
 
 def init_flops(path) -> float:
     """Training compute already in a checkpoint: the 'flops' sft.py / ppo.py store in its
-    trainer_state.json (0 for a model without one)."""
+    trainer_state.json (0 for a model without one); RunError when it holds no such number."""
     state = Path(path) / "trainer_state.json"
     if not state.is_file():
         return 0.0
     try:
         flops = float(json.loads(state.read_text()).get("flops", 0.0))
     except (OSError, ValueError, TypeError, AttributeError, RecursionError) as err:  # not JSON, not a dict, ...
-        sys.exit(f"error: {state} cannot be read ({one_line(err)}); fix or delete it")
+        raise RunError(f"{state} cannot be read ({one_line(err)}); fix or delete it") from None
     if not (math.isfinite(flops) and flops >= 0):
-        sys.exit(f"error: {state} gives flops {flops}; it must be a finite number >= 0")
+        raise RunError(f"{state} gives flops {flops}; it must be a finite number >= 0")
     return flops
 
 
 def check_same_run(out_dir, args, keys):
-    """Stop with one line when --resume would continue out_dir with other settings `keys` (e.g.
+    """RunError when --resume would continue out_dir with other settings `keys` (e.g.
     env, seed) than its config.json records: that would train another task's checkpoint, or
     another run, and overwrite its config."""
     path = Path(out_dir) / "config.json"
@@ -225,38 +205,44 @@ def check_same_run(out_dir, args, keys):
     try:
         saved = json.loads(path.read_text())
     except (OSError, ValueError, RecursionError) as err:
-        sys.exit(f"error: {path} cannot be read ({one_line(err)}); fix or delete it to resume")
+        raise RunError(f"{path} cannot be read ({one_line(err)}); fix or delete it to resume") from None
     changed = [k for k in keys if isinstance(saved, dict) and k in saved and saved[k] != getattr(args, k)]
     if changed:
-        sys.exit(f"error: --resume of {out_dir} with a different {', '.join(changed)} than the run's "
-                 f"config.json ({', '.join(f'{k} {saved[k]!r}' for k in changed)})")
+        raise RunError(f"--resume of {out_dir} with a different {', '.join(changed)} than the run's "
+                       f"config.json ({', '.join(f'{k} {saved[k]!r}' for k in changed)})")
 
 
 # -----------------------------------------------------------------------------------------------
 # Loading: the optimizer, the scheduler and the random states (the weights are the policy folder's)
 
 
-def load(path, policy, optimizer, scheduler):
+def load(path, policy, optimizer, scheduler, keys=()):
     """Restore the training state that save() wrote, around a policy loaded from `path`.
 
     The weights are restored by loading the policy from the checkpoint folder itself
     (policy = load_policy(path), then shard it as usual); this restores the optimizer, the
-    scheduler and this rank's random states, and returns trainer_state.json (step, extra).
-    Every rank calls it; rank 0 reads the optimizer state and broadcasts it. A file that cannot
-    be read raises ValueError naming it (latest_intact has already checked the obvious).
+    scheduler and this rank's random states, and returns trainer_state.json (step, extra), which
+    must hold `keys`. Every rank calls it; rank 0 reads the optimizer state and broadcasts it. A
+    file that cannot be read raises RunError naming it (latest_intact has checked the obvious).
     """
     path, rank = Path(path), _rank()
-    optim_state = _load_pt(path / "optimizer.pt") if rank == 0 else {}
-    # strict=False: parameters that never got a gradient (the vision tower in a text-only run)
-    # have no Adam state to restore
-    set_optimizer_state_dict(_trained_modules(policy), optimizer, optim_state,
-                             options=StateDictOptions(full_state_dict=True, strict=False,
-                                                      broadcast_from_rank0=dist.is_initialized()))
-    scheduler.load_state_dict(_load_pt(path / "scheduler.pt"))
-    rng_file = path / f"rng-rank{rank}.pt"
-    if rng_file.exists():  # absent when resuming on more ranks than the run was saved with
-        _set_rng_state(_load_pt(rng_file))
-    return json.loads((path / "trainer_state.json").read_text())
+    try:
+        optim_state = _load_pt(path / "optimizer.pt") if rank == 0 else {}
+        # strict=False: parameters that never got a gradient (the vision tower in a text-only run)
+        # have no Adam state to restore
+        set_optimizer_state_dict(policy, optimizer, optim_state,
+                                 options=StateDictOptions(full_state_dict=True, strict=False,
+                                                          broadcast_from_rank0=dist.is_initialized()))
+        scheduler.load_state_dict(_load_pt(path / "scheduler.pt"))
+        rng_file = path / f"rng-rank{rank}.pt"
+        if rng_file.exists():  # absent when resuming on more ranks than the run was saved with
+            _set_rng_state(_load_pt(rng_file))
+    except ValueError as err:
+        raise RunError(f"cannot resume from {path}: {err}") from None
+    state = json.loads((path / "trainer_state.json").read_text())
+    if missing := [k for k in ("step", *keys) if k not in state]:
+        raise RunError(f"cannot resume from {path}: its trainer_state.json has no {missing[0]!r}")
+    return state
 
 
 def _load_pt(file):
@@ -302,27 +288,29 @@ def _set_rng_state(state):
 
 
 class RunLogger:
-    """The run log that plots.py reads: runs/NAME/config.json and runs/NAME/metrics.jsonl.
+    """The run log that plots.py reads: runs/NAME/config.json and runs/NAME/metrics.jsonl (and any
+    other JSONL log named in `logs`, e.g. ppo.py's samples.jsonl).
 
-    Only rank 0 writes. A fresh run starts an empty metrics.jsonl; a resumed run (resume_step
-    given) keeps the lines up to the checkpoint's step and drops what the killed run logged after
-    it, since those steps are trained again.
+    Only rank 0 writes. A fresh run starts each log empty; a resumed run (resume_step given) keeps
+    the lines up to the checkpoint's step and drops what the killed run logged after it, since
+    those steps are trained again.
     """
 
-    def __init__(self, out_dir, config, rank, resume_step=None):
-        self.path = Path(out_dir) / "metrics.jsonl"
+    def __init__(self, out_dir, config, rank, resume_step=None, logs=("metrics.jsonl",)):
+        self.out_dir, self.path = Path(out_dir), Path(out_dir) / logs[0]
         self.enabled = rank == 0
         if not self.enabled:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        (self.path.parent / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-        resumed = resume_step is not None and self.path.exists()
-        self.path.write_text(lines_up_to(self.path, resume_step) if resumed else "")
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        (self.out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        for path in (self.out_dir / name for name in logs):
+            resumed = resume_step is not None and path.exists()
+            path.write_text(lines_up_to(path, resume_step) if resumed else "")
 
-    def log(self, record):
-        """Append one JSON line (flushed at once, so a killed run loses nothing logged)."""
+    def log(self, record, name="metrics.jsonl"):
+        """Append one JSON line to log `name` (flushed at once, so a killed run loses nothing logged)."""
         if self.enabled:
-            with open(self.path, "a") as f:
+            with open(self.out_dir / name, "a") as f:
                 f.write(json.dumps(record) + "\n")
 
 
@@ -343,12 +331,7 @@ def lines_up_to(path, step):
 
 
 # -----------------------------------------------------------------------------------------------
-# Helpers: errors in one line, the rank under torchrun
-
-
-def one_line(err):
-    """An exception as one short line (torch's and safetensors' messages run to paragraphs)."""
-    return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+# Helpers: the rank under torchrun
 
 
 def _rank():

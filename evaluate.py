@@ -4,54 +4,26 @@ The paper's claim is a comparison between checkpoints, so every checkpoint is me
 same episodes: each split's evaluation episodes come from `eval_envs(split, n)` of the
 environment module, a fixed list of hands / routes that is identical across calls and processes
 (the paper's evaluation: 234 GP hands per split; V-IRL 48 routes for ID and rule-OOD, 2 x 9
-cities for visual-OOD). Episodes use sequential revision (VIter) as in training: after a failed attempt the
-model sees the verifier's message and answers again, up to `attempts` times per hand / position.
+cities for visual-OOD). Episodes use sequential revision (VIter) as in training: after a failed
+attempt the model sees the verifier's message and answers again, up to `attempts` times.
+All unfinished episodes of a split are stepped together, `batch_size` per `policy.generate` call.
 
-Batching: all unfinished episodes of a split are stepped together, in chunks of `batch_size`
-observations per `policy.generate` call, until every episode has ended.
-
-Metrics per split (the numbers sft.py / ppo.py log in metrics.jsonl under "eval"):
-  GeneralPoints
-    success   = hands solved within the attempts / n, with stderr = sqrt(p(1-p)/n)
-    solved, n, attempts (model answers given), outcomes = share of each verifier outcome over
-    all attempts, cut_off = share of answers cut at max_new_tokens
-    numbers_right = share of hands whose first answer's "number" list holds the hand's numbers
-    (any order): the rule was read right, whatever the formula (ours, for the laptop experiment)
-    first_attempt = hands solved by their first answer / n
-    recognition (vision only) = share of first answers whose cards were recognised correctly, i.e.
-    whose verdict is not wrong_cards (the verifier checks the cards first), with its stderr: as
-    the paper reports it (public scripts/gp_recog_evaluation: one attempt, no verification)
-  V-IRL
-    step_accuracy = rail positions answered correctly within the attempts / all rail positions
-    of all routes; a position the agent never reached because the route ended after a failure
-    counts as wrong. stderr = sqrt(p(1-p)/positions) (a binomial approximation: the steps of
-    one route are not independent, so it understates the true uncertainty).
-    route_success = routes finished with every position correct / n, route_stderr likewise;
-    positions, positions_correct, routes_solved, n, attempts, outcomes, cut_off
-    frame_right = share of the answers at turns (the start and the intersections) whose action is
-    a turn of the split's action space, right direction or wrong: rule-OOD asks for left / right /
-    slightly left / slightly right, so a compass word there is the ID habit (ours, for the
-    laptop experiment)
-    observation_right = share of all answers with a "current observation" that is right: it says
-    "intersection" exactly at an intersection and names the landmark in view and no other of the
-    route's (the verifier's observation check, on every answer; with --vision the views must be
-    read for it, as GP-VL's cards: ours, for the laptop experiment)
-  (with V-IRL's VIter a position counts as correct when one of its 2 attempts is correct.)
+Metrics per split (what sft.py / ppo.py log under "eval"; gp_metrics and virl_metrics define each):
+GeneralPoints success (hands solved within the attempts) with its binomial stderr, first_attempt,
+numbers_right, outcomes, cut_off, and with --vision recognition as the paper reports it; V-IRL
+step_accuracy (rail positions answered correctly within the attempts, the paper's number),
+route_success, frame_right, observation_right.
 
 Greedy or sampled. temperature 0 is greedy (the CPU default: one number per checkpoint).
 temperature > 0 samples, `samples` passes over the same episodes, pass k seeded with
 sample_seed + k (torch's RNG is forked, so a training run's own stream is untouched): the
 metrics are over all passes, n = episodes x samples, so the stderr shrinks with more passes.
-temperature None = the checkpoint's own generation settings (its generation_config.json; the
-public evaluator calls generate with only max_new_tokens, so an instruct checkpoint samples with
-its own defaults): `--preset paper`, with 256 new tokens and the public image sizes.
+temperature None = the checkpoint's own generation settings (its generation_config.json, as the
+public evaluator samples an instruct checkpoint): `--preset paper`, with 256 new tokens and the
+public image sizes.
 
-Stand-ins that prove the pipeline itself: `--model oracle` answers env.oracle_response() and
-must score 100%; `--model random` answers random JSON of the right shape, the floor (GP: random
-cards, random numbers and a random formula; V-IRL: a random action of the split's action space
-with a random observation). They need the environments, so they carry `needs_envs = True` and
-the loop passes `envs=[env of each observation]` to their generate(); a policy.py policy is
-called as generate(obs_list, temperature=..., max_new_tokens=...).
+Stand-ins that prove the pipeline itself: `--model oracle` must score 100%, `--model random` is
+the floor (OraclePolicy, RandomPolicy).
 
 Usage:
     python evaluate.py --env generalpoints --model oracle --splits id,ood-rule
@@ -59,7 +31,6 @@ Usage:
     python evaluate.py --env generalpoints --vision --model runs/gp_ppo/final --out eval.json
 """
 
-import argparse
 import contextlib
 import functools
 import json
@@ -76,6 +47,7 @@ from tqdm import tqdm
 
 import generalpoints
 import virl
+from cli import COUNT, SEED, ArgumentParser, number, out_problem
 
 ENVS = {"generalpoints": generalpoints, "virl": virl}  # name -> environment module
 STAND_INS = ("oracle", "random")
@@ -97,7 +69,11 @@ class StandInGeneration:
 
 
 class OraclePolicy:
-    """Answers each environment's ground truth (the solver / the rail): must score 100%."""
+    """Answers each environment's ground truth (the solver / the rail): must score 100%.
+
+    The stand-ins need the environments, so they carry `needs_envs = True` and the loop passes
+    `envs=[env of each observation]` to their generate(); a policy.py policy is called as
+    generate(obs_list, temperature=..., max_new_tokens=...)."""
 
     needs_envs = True  # evaluate() passes the env of each observation as envs=[...]
 
@@ -233,7 +209,16 @@ def _cut_off_share(flat: list[Attempt]) -> float:
 
 
 def gp_metrics(episodes: list[list[Attempt]], vision: bool) -> dict:
-    """GeneralPoints metrics of one split from the attempts of each hand (see module docstring)."""
+    """GeneralPoints metrics of one split from the attempts of each hand:
+    success = hands solved within the attempts / n, with stderr = sqrt(p(1-p)/n);
+    solved, n, attempts (model answers given), outcomes = share of each verifier outcome over all
+    attempts, cut_off = share of answers cut at max_new_tokens;
+    numbers_right = share of hands whose first answer's "number" list holds the hand's numbers
+    (any order): the rule was read right, whatever the formula (ours, for the laptop experiment);
+    first_attempt = hands solved by their first answer / n;
+    recognition (vision only) = share of first answers whose cards were recognised correctly, i.e.
+    whose verdict is not wrong_cards (the verifier checks the cards first), with its stderr: as
+    the paper reports it (public scripts/gp_recog_evaluation: one attempt, no verification)."""
     n = len(episodes)
     solved = sum(1 for ep in episodes if ep and ep[-1].terminated)  # ended by a correct answer
     first = sum(1 for ep in episodes if ep and ep[0].terminated)
@@ -260,6 +245,17 @@ def virl_metrics(episodes: list[list[Attempt]], positions: list[int]) -> dict:
     stop() at the destination, i.e. every position was answered within its attempts.
     Example: routes of 3 and 4 positions, the first solved, the second failed at its 2nd
     position -> step_accuracy (3 + 1) / 7, route_success 1 / 2.
+
+    step_accuracy = rail positions answered correctly within the attempts / all rail positions;
+    stderr = sqrt(p(1-p)/positions) (a binomial approximation: the steps of one route are not
+    independent, so it understates the true uncertainty). route_success = routes finished with
+    every position correct / n, route_stderr likewise. frame_right = share of the answers at turns
+    (the start and the intersections) whose action is a turn of the split's action space, right
+    direction or wrong: rule-OOD asks for left / right / slightly left / slightly right, so a
+    compass word there is the ID habit. observation_right = share of all answers whose "current
+    observation" is right: "intersection" exactly at an intersection, the landmark in view and no
+    other of the route's (the verifier's check; with --vision the views must be read for it). The
+    last two are ours, for the laptop experiment.
     """
     n = len(episodes)
     correct = [sum(1 for a in ep if a.verdict.outcome == "correct") for ep in episodes]
@@ -372,67 +368,6 @@ def _seeded(seed):
 
 
 # ---------------------------------------------------------------------------------------------
-# Command-line checks, shared with sft.py, ppo.py and experiments/headline.py (this is the file
-# they all import that needs no torch): a bad flag gets one line before any model is loaded.
-# ---------------------------------------------------------------------------------------------
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse whose errors are one line, `sft.py: error: argument --lr: must be > 0, not -1`,
-    without the usage block before it (--help shows that)."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def number(kind=float, at_least=None, above=None, at_most=None):
-    """An argparse `type`: the flag's text as `kind` (float or int), refused with one line unless
-    it is finite and within the bounds. type=number(above=0) for a learning rate,
-    number(at_least=0, at_most=1) for a share, number(int, at_least=1) for a count:
-        --lr nan  ->  "argument --lr: must be a finite number, not nan"
-        --lr -1   ->  "argument --lr: must be > 0, not -1"
-    """
-    def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"must be {'an integer' if kind is int else 'a number'}, not {text!r}") from None
-        if kind is float and not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"must be a finite number, not {text}")
-        if at_least is not None and value < at_least:
-            raise argparse.ArgumentTypeError(f"must be >= {at_least}, not {text}")
-        if above is not None and value <= above:
-            raise argparse.ArgumentTypeError(f"must be > {above}, not {text}")
-        if at_most is not None and value > at_most:
-            raise argparse.ArgumentTypeError(f"must be <= {at_most}, not {text}")
-        return value
-
-    return parse
-
-
-COUNT, COUNT_OR_0 = number(int, at_least=1), number(int, at_least=0)
-SEED = number(int, at_least=0, at_most=2**32 - 1)  # the range numpy accepts as a seed
-
-
-def out_problem(path, folder=True):
-    """Why `path` cannot be written, as a run folder (folder=True) or a file, or None when it can.
-    Checked before any work, so a run or an evaluation is never lost at its end:
-        out_problem("notes.txt") -> "notes.txt is a file, not a folder"
-        out_problem("notes.txt/run") -> "notes.txt/run is under notes.txt, which is a file"
-    """
-    path = Path(path)
-    if path.exists() and path.is_dir() != folder:
-        return f"{path} is {'a file, not a folder' if folder else 'a folder, not a file'}"
-    for parent in path.parents:  # the nearest one that exists must be a writable folder
-        if parent.exists():
-            if not parent.is_dir():
-                return f"{path} is under {parent}, which is a file"
-            if not os.access(parent, os.W_OK):
-                return f"{path}: cannot write in {parent}"
-            break
-    return None
-
-
-# ---------------------------------------------------------------------------------------------
 # CLI
 # ---------------------------------------------------------------------------------------------
 def format_table(results: dict, env: str) -> str:
@@ -462,61 +397,38 @@ def format_table(results: dict, env: str) -> str:
 
 def main(argv=None) -> None:
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--env", required=True, choices=sorted(ENVS), help="the task")
-    parser.add_argument("--vision", action="store_true",
-                        help="the VL variant: cards / street views as an image")
-    parser.add_argument("--model", required=True,
-                        help="'tiny' / 'tiny-large' / 'tiny-vl' (random init), a saved policy folder, "
-                             "'oracle' or 'random'")
-    parser.add_argument("--splits", default="id,ood-rule",
-                        help="comma-separated splits among id, ood-rule, ood-visual "
-                             "(GeneralPoints also val-rule: J/Q/K = 3/6/9)")
-    parser.add_argument("--episodes", type=int, default=None,
-                        help="episodes per split, at most the split's distinct hands / routes "
-                             "(default: 234 hands / 48 or 18 routes)")
-    parser.add_argument("--attempts", type=int, default=None,
-                        help="attempts per hand / position (VIter; default GP 5, V-IRL 2)")
-    parser.add_argument("--temperature", type=float, default=0.0,
-                        help="sampling temperature, 0 = greedy (the default)")
-    parser.add_argument("--samples", type=int, default=1,
-                        help="sampling passes over the episodes when --temperature > 0, each seeded "
-                             "(--seed + k); the metrics are over all of them")
-    parser.add_argument("--max-new-tokens", type=int, default=None,
-                        help=f"longest answer in tokens; a longer one is cut off and judged as is "
-                             f"(default {MAX_NEW_TOKENS}; the paper: 256)")
-    parser.add_argument("--preset", choices=["cpu", "paper"], default="cpu",
-                        help="'paper' = evaluate as the public evaluator does: the checkpoint's own "
-                             "generation settings (generation_config.json) instead of --temperature, "
-                             "256 new tokens, images at the public sizes (1200 px cards, 2405 px grids)")
-    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE,
-                        help="observations per generate() call")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="seed of the model's init ('tiny'), sampling and the random stand-in")
-    parser.add_argument("--held-out", action="store_true",
-                        help="GeneralPoints: other fixed hands, none of them one of the 234 evaluation hands "
-                             "that sft.py and ppo.py evaluate on (a gain there is not those hands' alone)")
-    parser.add_argument("--out", default=None, help="write {split: metrics} as JSON to this file")
+    a = parser.add_argument
+    a("--env", required=True, choices=sorted(ENVS), help="the task (paper: both)")
+    a("--vision", action="store_true", help="the VL variant: cards / street views as an image (paper: both)")
+    a("--model", required=True,
+      help="'tiny' / 'tiny-large' / 'tiny-vl' (random init), a policy folder, 'oracle', 'random'")
+    a("--splits", default="id,ood-rule",
+      help="comma-separated: id, ood-rule, ood-visual; GP also val-rule (J/Q/K = 3/6/9)")
+    a("--episodes", type=COUNT, default=None,
+      help="episodes per split, at most the split's distinct ones (paper: 234 hands / 48 or 18 routes)")
+    a("--attempts", type=COUNT, default=None, help="attempts per hand / position, VIter (paper: GP 5, V-IRL 2)")
+    a("--temperature", type=number(at_least=0), default=0.0, help="sampling temperature, 0 = greedy")
+    a("--samples", type=COUNT, default=1, help="seeded sampling passes (--seed + k) when --temperature > 0")
+    a("--max-new-tokens", type=COUNT, default=None,
+      help=f"longest answer; a longer one is cut off and judged as is (default {MAX_NEW_TOKENS}; paper: 256)")
+    a("--preset", choices=["cpu", "paper"], default="cpu",
+      help="paper: as the public evaluator, the checkpoint's generation_config, 256 tokens, public image sizes")
+    a("--batch-size", type=COUNT, default=BATCH_SIZE, help="observations per generate() call")
+    a("--seed", type=SEED, default=0, help="seed of the model's init ('tiny'), sampling and the random stand-in")
+    a("--held-out", action="store_true", help="GeneralPoints: other fixed hands, none of the 234 evaluation hands")
+    a("--out", default=None, help="write {split: metrics} as JSON to this file")
     args = parser.parse_args(argv)
     if args.held_out and args.env != "generalpoints":
-        sys.exit("error: --held-out is for GeneralPoints (V-IRL has its fixed routes only)")
-
+        parser.error("--held-out is for GeneralPoints (V-IRL has its fixed routes only)")
     try:
         splits = parse_splits(args.splits, args.env)
     except ValueError as err:
-        sys.exit(f"error: --splits: {err}")
+        parser.error(f"--splits: {err}")
     paper = args.preset == "paper"
     if args.max_new_tokens is None:
         args.max_new_tokens = PAPER_MAX_NEW_TOKENS if paper else MAX_NEW_TOKENS
-    for flag, value in [("--episodes", args.episodes), ("--attempts", args.attempts), ("--samples", args.samples),
-                        ("--max-new-tokens", args.max_new_tokens), ("--batch-size", args.batch_size)]:
-        if value is not None and value < 1:
-            sys.exit(f"error: {flag} must be >= 1")
-    if not 0 <= args.temperature < math.inf:  # nan fails too
-        sys.exit(f"error: --temperature must be a finite number >= 0, not {args.temperature}")
-    if not 0 <= args.seed < 2**32:
-        sys.exit(f"error: --seed must be in 0 .. 2**32 - 1, not {args.seed}")
     if args.out and (why := out_problem(args.out, folder=False)):  # before hours of evaluation
-        sys.exit(f"error: --out {why}")
+        parser.error(f"--out {why}")
     for split in splits:
         if args.episodes and args.episodes > (most := distinct_episodes(args.env, split)):
             print(f"note: {split} has {most} distinct {'routes' if args.env == 'virl' else 'hands'}; "
@@ -526,7 +438,7 @@ def main(argv=None) -> None:
         policy = stand_in(args.model, args.seed)
     else:
         if not args.model.startswith("tiny") and not Path(args.model).is_dir():
-            sys.exit(f"error: model folder {args.model!r} not found")
+            parser.error(f"model folder {args.model!r} not found")
         import torch  # imported here: torch costs seconds, the stand-ins need none
 
         from policy import load_policy

@@ -16,12 +16,13 @@ Usage:
     python plots.py runs/gp_sft runs/gp_ppo --out figures/            # all figures that apply
     python plots.py runs/gp_sft runs/gp_ppo --out figures/ --smooth 3 # moving average of 3 evals
 
-A training script draws its own run with `plot_run(run_dir, out_dir)`. The plot functions return
-the matplotlib Figure (and save a PNG when given a path), so tests can inspect the axes.
+A training script draws its own run with `plot_run(run_dir, out_dir)`; ppo.py's text lines (per
+update, sample episodes, what the run learned) are formatted here too, from the same records. The
+plot functions return the matplotlib Figure (and save a PNG when given a path), so tests can
+inspect the axes.
 Figures are built with matplotlib's object API on the Agg canvas: no pyplot, no display.
 """
 
-import argparse
 import json
 import math
 import sys
@@ -33,15 +34,14 @@ import matplotlib
 matplotlib.use("Agg")  # files only, never a window
 from matplotlib.figure import Figure  # noqa: E402  (after choosing the backend)
 
+from cli import COUNT, ArgumentParser, RunError  # noqa: E402  (RunError: a run folder that cannot be plotted)
+from evaluate import headline  # noqa: E402  (a split's main number: GP success, V-IRL per-step accuracy)
+
 SPLITS = ("id", "ood-rule", "ood-visual")  # the order of the panels
 SPLIT_TITLES = {"id": "ID", "ood-rule": "OOD (rule)", "ood-visual": "OOD (visual)",
                 "val-rule": "held-out rule J/Q/K = 3/6/9"}
 METHOD_LABELS = {"sft": "SFT", "ppo": "RL"}  # the paper's names for the two methods
 METHOD_COLORS = {"sft": "tab:orange", "ppo": "tab:blue"}
-
-
-class RunError(ValueError):
-    """A run folder that cannot be plotted (no metrics.jsonl, no eval lines, ...)."""
 
 
 @dataclass
@@ -446,49 +446,6 @@ def plot_seeds(groups: dict, out_path=None, splits=("id", "ood-rule"), metric: s
     return fig
 
 
-def _betainc(a: float, b: float, x: float) -> float:
-    """The regularised incomplete beta function I_x(a, b), by its continued fraction (modified
-    Lentz; Numerical Recipes §6.4), for the t distribution's tail below."""
-    if x <= 0.0 or x >= 1.0:
-        return 0.0 if x <= 0.0 else 1.0
-    if x > (a + 1) / (a + b + 2):  # the fraction converges fast only below this point
-        return 1.0 - _betainc(b, a, 1.0 - x)
-    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)) / a
-    tiny, f, c, d = 1e-300, 1.0, 1.0, 0.0
-    for i in range(400):
-        m = i // 2
-        if i == 0:
-            num = 1.0
-        elif i % 2 == 0:
-            num = m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m))
-        else:
-            num = -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))
-        d = 1.0 + num * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + num / c
-        c = c if abs(c) > tiny else tiny
-        f *= c * d
-        if abs(1.0 - c * d) < 1e-12:
-            break
-    return front * (f - 1.0)
-
-
-def welch_t_test(a: list[float], b: list[float]) -> tuple[float, float, float]:
-    """(t, degrees of freedom, two-sided p) of Welch's t-test that means of a and b differ (unequal
-    variances; the Welch-Satterthwaite df). Needs 2+ values per side; two constant sides give
-    p = 1 if their means are equal and 0 otherwise."""
-    if len(a) < 2 or len(b) < 2:
-        raise ValueError("Welch's t-test needs at least 2 values per group")
-    ma, mb = sum(a) / len(a), sum(b) / len(b)
-    va = sum((x - ma) ** 2 for x in a) / (len(a) - 1) / len(a)  # squared standard error of the mean
-    vb = sum((x - mb) ** 2 for x in b) / (len(b) - 1) / len(b)
-    if va + vb == 0.0:
-        return (0.0, float("inf"), 1.0) if ma == mb else (math.copysign(math.inf, ma - mb), float("inf"), 0.0)
-    t = (ma - mb) / math.sqrt(va + vb)
-    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
-    return t, df, _betainc(df / 2, 0.5, df / (df + t * t))  # P(|T_df| > |t|)
-
-
 # ---------------------------------------------------------------------------------------------
 # Drivers: all figures of a set of runs; the figures of one run
 # ---------------------------------------------------------------------------------------------
@@ -520,15 +477,76 @@ def plot_run(run_dir, out_dir=None, smooth: int = 1) -> list[Path]:
     return plot_runs([run], out_dir if out_dir is not None else run_dir, smooth=smooth)
 
 
+def change_line(run_dir) -> str:
+    """What a run learned, from its first and last evaluation (ppo.py prints it last), e.g. the main job:
+    'learned (update 0 -> 100, greedy then sampled): id 60.3% -> 68.8% (+8.5) sampled 68.1% -> 74.9% (+6.8)
+    | ood-rule 0.0% -> 0.0% (+0.0) sampled 0.0% -> 0.0% (+0.0)'."""
+    run = load_run(run_dir)
+    if len(run.evals) < 2:
+        return "learned: (fewer than two evaluations logged)"
+    first, last = run.evals[0], run.evals[-1]
+
+    def change(a, b):
+        a, b = a[run.metric], b[run.metric]
+        return f"{100 * a:.1f}% -> {100 * b:.1f}% ({100 * (b - a):+.1f})"
+    parts = []
+    for split, m in last["eval"].items():
+        text = f"{split} {change(first['eval'][split], m)}"
+        s0, s1 = first.get("eval_sampled", {}).get(split), last.get("eval_sampled", {}).get(split)
+        if s0 and s1:
+            text += f" sampled {change(s0, s1)}"
+        parts.append(text)
+    return f"learned (update {first['step']} -> {last['step']}, greedy then sampled): " + " | ".join(parts)
+
+
+def update_line(update: int, total: int, row: dict) -> str:
+    """ppo.py's line per update, from its metrics.jsonl row (ppo.update_stats), e.g.
+    'update 1/2 | rollout: success 1.00 reward +1.12 | solved: first 0.55 revision 0.20 | correct 0.44 ...'."""
+    def share(x):
+        return "-" if x is None else f"{x:.2f}"
+    shares = " ".join(f"{k} {v:.2f}" for k, v in row["outcomes"].items())
+    return (f"update {update}/{total} | rollout: success {share(row['episode_success'])} reward "
+            f"{row['reward']:+.2f} | solved: first {share(row['first_success'])} revision "
+            f"{share(row['revision_success'])} | {shares} | vloss "
+            f"{row['value_loss']:.3f} ploss {row['policy_loss']:+.4f} kl {row['approx_kl']:.4f} "
+            + (f"klref {row['kl_ref']:.4f} " if row["kl_ref"] else "") + f"clip "
+            f"{row['clipfrac']:.2f} ev {share(row['explained_variance'])} | lr {row['lr']:.1e} | len "
+            f"{row['response_len']:.1f} cut {row['cut_off']:.2f} | {row['tokens_per_s']:.0f} tok/s | "
+            f"{row['seconds']:.1f}s")
+
+
+def eval_line(record: dict) -> str:
+    """ppo.py's line per evaluation (GP: success, V-IRL: per-step accuracy; greedy, then sampled), e.g.
+    'eval @ update 0: id 75.0% sampled 87.5% (n=8) | ood-rule 0.0% sampled 0.0% (n=8)'."""
+    sampled = record.get("eval_sampled", {})
+    return f"eval @ update {record['step']}: " + " | ".join(
+        f"{k} {100 * headline(m):.1f}%" + (f" sampled {100 * headline(sampled[k]):.1f}%" if k in sampled else "")
+        + f" (n={m['n']})" for k, m in record["eval"].items())
+
+
+def sample_lines(episodes: list, max_attempts_shown: int = 6) -> list:
+    """Episodes as a reader wants to see them (ppo.py's samples.jsonl records): the task, each
+    answer, the verdict, the feedback the model got and the answer the oracle would have given."""
+    lines = []
+    for j, ep in enumerate(episodes):
+        status = "solved" if ep["success"] else "failed"
+        lines.append(f"  sample {j + 1} ({status}, {len(ep['attempts'])} attempts): {ep['prompt']}")
+        for i, a in enumerate(ep["attempts"][:max_attempts_shown]):
+            verdict = f"{a['outcome']} {a['reward']:+.1f}"
+            if a["outcome"] != "correct":
+                verdict += f" '{a['feedback']}', expected {a['expected'][:90]!r}"
+            lines.append(f"    attempt {i + 1}: {a['answer'][:110]!r} -> {verdict}")
+        if len(ep["attempts"]) > max_attempts_shown:
+            lines.append(f"    ... {len(ep['attempts']) - max_attempts_shown} more attempts")
+    return lines
+
+
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", help="run folders holding config.json and metrics.jsonl")
     parser.add_argument("--out", default="figures", help="folder for the PNG files (created)")
-    parser.add_argument("--smooth", type=int, default=1,
-                        help="moving average over this many evaluations (1 = none)")
+    parser.add_argument("--smooth", type=COUNT, default=1, help="moving average over this many evaluations (1 = none)")
     args = parser.parse_args(argv)
-    if args.smooth < 1:
-        sys.exit(f"error: --smooth must be >= 1, not {args.smooth}")
     try:
         runs = [load_run(d) for d in args.runs]
         paths = plot_runs(runs, args.out, smooth=args.smooth)

@@ -1,6 +1,5 @@
 """The policy: a Hugging Face (vision-)language model with a value head, batched generation and
-exact per-token log-probs. Everything about "the model" lives here so that sft.py, ppo.py and
-evaluate.py stay about their algorithm.
+exact per-token log-probs: everything about "the model", so that the trainers stay about theirs.
 
 Two kinds of model, one code path:
 - `load_policy("tiny")` (the default everywhere): a Llama-3.2-Vision model (`Mllama*` classes,
@@ -16,16 +15,16 @@ Two kinds of model, one code path:
   A directory written by `Policy.save` is such a checkpoint plus `value_head.safetensors`.
 
 The value head is the paper's MLP (hidden -> 1024 -> 512 -> 1, ReLU, fp32) on the last layer's
-hidden state at the last prompt token. `score` is the one function that gives PPO both its old
-and its new log-probs (logits / sampling temperature, fp32 log-softmax, as the public code), so the ratio is
-exactly 1 on the first minibatch. Under torchrun, `setup_distributed` joins the process group;
-sft.py's `shard` wraps the model with FSDP2 (one unit per decoder / vision block, then the root).
+hidden state at the last prompt token. `score` gives PPO both its old and its new log-probs
+(logits / sampling temperature, fp32 log-softmax, as the public code): the first ratio is 1.
+Under torchrun sft.py's "FSDP by hand" wraps the model; generate and save call its two gathers.
 
     python policy.py                      # build the tiny model, greedy-answer one GP prompt
     python policy.py --model runs/x/final --vision
 """
-import argparse
+import contextlib
 import copy
+import functools
 import inspect
 import json
 import logging
@@ -49,6 +48,8 @@ from transformers.models.mllama.image_processing_pil_mllama import MllamaImagePr
 from transformers.models.qwen2_vl.processing_qwen2_vl import Qwen2VLProcessor
 from transformers.utils import logging as hf_logging
 
+from cli import one_line
+
 log = logging.getLogger("policy")
 hf_logging.disable_progress_bar()  # no "Loading weights" bars at every checkpoint
 
@@ -63,10 +64,8 @@ TINY_SIZES = {
                  vision_width=64, vision_layers=2, vision_heads=2, patch=14),
     "tiny-large": dict(hidden=256, layers=5, cross_layers=[2], heads=8, mlp=768,
                        vision_width=128, vision_layers=4, vision_heads=4, patch=14),
-    # "tiny" with 56-pixel patches, 4 x 4 per image: in GP-VL's table each card's large rank sits
-    # inside one patch. Trained from scratch to read the four ranks ("Read the ranks of the cards."),
-    # "tiny" (14-pixel patches) stayed at chance for 1,200 steps; this one read 192 of 192 fresh
-    # cards after 1,500 steps, red ones included, never seen (experiments/README.md, "GP-VL").
+    # "tiny" with 56-pixel patches, 4 x 4 per image: in GP-VL's table each card's large rank sits in
+    # one patch; it learns to read the ranks where "tiny" stays at chance (experiments/LOG.md).
     "tiny-vl": dict(hidden=128, layers=3, cross_layers=[1], heads=4, mlp=384,
                     vision_width=64, vision_layers=2, vision_heads=2, patch=56),
 }
@@ -203,7 +202,7 @@ def load_checkpoint(path, vision=False, device="cpu", dtype=None):
         raise ValueError(f"--model {path!r} is neither a tiny size ({', '.join(TINY_SIZES)}) nor a directory")
 
     def unusable(e):  # missing files, bad JSON, an unknown model type, truncated weights: one line
-        reason = (str(e).strip() or type(e).__name__).splitlines()[0][:200]
+        reason = one_line(e)
         if isinstance(e, pickle.UnpicklingError):  # a .bin that is more than tensors: never run
             reason = "its pickled weights hold more than tensors (refused by torch.load weights_only)"
         return ValueError(f"{path!r} is not a Hugging Face checkpoint that loads: {reason}")
@@ -279,6 +278,31 @@ class Scores:
     prompt_tokens: torch.Tensor  # [B] non-padding prompt tokens (image placeholders included)
 
 
+def answer_mask(tokenizer, responses, answer_key, width) -> torch.Tensor:
+    """[B, width]: 1 from the response token where '"<answer_key>"' starts, 0 before it and on the
+    padding; all 0 when the key never appears (the whole response then counts as "thought").
+
+    The character offset of every token comes from decoding the response token by token: the
+    ids may be a sampled, non-canonical tokenization, so re-tokenizing the text is not safe.
+    """
+    rows = []
+    for response in responses:
+        pieces = [_piece(tokenizer, t) for t in response]
+        start, end, first = "".join(pieces).find(f'"{answer_key}"'), 0, len(response)
+        for i, piece in enumerate(pieces):
+            end += len(piece)  # piece i covers characters [end - len, end)
+            if 0 <= start < end:
+                first = i
+                break
+        rows.append([0] * first + [1] * (len(response) - first) + [0] * (width - len(response)))
+    return torch.tensor(rows)
+
+
+@functools.cache
+def _piece(tokenizer, token_id: int) -> str:
+    return tokenizer.decode([token_id])
+
+
 def value_head(hidden_size):
     """The paper's value head (public code: rl/trainer/model_tz_llama.py): hidden -> 1024 -> 512 -> 1
     with ReLU, kept in fp32."""
@@ -286,15 +310,17 @@ def value_head(hidden_size):
                          nn.ReLU(), nn.Linear(512, 1))
 
 
-class Policy:
-    """A model, its tokenizer/processor and its value head; see load_policy. `num_params` is N
-    of the paper's compute axis: every model parameter, vision tower included, not the head."""
+class Policy(nn.Module):
+    """A model, its tokenizer/processor and its value head (load_policy): an nn.Module whose children
+    `model` and `value_head` hold every parameter. `num_params` is N of the paper's compute axis:
+    every model parameter, vision tower included, not the head."""
 
     def __init__(self, model, tokenizer, processor, head, device):
-        self.model, self.tokenizer, self.processor = model, tokenizer, processor
-        self.value_head, self.device = head, torch.device(device)
+        super().__init__()
+        self.model, self.value_head = model, head
+        self.tokenizer, self.processor, self.device = tokenizer, processor, torch.device(device)
         self.num_params = sum(p.numel() for p in model.parameters())
-        self.sharded = False
+        self.sharded, self.gathered, self.full_state = False, None, None  # sft.shard: FSDP, its two gathers
         self._prompt_ids = {}  # chat text -> token ids: a rollout's prompt is encoded once, not 5 times
         self._ids_only = None  # whether text prompts encode to input_ids + attention_mask alone
         config = model.config
@@ -312,18 +338,6 @@ class Policy:
         if processor is not None:
             suppress.add(getattr(processor, "image_token_id", None))
         self.suppress_ids = sorted(i for i in suppress if i is not None and i not in self.eos_ids)
-
-    def parameters(self):
-        yield from self.model.parameters()
-        yield from self.value_head.parameters()
-
-    def train(self, mode=True):
-        self.model.train(mode)
-        self.value_head.train(mode)
-        return self
-
-    def eval(self):
-        return self.train(False)
 
     # --- prompts -----------------------------------------------------------------------------
 
@@ -414,14 +428,8 @@ class Policy:
                             typical_p=1.0) if temperature > 0 else dict(do_sample=False)
             config = GenerationConfig(**sampling, repetition_penalty=1.0, no_repeat_ngram_size=0,
                                       num_beams=1, **limits)
-        if self.sharded:  # FSDP2: gather the root's weights; blocks gather in their own hooks
-            self.model.unshard()
-        try:
-            out = self.model.generate(**inputs, generation_config=config,
-                                      synced_gpus=self.sharded and dist.get_world_size() > 1)
-        finally:
-            if self.sharded:
-                self.model.reshard()
+        with self.gathered() if self.sharded else contextlib.nullcontext({}) as extra:  # sft.py, FSDP 3
+            out = self.model.generate(**inputs, generation_config=config, **extra)
         results = []
         for row in out[:, prompt_len:].tolist():  # [B, new]
             end = next((i for i, t in enumerate(row) if t in self.eos_ids), None)
@@ -497,13 +505,13 @@ class Policy:
 
     # --- checkpoints -------------------------------------------------------------------------
 
-    def save(self, out_dir, model_state=None, head_state=None):
+    def save(self, out_dir):
         """save_pretrained (safetensors) + processor/tokenizer + value_head.safetensors. A sharded
-        policy is saved with checkpoints.save_policy, which gathers the full state dicts to rank 0 and
-        passes them here."""
-        if self.sharded and model_state is None:
-            raise ValueError("a sharded policy is saved with checkpoints.save_policy (it gathers the weights)")
-        head_state = self.value_head.state_dict() if head_state is None else head_state
+        policy is saved by every rank: full_state gathers the weights to rank 0 (sft.py, "FSDP by
+        hand" 5), which alone writes."""
+        model_state, head_state = self.full_state() if self.sharded else (None, self.value_head.state_dict())
+        if head_state is None:  # a rank other than 0
+            return
         os.makedirs(out_dir, exist_ok=True)
         self.model.save_pretrained(out_dir, state_dict=model_state)
         (self.processor or self.tokenizer).save_pretrained(out_dir)
@@ -542,8 +550,7 @@ def load_policy(model="tiny", vision=False, seed=0, device=None, dtype=None, cor
             try:
                 head.load_state_dict(load_file(head_path))
             except (OSError, RuntimeError, SafetensorError) as e:  # truncated, or another model's head
-                reason = (str(e).strip() or type(e).__name__).splitlines()[0][:200]
-                raise ValueError(f"{head_path} cannot be loaded: {reason}") from e
+                raise ValueError(f"{head_path} cannot be loaded: {one_line(e)}") from e
         else:
             log.warning("%s has no value_head.safetensors: starting a fresh value head", model)
     # A NaN in the weights (a diverged run saved, a damaged file) would evaluate to 0% without
@@ -556,26 +563,8 @@ def load_policy(model="tiny", vision=False, seed=0, device=None, dtype=None, cor
 
 
 # ---------------------------------------------------------------------------------------------
-# torchrun: the process group (sft.py's "FSDP by hand" wraps the model)
+# torchrun: a sum over the ranks (sft.py's "FSDP by hand" joins the process group)
 # ---------------------------------------------------------------------------------------------
-
-def setup_distributed():
-    """(rank, world_size, device). Under torchrun (RANK set) it joins the process group: gloo
-    on CPU, NCCL on GPU. Plain `python` needs nothing: rank 0 of 1."""
-    rank = int(os.environ.get("RANK", 0))
-    world = int(os.environ.get("WORLD_SIZE", 1))
-    local = int(os.environ.get("LOCAL_RANK", 0))
-    cuda = torch.cuda.is_available()
-    device = torch.device(f"cuda:{local}" if cuda else "cpu")
-    if "RANK" in os.environ and not dist.is_initialized():
-        if cuda:
-            torch.cuda.set_device(device)
-        else:  # share the cores between the ranks of this machine
-            per_node = int(os.environ.get("LOCAL_WORLD_SIZE", world))
-            torch.set_num_threads(max(1, (os.cpu_count() or 1) // per_node))
-        dist.init_process_group("nccl" if cuda else "gloo")
-    return rank, world, device
-
 
 def all_sum(values: list[float]) -> list[float]:
     """Sum a list of floats over all ranks (identity without torch.distributed)."""
@@ -588,14 +577,13 @@ def all_sum(values: list[float]) -> list[float]:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    import generalpoints
+    from cli import SEED, ArgumentParser
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny", help="'tiny', 'tiny-large', 'tiny-vl' or a checkpoint dir")
     parser.add_argument("--vision", action="store_true", help="show the cards as an image")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the tiny model's weights")
+    parser.add_argument("--seed", type=SEED, default=0, help="seed of the tiny model's weights")
     args = parser.parse_args()
-    if args.seed < 0:
-        sys.exit(f"error: --seed must be >= 0, not {args.seed}")
-    import generalpoints
     try:
         policy = load_policy(args.model, vision=args.vision, seed=args.seed)
     except ValueError as e:

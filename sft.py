@@ -13,20 +13,15 @@ Launch (the same file runs alone or under torchrun; it looks at RANK / WORLD_SIZ
     python sft.py --env generalpoints                  # GP-L's SFT arm from the shipped inits/gp-l, minutes
     python sft.py --env generalpoints --model tiny     # the tiny model from scratch
     python sft.py --env generalpoints --vision         # GP-VL (cards shown in an image; from scratch)
-    python sft.py --env virl                           # V-IRL-L
     python sft.py --env generalpoints --resume         # continue runs/sft-gp-l from its last checkpoint
     python sft.py --env generalpoints --data SFT_data/gp-l/data.json   # the paper's public SFT data
     torchrun --standalone --nproc_per_node=2 sft.py --env generalpoints          # FSDP on CPU (gloo)
-    torchrun --standalone --nproc_per_node=8 sft.py --env generalpoints \\
-        --model /path/to/Llama-3.2-11B-Vision-Instruct --preset paper            # one 8-GPU node (NCCL)
-    # two nodes: run on each, with NODE_RANK = 0 and 1
     torchrun --nnodes=2 --node_rank=$NODE_RANK --nproc_per_node=8 --master_addr=$HEAD_NODE \\
         --master_port=29500 sft.py --env generalpoints --model PATH --preset paper
 
-The run folder runs/NAME/ (default runs/sft-<gp|virl>-<l|vl>), written by checkpoints.py as ppo.py's
-is, gets config.json, metrics.jsonl (read by plots.py), checkpoint-STEP/ folders (the last 2 are
-kept) and `final`, a link to the last checkpoint, which is a policy.py folder:
-`load_policy("runs/sft-gp-l/final")` or `python ppo.py --init runs/sft-gp-l/final`.
+The run folder runs/NAME/ (default runs/sft-<gp|virl>-<l|vl>; checkpoints.py, as ppo.py's) gets
+config.json, metrics.jsonl (read by plots.py), checkpoint-STEP/ folders (the last 2 are kept) and
+`final`, a link to the last one, a policy.py folder: `python ppo.py --init runs/sft-gp-l/final`.
 
 Where this departs from the paper's SFT run (a DeepSpeed ZeRO-3 HF Trainer script):
 - Data is generated on the fly by the environment (fresh examples every step, never repeated
@@ -36,15 +31,16 @@ Where this departs from the paper's SFT run (a DeepSpeed ZeRO-3 HF Trainer scrip
 - The CPU defaults (the tiny model's shipped init at lr 1e-4, or from scratch at 1e-3) are there so
   that a laptop sees the curve in minutes; `--preset paper` restores the paper's hyperparameters.
 
-Read top to bottom: the SFT loss and step, FSDP by hand, the training loop. Below the "plumbing"
-banner: the config and the public data format. Checkpoints, resuming and the run log are
-checkpoints.py's, shared with ppo.py, so that both arms log and checkpoint the same way.
+Read top to bottom: the SFT loss and step, FSDP by hand, the training loop; below the "plumbing"
+banner, the config and the public data format.
 """
 
 import argparse
+import contextlib
 import functools
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -54,15 +50,18 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from PIL import Image
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from tqdm import tqdm
 
 import checkpoints
+import cli
 import generalpoints
-from evaluate import (COUNT, COUNT_OR_0, ENVS, PAPER_MAX_NEW_TOKENS, SEED, ArgumentParser, evaluate, number,
-                      out_problem, paper_image_size, parse_splits)
-from policy import TINY_SIZES, load_policy, setup_distributed
+from cli import (COUNT, COUNT_OR_0, NON_NEGATIVE, POSITIVE, SEED, SHARE, ArgumentParser, RunError, add_preset,
+                 number, out_problem, parse)
+from evaluate import ENVS, PAPER_MAX_NEW_TOKENS, evaluate, headline, paper_image_size, parse_splits
+from policy import TINY_SIZES, load_policy
 
 # -----------------------------------------------------------------------------------------------
 # ALGO LOGIC: the SFT step. The loss is on the response only: prompt, image and padding tokens
@@ -100,27 +99,42 @@ def micro_batch_loss(model, batch, autocast):
 
 
 # -----------------------------------------------------------------------------------------------
-# FSDP by hand (FSDP2: torch.distributed.fsdp.fully_shard). Under plain `python` there is one
-# process and no process group, and none of this runs.
+# FSDP by hand (FSDP2: torch.distributed.fsdp.fully_shard), the whole of it: ppo.py, policy.py and
+# checkpoints.py only call what is here. Under plain `python` there is no process group and none
+# of this runs.
 #
-# 1. Process group. torchrun starts one process per device and sets RANK, WORLD_SIZE and
-#    LOCAL_RANK; policy.setup_distributed() joins the group (NCCL on GPU, gloo on CPU) and gives
-#    this process its device. It lives in policy.py because ppo.py joins the same way.
+# 1. Process group (`setup_distributed`). torchrun starts one process per device and sets RANK,
+#    WORLD_SIZE and LOCAL_RANK; each process joins the group (NCCL on GPU, gloo on CPU).
 # 2. Shards (`shard`). Every transformer block (decoder layer, vision layer) becomes one FSDP unit
 #    whose parameters are split across the ranks, 1/world each; then the root takes what is left:
 #    the embeddings and the lm_head, in one unit, so that a tied weight belongs to one unit. The
 #    value head is a unit of its own, so its gradients are averaged over the ranks too.
-# 3. Unshard / reshard. Just before a unit's forward, FSDP all-gathers its full parameters
-#    (unshard), and frees them right after (reshard): a rank holds one block in full at a time,
-#    and the backward gathers each block again. policy.generate unshards the root by hand for the
-#    whole of model.generate and reshards it after; the blocks gather in their own hooks.
+# 3. Unshard / reshard. Just before a unit's forward, FSDP all-gathers its full parameters and
+#    frees them right after: a rank holds one block in full at a time. `generate` runs outside the
+#    root's forward, so shard() gives the policy `gathered` (policy.generate calls it): the root
+#    gathered by hand for the whole of model.generate, every rank stepping in lockstep.
 # 4. Gradients. The backward reduce-scatters each unit's gradients: every rank gets the average
 #    over ranks of the gradient of its own shard, and AdamW updates that shard only. With gradient
 #    accumulation, only a step's last micro-batch reduces (set_requires_gradient_sync in run).
-# 5. Saving (checkpoints.save_policy, called by checkpoints.save). Every parameter is all-gathered
-#    in full to rank 0, onto its CPU (get_model_state_dict with full_state_dict and cpu_offload, a
-#    collective every rank joins), and rank 0 alone writes the checkpoint; the optimizer state is
-#    gathered the same way (get_optimizer_state_dict).
+# 5. Saving. shard() gives the policy `full_state` (Policy.save calls it, on every rank): every
+#    parameter all-gathered in full onto rank 0's CPU, which alone writes the checkpoint; the
+#    optimizer state is gathered the same way in checkpoints.save (get_optimizer_state_dict).
+
+
+def setup_distributed():
+    """1. (rank, world_size, device). Under torchrun (RANK set) it joins the process group: gloo
+    on CPU, NCCL on GPU. Plain `python` needs nothing: rank 0 of 1."""
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    cuda = torch.cuda.is_available()
+    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if cuda else "cpu")
+    if "RANK" in os.environ and not dist.is_initialized():
+        if cuda:
+            torch.cuda.set_device(device)
+        else:  # share the cores between the ranks of this machine
+            per_node = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // per_node))
+        dist.init_process_group("nccl" if cuda else "gloo")
+    return rank, world, device
 
 
 def shard(policy):
@@ -147,7 +161,30 @@ def shard(policy):
     fully_shard(policy.model, reshard_after_forward=True, **kwargs)
     fully_shard(policy.value_head, mesh=mesh, reshard_after_forward=True)  # fp32
     policy.sharded = True
+    policy.gathered = functools.partial(gathered, policy.model)  # 3
+    policy.full_state = functools.partial(full_state, policy)  # 5
     return policy
+
+
+@contextlib.contextmanager
+def gathered(model):
+    """3. The root's weights all-gathered for a whole model.generate (the blocks gather in their own
+    hooks), resharded after; yields generate's synced_gpus, so that every rank keeps stepping until
+    all have finished (their samples end at different lengths)."""
+    model.unshard()
+    try:
+        yield {"synced_gpus": dist.get_world_size() > 1}
+    finally:
+        model.reshard()
+
+
+def full_state(policy):
+    """5. (model state dict, value head state dict) in full on rank 0's CPU, (None, None) on the
+    other ranks: a collective (get_model_state_dict with full_state_dict and cpu_offload)."""
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    model_state = get_model_state_dict(policy.model, options=options)
+    head_state = get_model_state_dict(policy.value_head, options=options)
+    return (model_state, head_state) if dist.get_rank() == 0 else (None, None)
 
 
 # -----------------------------------------------------------------------------------------------
@@ -164,8 +201,8 @@ def run(args, examples=None, corpus=None):
                                                         "seed"))  # None: a new run
     micro = args.micro_batch_size or max(1, args.batch_size // world)
     if args.batch_size % (micro * world):
-        sys.exit(f"error: --batch-size {args.batch_size} is not a multiple of --micro-batch-size "
-                 f"{micro} x {world} ranks")
+        raise RunError(f"--batch-size {args.batch_size} is not a multiple of --micro-batch-size "
+                       f"{micro} x {world} ranks")
     n_micro = args.batch_size // micro  # micro-batches per optimizer step, over all ranks
     accum = n_micro // world  # micro-batches per rank per step (gradient accumulation)
     records = load_sft_file(args.data, args.vision) if args.data else None
@@ -176,7 +213,7 @@ def run(args, examples=None, corpus=None):
         policy = load_policy(resume_from or args.model, vision=args.vision, seed=args.seed, device=device,
                              threads=args.threads or (None if world > 1 else 1), corpus=corpus)
     except ValueError as err:
-        sys.exit(f"error: {err}")
+        raise RunError(str(err)) from None
     if records is not None:
         records = drop_too_long(records, policy)
     n_params = policy.num_params
@@ -189,13 +226,10 @@ def run(args, examples=None, corpus=None):
     scheduler = cosine_schedule(optimizer, args.steps, args.warmup_frac)
     state = {"tokens": 0, "flops": args.init_flops, "examples_seen": 0}
     if resume_from:
-        try:
-            state = checkpoints.load(resume_from, policy, optimizer, scheduler)
-        except ValueError as err:
-            sys.exit(f"error: cannot resume from {resume_from}: {err}")
+        state = checkpoints.load(resume_from, policy, optimizer, scheduler, keys=state.keys())
     start = state.pop("step", 0)
     if start > args.steps:
-        sys.exit(f"error: {resume_from} is past --steps {args.steps}")
+        raise RunError(f"{resume_from} is past --steps {args.steps}")
 
     config = {"method": "sft", **vars(args), "world_size": world, "micro_batch_size": micro,
               "num_params": n_params, "resumed_from": resume_from}
@@ -208,8 +242,6 @@ def run(args, examples=None, corpus=None):
             + (f", resumed from {resume_from}" if resume_from else ""))
     splits = tuple(args.eval_splits.split(","))  # default ID, rule-OOD (+ visual-OOD)
 
-    image_size = paper_image_size(args.env) if args.preset == "paper" else None  # None: the env's CPU size
-
     def run_eval(step):
         # Greedy, on the same fixed episodes every time; under FSDP every rank plays them in
         # lockstep (evaluate.py) and rank 0 logs. --preset paper on one process evaluates as the
@@ -219,11 +251,12 @@ def run(args, examples=None, corpus=None):
         results = evaluate(policy, env=args.env, splits=splits, vision=args.vision,
                            n=args.eval_episodes or None,
                            temperature=None if args.preset == "paper" and world == 1 else 0.0,
-                           max_new_tokens=args.eval_max_new_tokens, image_size=image_size)
+                           max_new_tokens=args.eval_max_new_tokens, image_size=args.image_size)
         policy.train()
         logger.log({"step": step, "flops": state["flops"], "eval": results})
         if rank == 0:
-            say(f"eval step {step}: {eval_summary(results)} ({time.time() - began:.0f}s)")
+            summary = " | ".join(f"{split} {100 * headline(m):.1f}%" for split, m in results.items())
+            say(f"eval step {step}: {summary} ({time.time() - began:.0f}s)")  # GP success, V-IRL step accuracy
 
     if args.eval_every and start == 0:
         run_eval(0)  # the initial checkpoint: the first point of every curve
@@ -238,7 +271,7 @@ def run(args, examples=None, corpus=None):
         # Forward/backward over this rank's micro-batches: r, r + world, ... of the global batch.
         loss_sum, tokens = 0.0, 0  # this rank's sum of micro-batch losses, non-padding tokens
         for k, m in enumerate(range(rank, n_micro, world)):
-            batch = sft_batch(policy, micro_batch_examples(args, records, step, m, micro, image_size, examples))
+            batch = sft_batch(policy, micro_batch_examples(args, records, step, m, micro, args.image_size, examples))
             if hasattr(model, "set_requires_gradient_sync"):  # FSDP 4: reduce gradients once per step
                 model.set_requires_gradient_sync(k == accum - 1)
             loss = micro_batch_loss(model, batch, autocast)
@@ -249,8 +282,8 @@ def run(args, examples=None, corpus=None):
             dist.all_reduce(stats)  # summed over ranks (on the GPU under NCCL)
         loss, tokens = stats[0].item() / n_micro, int(stats[1].item())
         if not math.isfinite(loss):
-            sys.exit(f"error: the loss is {loss} at step {step + 1}; stopped before updating the "
-                     f"weights (last checkpoint: {checkpoints.latest(out) or 'none'})")
+            raise RunError(f"the loss is {loss} at step {step + 1}; stopped before updating the "
+                           f"weights (last checkpoint: {checkpoints.latest(out) or 'none'})")
         torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
         optimizer.step()
         scheduler.step()
@@ -282,8 +315,8 @@ def run(args, examples=None, corpus=None):
             try:
                 checkpoints.save(out, done, policy, optimizer, scheduler, state, final=done == args.steps)
             except OSError as err:  # e.g. a full disk: the half-written folder is never the latest
-                sys.exit(f"error: writing checkpoint-{done} failed ({err}); the latest complete "
-                         f"checkpoint is {checkpoints.latest(out) or 'none'}")
+                raise RunError(f"writing checkpoint-{done} failed ({err}); the latest complete "
+                               f"checkpoint is {checkpoints.latest(out) or 'none'}") from None
     bar.close()
     final = str(out / f"checkpoint-{args.steps}")
     if rank == 0:
@@ -320,10 +353,6 @@ def training_flops(n_params, tokens):
     return 6.0 * n_params * tokens
 
 
-# -----------------------------------------------------------------------------------------------
-# Run names
-
-
 def run_name(env: str, vision: bool, seed: int = 0) -> str:
     """gp-l, gp-vl, virl-l, virl-vl: the suffix sft.py names its runs with; -seedN for seed N > 0."""
     return f"{'gp' if env == 'generalpoints' else 'virl'}-{'vl' if vision else 'l'}" + (f"-seed{seed}" if seed else "")
@@ -334,94 +363,70 @@ def run_name(env: str, vision: bool, seed: int = 0) -> str:
 
 
 INITS = Path(__file__).resolve().parent / "inits"  # the shipped initial checkpoints (experiments/make_init.py)
-PRESETS = {
-    # A tiny model on a CPU: visibly learns GP-L in minutes.
-    "cpu": dict(steps=600, batch_size=32, micro_batch_size=None, log_every=10, eval_every=100,
-                eval_episodes=0, eval_max_new_tokens=96, save_every=200, grad_checkpointing=False),
-    # The paper's run (public sft_scripts/gp_l.sh): 8 GPUs x 16, save every 20 steps, and the
-    # public evaluator's 256 new tokens.
-    "paper": dict(steps=400, batch_size=128, micro_batch_size=16, log_every=1, eval_every=20,
-                  eval_episodes=0, eval_max_new_tokens=PAPER_MAX_NEW_TOKENS, save_every=20,
-                  grad_checkpointing=True),
-}
+# --preset paper: the paper's run (public sft_scripts/gp_l.sh: 8 GPUs x 16, save every 20 steps)
+# and the public evaluator's 256 new tokens; cli.parse applies it to every flag left out.
+PAPER = dict(steps=400, batch_size=128, micro_batch_size=16, log_every=1, eval_every=20, eval_episodes=0,
+             eval_max_new_tokens=PAPER_MAX_NEW_TOKENS, save_every=20, grad_checkpointing=True)
 ADAM_BETAS, ADAM_EPS = (0.9, 0.98), 1e-7  # the paper's AdamW (public sft scripts), both presets
 
 
-def parse_args(argv=None):
-    """The command line (argv=None reads sys.argv). Flags left out take the --preset's values."""
+def parser():
+    """The command line; every default is the CPU one, PAPER holds the paper's (cli.parse)."""
     p = ArgumentParser(description="Supervised fine-tuning on the ID split (the paper's SFT arm).")
-    p.add_argument("--env", choices=sorted(ENVS), default="generalpoints",
-                   help="task: generalpoints (GP) or virl (V-IRL)")
-    p.add_argument("--vision", action="store_true",
-                   help="the VL variant: cards / street views shown as an image (paper: both variants)")
-    p.add_argument("--model", default=None,
-                   help="a local checkpoint folder, or 'tiny' (built in code, random init: trains from scratch; "
-                        "'tiny-large' ~5x bigger; 'tiny-vl' with 56-pixel image patches, which learns to read "
-                        "GP-VL's cards). Default: the shipped init of the task (inits/gp-l, inits/virl-l: the "
-                        "paper's SFT arm starts from the same init as its RL arm), 'tiny' where none ships "
-                        "(paper: Llama-3.2-11B-Vision-Instruct)")
-    p.add_argument("--preset", choices=sorted(PRESETS), default="cpu",
-                   help="default values of the flags below: cpu (tiny model, minutes on a laptop) or "
-                        "paper (for a real checkpoint on GPUs)")
-    p.add_argument("--steps", type=COUNT, help="optimizer steps (cpu: 600; paper: 400, the public "
-                   "GP-L checkpoint used to start RL; the paper's V-IRL-L one is 25)")
-    p.add_argument("--batch-size", type=COUNT, help="global batch in examples, summed over ranks and "
-                   "accumulation (cpu: 32; paper: 128 = 16 per GPU x 8)")
-    p.add_argument("--micro-batch-size", type=COUNT, help="examples per forward/backward on one rank; "
-                   "batch-size / (micro x ranks) micro-batches are accumulated (cpu: whole batch; paper: 16)")
-    p.add_argument("--lr", type=number(above=0), help="peak learning rate (cpu: 1e-3 from scratch, 1e-4 from a "
-                   "checkpoint folder; paper: 1e-6 for L, 5e-7 for VL)")
-    p.add_argument("--warmup-frac", type=number(at_least=0, at_most=1), default=0.03,
-                   help="share of the steps spent in linear warm-up before cosine decay (paper: 0.03)")
-    p.add_argument("--weight-decay", type=number(at_least=0), default=0.0, help="AdamW weight decay (paper: 0)")
-    p.add_argument("--max-grad-norm", type=number(above=0), default=1.0,
-                   help="clip the global gradient norm to this (paper: 1.0, the HF Trainer default)")
-    p.add_argument("--grad-checkpointing", action=argparse.BooleanOptionalAction,
-                   help="recompute activations in the backward pass to save memory (cpu: off; paper: on)")
-    p.add_argument("--data", help="train on this file in the public SFT release's format (JSON list "
-                   "of LLaVA-style 'conversations', optional 'image' relative to the file) instead of "
+    a = p.add_argument
+    a("--env", choices=sorted(ENVS), default="generalpoints", help="task: generalpoints or virl (paper: both)")
+    a("--vision", action="store_true", help="the VL variant: cards / street views as an image (paper: both)")
+    a("--model", help="a model folder, 'tiny', 'tiny-large', 'tiny-vl' (default: inits/) (paper: Llama-3.2-11B-Vision)")
+    add_preset(p)
+    a("--steps", type=COUNT, default=600, help="optimizer steps (paper: 400 GP-L, 25 V-IRL-L)")
+    a("--batch-size", type=COUNT, default=32, help="global batch in examples, over ranks and accumulation (paper: 128)")
+    a("--micro-batch-size", type=COUNT, help="examples per forward/backward on one rank (default: all) (paper: 16)")
+    a("--lr", type=POSITIVE,
+      help="peak learning rate (default: 1e-3 from scratch, 1e-4 from a folder) (paper: 1e-6 L, 5e-7 VL)")
+    a("--warmup-frac", type=SHARE, default=0.03, help="share of the steps in linear warm-up, then cosine (paper: 0.03)")
+    a("--weight-decay", type=NON_NEGATIVE, default=0.0, help="AdamW weight decay (paper: 0)")
+    a("--max-grad-norm", type=POSITIVE, default=1.0, help="clip the global gradient norm to this (paper: 1.0)")
+    a("--grad-checkpointing", action=argparse.BooleanOptionalAction, default=False,
+      help="recompute activations in the backward pass to save memory (paper: on)")
+    p.add_argument("--data", help="train on this file instead of "
                    "examples generated from the ID split (paper: the released SFT_data)")
     p.add_argument("--revise", type=number(at_least=0, at_most=1), default=0.0, help="GeneralPoints only: "
-                   "this share of the generated ID conversations first holds 1-4 failed attempts, each "
-                   "with the verifier's feedback, before the optimal answer: the multi-turn skill an "
-                   "instruct model brings to VIter, for PPO's init, inits/gp-l (paper's SFT data: 0, single-turn)")
-    p.add_argument("--eval-splits", help="comma-separated splits to evaluate (default: id, ood-rule, and "
-                   "ood-visual with --vision; GeneralPoints also knows val-rule)")
-    p.add_argument("--eval-every", type=COUNT_OR_0, help="evaluate every N steps, at step 0 and at the end; "
-                   "0 = never (cpu: 100; paper: 20)")
-    p.add_argument("--eval-episodes", type=COUNT_OR_0, help="episodes per split in those evaluations, a fixed "
-                   "set; 0 = the paper's count: GP 234, V-IRL 48 / 18 (cpu and paper: 0)")
-    p.add_argument("--eval-max-new-tokens", type=COUNT, help="longest answer in those evaluations; longer "
-                   "ones are cut off and fail. The tiny model's answers take <= 35 tokens, and an untrained "
-                   "model always runs to the limit, so it sets the cost of early evaluations (cpu: 96, ppo.py's; "
-                   f"paper: {PAPER_MAX_NEW_TOKENS}, the public evaluator's)")
-    p.add_argument("--log-every", type=COUNT, help="print and log the training loss every N steps (cpu: 10; paper: 1)")
-    p.add_argument("--save-every", type=COUNT_OR_0, help="checkpoint every N steps and at the end; the last "
-                   "2 are kept (cpu: 200; paper: 20)")
-    p.add_argument("--init-flops", type=number(at_least=0), default=None,
-                   help="compute already spent on --model, the D_init term of SFT's 6 N (D_init + D_sft) "
-                        "(the paper's compute axis); default: the 'flops' of the model folder's "
-                        "trainer_state.json, 0 for the tiny model trained from scratch")
-    p.add_argument("--threads", type=COUNT, default=None, help="CPU threads of this process (default 1, or cores / "
-                   "ranks under torchrun; 2 threads trained 1.5x faster on a quiet 2-core machine and far "
-                   "slower beside a busy neighbour, benchmarks/README.md)")
-    p.add_argument("--seed", type=SEED, default=0, help="seed of the model init, the data and the RNGs")
-    p.add_argument("--out", help="run folder (default: runs/sft-<gp|virl>-<l|vl>, -seedN added for --seed N > 0)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue from the newest checkpoint in --out (starts fresh if there is none)")
-    preset = p.parse_known_args(argv)[0].preset
-    p.set_defaults(**PRESETS[preset])
-    args = p.parse_args(argv)
+                   "share of ID examples with 1-4 failed attempts first, for inits/gp-l (paper: 0)")
+    a("--eval-splits", help="comma-separated splits (default: id,ood-rule, +ood-visual with --vision)")
+    a("--eval-every", type=COUNT_OR_0, default=100,
+      help="evaluate every N steps, at 0 and at the end; 0: never (paper: 20)")
+    a("--eval-episodes", type=COUNT_OR_0, default=0, help="fixed episodes per split, 0 = all (paper: GP 234, V-IRL 48)")
+    a("--eval-max-new-tokens", type=COUNT, default=96, help="longest evaluation answer (paper: 256)")
+    a("--log-every", type=COUNT, default=10, help="print and log the training loss every N steps (paper: 1)")
+    a("--save-every", type=COUNT_OR_0, default=200, help="checkpoint every N steps and at the end (paper: 20)")
+    a("--init-flops", type=NON_NEGATIVE,
+      help="compute already in --model, D_init of 6 N (D_init + D_sft) (default: its trainer_state.json)")
+    a("--threads", type=COUNT, help="CPU threads of this process (default 1, or cores / ranks under torchrun)")
+    a("--seed", type=SEED, default=0, help="seed of the model init, the data and the RNGs")
+    a("--out", help="run folder (default: runs/sft-<gp|virl>-<l|vl>, -seedN added for --seed N > 0)")
+    a("--resume", action="store_true", help="continue from the newest checkpoint in --out (or start fresh)")
+    return p
+
+
+def parse_args(argv=None):
+    """The command line (argv=None reads sys.argv), then the derived values, in one block."""
+    p = parser()
+    args = parse(p, argv, PAPER)
     if args.model is None:  # the shipped init (experiments/make_init.py), as ppo.py starts from
         shipped = INITS / run_name(args.env, args.vision)
         args.model = str(shipped) if shipped.is_dir() else "tiny"
     if args.lr is None:
         from_scratch = args.model in TINY_SIZES
-        args.lr = (1e-3 if from_scratch else 1e-4) if preset == "cpu" else (5e-7 if args.vision else 1e-6)
+        args.lr = (1e-3 if from_scratch else 1e-4) if args.preset == "cpu" else (5e-7 if args.vision else 1e-6)
     if args.init_flops is None:
-        args.init_flops = 0.0 if args.model in TINY_SIZES else checkpoints.init_flops(args.model)
+        try:
+            args.init_flops = 0.0 if args.model in TINY_SIZES else checkpoints.init_flops(args.model)
+        except RunError as err:
+            p.error(str(err))
     if args.out is None:
         args.out = f"runs/sft-{run_name(args.env, args.vision, args.seed)}"
+    # the public sizes under --preset paper (1200 px cards, 2405 px grids), the env's CPU size otherwise
+    args.image_size = paper_image_size(args.env) if args.preset == "paper" else None
     if why := out_problem(args.out):
         p.error(f"--out {why}")
     if args.data is not None and not Path(args.data).is_file():
@@ -440,15 +445,6 @@ def say(text):
     """Print a log line above the progress bar, at once (also when stdout is a pipe)."""
     tqdm.write(text)
     sys.stdout.flush()
-
-
-def eval_summary(results):
-    """'id 45.3% | ood-rule 0.0%' from evaluate()'s dict (GP success, V-IRL per-step accuracy)."""
-    parts = []
-    for split, m in results.items():
-        value = m.get("success", m.get("step_accuracy", float("nan")))
-        parts.append(f"{split} {100 * value:.1f}%")
-    return " | ".join(parts)
 
 
 def cosine_schedule(optimizer, total_steps, warmup_frac):
@@ -483,17 +479,17 @@ def load_sft_file(path, vision):
     """
     path = Path(path)
     if not path.is_file():
-        sys.exit(f"error: --data {path}: no such file")
+        raise RunError(f"--data {path}: no such file")
     try:
         records = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        sys.exit(f"error: --data {path}: not valid JSON ({err})")
+        raise RunError(f"--data {path}: not valid JSON ({err})")
     except RecursionError:  # json gives up on ~1000 levels of [[[...
-        sys.exit(f"error: --data {path}: JSON nested too deeply to read")
+        raise RunError(f"--data {path}: JSON nested too deeply to read")
     except OSError as err:
-        sys.exit(f"error: --data {path}: cannot be read ({err.strerror or err})")
+        raise RunError(f"--data {path}: cannot be read ({err.strerror or err})")
     if not isinstance(records, list):
-        sys.exit(f"error: --data {path}: expected a JSON list of records")
+        raise RunError(f"--data {path}: expected a JSON list of records")
     examples, problems = [], []
     for i, record in enumerate(records):
         try:
@@ -501,7 +497,7 @@ def load_sft_file(path, vision):
         except ValueError as why:
             problems.append(f"record {i}: {why}")
     if not examples:
-        sys.exit(f"error: --data {path}: no usable record of {len(records)} ({'; '.join(problems[:3])})")
+        raise RunError(f"--data {path}: no usable record of {len(records)} ({'; '.join(problems[:3])})")
     if problems:
         print(f"warning: --data {path}: skipped {len(problems)} of {len(records)} malformed records "
               f"({'; '.join(problems[:3])})", file=sys.stderr)
@@ -547,7 +543,7 @@ def file_examples(records, start, n, seed):
         try:
             out.append({"messages": messages, "image": Image.open(image).convert("RGB") if image else None})
         except OSError as err:  # a truncated image: its header read well in load_sft_file
-            sys.exit(f"error: --data: image {image} cannot be decoded ({checkpoints.one_line(err)})")
+            raise RunError(f"--data: image {image} cannot be decoded ({checkpoints.one_line(err)})")
     return out
 
 
@@ -561,7 +557,7 @@ def drop_too_long(records, policy):
 
     kept = [(messages, image) for messages, image in records if length(messages) <= policy.context]
     if not kept:
-        sys.exit(f"error: --data: no record fits the model's context of {policy.context} tokens")
+        raise RunError(f"--data: no record fits the model's context of {policy.context} tokens")
     if len(kept) < len(records) and (not dist.is_initialized() or dist.get_rank() == 0):
         print(f"warning: --data: skipped {len(records) - len(kept)} of {len(records)} records longer than "
               f"the model's context of {policy.context} tokens", file=sys.stderr)
@@ -573,7 +569,10 @@ def _epoch_order(seed, epoch, n):
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
+def main(argv=None) -> None:
+    """sft.py's command line: cli.main runs it, a RunError is one line and exit status 1."""
+    cli.main(run, parse_args, argv)
+
+
 if __name__ == "__main__":
-    run(parse_args())
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    main()

@@ -349,7 +349,7 @@ def gpu_peak_flops(device, override):
 
 
 def init_world_size_one():
-    """Make policy.setup_distributed() start a process group without torchrun (world size 1)."""
+    """Make sft.setup_distributed() start a process group without torchrun (world size 1)."""
     if "RANK" in os.environ:
         return
     with socket.socket() as s:
@@ -363,7 +363,7 @@ def bench_config(args, config):
     quick = args.quick
     if args.fsdp:
         init_world_size_one()
-    rank, world, device = P.setup_distributed()
+    rank, world, device = sft.setup_distributed()
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
     say = print if rank == 0 else (lambda *a, **k: None)

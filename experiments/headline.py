@@ -75,13 +75,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import plots  # noqa: E402  (after the path is set)
-from evaluate import COUNT, SEED, ArgumentParser, number, out_problem  # noqa: E402  (argparse checks, no torch)
+import cli  # noqa: E402
+from cli import COUNT, SEED, ArgumentParser, number, out_problem, RunError  # noqa: E402  (argparse checks, no torch)
 
 # ppo.py's defaults when these results were made, before the main job took rl_ablation's
 # episode-kl row as its defaults (argparse: a later flag wins over these)
 PPO_BEFORE = ["--lr", "2e-5", "--warmup-updates", "0", "--critic", "shared", "--rollout-steps", "128",
               "--num-envs", "32", "--minibatch-size", "64", "--gamma", "0.9", "--gae-lambda", "0.95",
-              "--kl-coef", "0", "--eval-every", "15", "--save-every", "10"]
+              "--kl-coef", "0", "--temperature", "0.7", "--eval-every", "15", "--save-every", "10"]
 # --smoke: every stage for a few steps, the same flags in every task (a pipeline check).
 SMOKE = dict(
     pretrain=["--steps", "3", "--batch-size", "4", "--eval-every", "0"],
@@ -180,7 +181,7 @@ def stage(root: Path, name: str, script: str, flags: list[str]) -> Path:
     with open(root / f"{name}.log", "a") as log:
         code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     if code != 0 or not (out / "final").is_dir():
-        sys.exit(f"error: stage {name} failed (exit {code}); see {root / name}.log, then run again to resume")
+        raise RunError(f"stage {name} failed (exit {code}); see {root / name}.log, then run again to resume")
     say(f"{name}: finished in {(time.time() - began) / 60:.1f} min")
     return out
 
@@ -233,6 +234,49 @@ def run_experiment(root: Path, task: dict, protocol: dict, seeds: int, jobs: int
 # ---------------------------------------------------------------------------------------------
 # Summary: the table, the test, the figures
 # ---------------------------------------------------------------------------------------------
+def _betainc(a: float, b: float, x: float) -> float:
+    """The regularised incomplete beta function I_x(a, b), by its continued fraction (modified
+    Lentz; Numerical Recipes §6.4), for the t distribution's tail below."""
+    if x <= 0.0 or x >= 1.0:
+        return 0.0 if x <= 0.0 else 1.0
+    if x > (a + 1) / (a + b + 2):  # the fraction converges fast only below this point
+        return 1.0 - _betainc(b, a, 1.0 - x)
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)) / a
+    tiny, f, c, d = 1e-300, 1.0, 1.0, 0.0
+    for i in range(400):
+        m = i // 2
+        if i == 0:
+            num = 1.0
+        elif i % 2 == 0:
+            num = m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m))
+        else:
+            num = -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))
+        d = 1.0 + num * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + num / c
+        c = c if abs(c) > tiny else tiny
+        f *= c * d
+        if abs(1.0 - c * d) < 1e-12:
+            break
+    return front * (f - 1.0)
+
+
+def welch_t_test(a: list[float], b: list[float]) -> tuple[float, float, float]:
+    """(t, degrees of freedom, two-sided p) of Welch's t-test that means of a and b differ (unequal
+    variances; the Welch-Satterthwaite df). Needs 2+ values per side; two constant sides give
+    p = 1 if their means are equal and 0 otherwise."""
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError("Welch's t-test needs at least 2 values per group")
+    ma, mb = sum(a) / len(a), sum(b) / len(b)
+    va = sum((x - ma) ** 2 for x in a) / (len(a) - 1) / len(a)  # squared standard error of the mean
+    vb = sum((x - mb) ** 2 for x in b) / (len(b) - 1) / len(b)
+    if va + vb == 0.0:
+        return (0.0, float("inf"), 1.0) if ma == mb else (math.copysign(math.inf, ma - mb), float("inf"), 0.0)
+    t = (ma - mb) / math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    return t, df, _betainc(df / 2, 0.5, df / (df + t * t))  # P(|T_df| > |t|)
+
+
 def final_value(run: plots.Run, split: str) -> float:
     return run.series(split, run.metric)[1][-1]
 
@@ -246,7 +290,7 @@ def summarize(root: Path, name: str) -> dict:
         runs = sorted((p for p in root.glob(f"{method}-*") if (p / "final").is_dir()), key=lambda p: p.name)
         arms[label] = [plots.load_run(p) for p in runs]
     if not all(arms.values()):
-        sys.exit(f"error: {root} has no finished sft-* or rl-* run to summarize")
+        raise RunError(f"{root} has no finished sft-* or rl-* run to summarize")
     metric = arms["RL"][0].metric  # GP: success; V-IRL: per-step accuracy
     splits = [s for s in task["splits"] if all(s in r.splits() for runs in arms.values() for r in runs)]
     firsts = [r.series(s, metric)[1][0] for runs in arms.values() for r in runs for s in splits]
@@ -276,7 +320,7 @@ def summarize(root: Path, name: str) -> dict:
         result[test] = {}
         for s in splits:
             if len(rl_values[s]) >= 2 and len(sft_values[s]) >= 2:
-                t, df, p = plots.welch_t_test(rl_values[s], sft_values[s])
+                t, df, p = welch_t_test(rl_values[s], sft_values[s])
                 result[test][s] = {"t": t, "df": df, "p": p}
     (root / "results.json").write_text(json.dumps(result, indent=1))
     (root / "results.md").write_text(results_table(result, mechanism_label))
@@ -348,7 +392,7 @@ def _commit() -> str:
         return "unknown"
 
 
-def main(argv=None) -> None:
+def run(argv=None) -> None:
     p = ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                        epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--task", choices=(*TASKS, "all"), default="gp-l",
@@ -390,6 +434,11 @@ def main(argv=None) -> None:
         summarize(root, name)
     results = {name: Path(args.root) / name / "results.json" for name in TASKS}
     figure1({name: path for name, path in results.items() if path.is_file()}, Path(args.root) / "figure1.png")
+
+
+def main(argv=None) -> None:
+    """run(argv); a RunError (a failed stage) is one line and exit status 1 (cli.main)."""
+    cli.main(run, lambda argv: argv, argv)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 `python sft.py --env generalpoints` (SFT), both from the shipped inits/gp-l with their defaults.
 
   1. ppo-sS   ppo.py --seed S: 100 PPO updates, evaluated on the 234 fixed hands of id and ood-rule
-              (greedy every 50 updates; sampled, 3 passes at T 0.7, at the start and the end).
+              (greedy every 50 updates; sampled, 3 passes at the rollout T 0.5, at the start and the end).
   2. sft-sS   sft.py --seed S: 600 ID SFT steps, evaluated greedily on the same hands every 100.
   3. held-out the init and every final checkpoint, greedy on 1,200 other ID hands, none of them one
               of the 234 evaluation hands (evaluate.py --held-out: seeds generalpoints-heldout/...).
@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import plots  # noqa: E402  (after the path is set)
-from evaluate import COUNT, ArgumentParser, out_problem  # noqa: E402  (argparse checks, no torch)
+import cli  # noqa: E402
+from cli import COUNT, ArgumentParser, out_problem  # noqa: E402  (argparse checks, no torch)
 from headline import say, stage  # noqa: E402  (the same resumable stage runner)
 
 HELD_OUT = 1200  # the change of a checkpoint's success has a standard error of ~1.6 points here, ~2.7 on 400
@@ -112,7 +113,7 @@ def summarize(root: Path, arms: list[str], heldout: dict) -> tuple[str, dict]:
     return "\n".join(lines) + "\n", data
 
 
-def main(argv=None) -> None:
+def run(argv=None) -> None:
     p = ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--root", default="runs/main-job", help="folder of the runs (default runs/main-job)")
     p.add_argument("--arms", default="ppo,sft", help="comma-separated arms among ppo, sft (default both)")
@@ -140,11 +141,17 @@ def main(argv=None) -> None:
         plots.plot_curves(groups["RL"], out / "main_job_rl_curves.png")
     text = ("# The main job and its SFT contrast, from inits/gp-l (experiments/main_job.py)\n\n"
             "Success within 5 attempts, %, first -> last evaluation (change), on the 234 fixed hands per split; "
-            f"sampled = 3 passes at T 0.7. Held-out: {HELD_OUT} other ID hands, the init vs the final checkpoint.\n\n"
+            "sampled = 3 passes at the rollout temperature (0.5). "
+            f"Held-out: {HELD_OUT} other ID hands, the init vs the final checkpoint.\n\n"
             + table)
     (out / "main_job.md").write_text(text)
     (out / "main_job.json").write_text(json.dumps(data, indent=1) + "\n")
     say(f"wrote {out / 'main_job.md'}\n{text}")
+
+
+def main(argv=None) -> None:
+    """run(argv); a RunError (a failed stage) is one line and exit status 1 (cli.main)."""
+    cli.main(run, lambda argv: argv, argv)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from evaluate import SEED, ArgumentParser  # noqa: E402  (argparse checks, no torch)
+import cli  # noqa: E402
+from cli import SEED, ArgumentParser, RunError  # noqa: E402  (argparse checks, no torch)
 from headline import say, stage  # noqa: E402  (the same resumable stage runner)
 
 # The recipes (sft.py flags on top of --model tiny). GP-L: 900 steps, half of the conversations with
@@ -48,7 +49,7 @@ RECIPES = {
 FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
          "chat_template.jinja", "processor_config.json", "special_tokens_map.json", "trainer_state.json")
 CHECK = 8          # greedy first answers recorded per split for tests/test_inits.py
-TEMPERATURE = 0.7  # ppo.py's rollout temperature: the sampled numbers are the policy RL samples from
+TEMPERATURE = {"generalpoints": 0.5, "virl": 0.7}  # ppo.CPU_TEMPERATURE: the policy RL samples from
 MAX_NEW_TOKENS = 96  # ppo.py's --max-new-tokens: the card's numbers are a run's first evaluation
 
 
@@ -91,7 +92,8 @@ def card(folder: Path, name: str, seed: int, steps_flags: list[str]) -> dict:
     policy = load_policy(str(folder), seed=seed)
     greedy = evaluate.evaluate(policy, env=recipe["env"], splits=recipe["splits"], temperature=0.0,
                                max_new_tokens=MAX_NEW_TOKENS)
-    sampled = evaluate.evaluate(policy, env=recipe["env"], splits=recipe["splits"], temperature=TEMPERATURE,
+    sampled = evaluate.evaluate(policy, env=recipe["env"], splits=recipe["splits"],
+                                temperature=TEMPERATURE[recipe["env"]],
                                 samples=3, sample_seed=0, max_new_tokens=MAX_NEW_TOKENS)
     state = json.loads((folder / "trainer_state.json").read_text())
     return {"name": name, "env": recipe["env"], "seed": seed, "commit": commit(),
@@ -128,7 +130,7 @@ head (`value_head.safetensors`, bf16: SFT does not train it), `trainer_state.jso
 and `card.json` (these numbers, and the greedy first answers that `tests/test_inits.py` replays);
 {size:.1f} MB in all.
 
-{metric.capitalize()} on the full fixed evaluation sets, greedy and sampled (3 passes at T {TEMPERATURE}, the
+{metric.capitalize()} on the full fixed evaluation sets, greedy and sampled (3 passes at T {TEMPERATURE[c['env']]}, the
 rollout temperature of ppo.py), % ± standard error:
 
 | split | greedy | sampled | episodes |
@@ -142,7 +144,7 @@ rollout temperature of ppo.py), % ± standard error:
     (folder / "README.md").write_text(text)
 
 
-def main(argv=None) -> None:
+def run(argv=None) -> None:
     p = ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("name", choices=sorted(RECIPES), help="which init to build")
     p.add_argument("--seed", type=SEED, default=0, help="seed of the model init, the data and the RNGs (default 0)")
@@ -162,12 +164,17 @@ def main(argv=None) -> None:
             shutil.rmtree(out)
         copy_checkpoint((run / "final").resolve(), out)
     elif not (out / "model.safetensors").is_file():
-        sys.exit(f"error: {out} holds no init to write a card for")
+        raise RunError(f"{out} holds no init to write a card for")
     say("evaluating the init on the full fixed sets (greedy, then 3 sampled passes)")
     c = card(out, args.name, args.seed, recipe["flags"])
     (out / "card.json").write_text(json.dumps(c, indent=1) + "\n")
     write_readme(out, c)
     say(f"wrote {out} in {(time.time() - began) / 60:.1f} min:\n{(out / 'README.md').read_text()}")
+
+
+def main(argv=None) -> None:
+    """run(argv); a RunError (a failed stage) is one line and exit status 1 (cli.main)."""
+    cli.main(run, lambda argv: argv, argv)
 
 
 if __name__ == "__main__":

@@ -32,8 +32,6 @@ import re
 import sys
 from pathlib import Path
 
-import torch.distributed as dist
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import checkpoints  # noqa: E402  (after the path is set)
@@ -41,7 +39,9 @@ import generalpoints as gp  # noqa: E402
 import sft  # noqa: E402
 import virl  # noqa: E402
 from cards import INKS, render  # noqa: E402
-from evaluate import ArgumentParser, number, out_problem, paper_image_size  # noqa: E402
+import cli  # noqa: E402
+from cli import ArgumentParser, number, out_problem  # noqa: E402
+from evaluate import paper_image_size  # noqa: E402
 from streetview import COMPASS, GRID_SIZE, LOOKS, render_grid  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------
@@ -216,7 +216,7 @@ def parse_args(argv=None):
                        add_help=False, epilog="Every other flag is sft.py's (below), but --data and --revise.")
     p.add_argument("--model", default="tiny", help="as sft.py's --model (default tiny: from scratch)")
     p.add_argument("--read", type=number(at_least=0, at_most=1), default=READ_SHARE,
-                   help=f"GP-VL only: the share of reading practice (1: reading only; default {READ_SHARE})")
+                   help=f"GP-VL only: share of reading practice (1: only reading; default {READ_SHARE})")
     p.add_argument("--out", help="run folder (default: runs/pretrain-<gp|virl>-<l|vl>, -seedN for --seed N > 0)")
     own, rest = p.parse_known_args(argv)
     if {"-h", "--help"} & set(rest):
@@ -235,15 +235,17 @@ def parse_args(argv=None):
     return args
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def run(args):
     if args.resume:
         checkpoints.check_same_run(args.out, args, ("mixture", "read"))
     examples, corpus = stand_in(args)
     sft.run(args, examples=examples, corpus=corpus)
 
 
+def main(argv=None):
+    """A RunError is one line and exit status 1, as in sft.py (cli.main)."""
+    cli.main(run, parse_args, argv)
+
+
 if __name__ == "__main__":
     main()
-    if dist.is_initialized():
-        dist.destroy_process_group()

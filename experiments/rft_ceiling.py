@@ -38,7 +38,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from evaluate import COUNT, ArgumentParser  # noqa: E402  (argparse checks, no torch)
+import cli  # noqa: E402
+from cli import COUNT, ArgumentParser, RunError  # noqa: E402  (argparse checks, no torch)
 from headline import say, stage  # noqa: E402  (the resumable stage runner)
 from rl_ablation import SMOKE_WARM, WARM, _ms, rows_and_root, write_results  # noqa: E402  (the same warm start)
 
@@ -89,7 +90,7 @@ def worker(root: Path, task: str, model: Path, out: Path, seed: int = 0, episode
     log_path = root / f"{task}-{out.parent.name if task == 'eval' else out.stem}.log"
     with open(log_path, "a") as log:
         if subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT) != 0 or not out.exists():
-            sys.exit(f"error: {task} of {model} failed; see {log_path}, then run again to resume")
+            raise RunError(f"{task} of {model} failed; see {log_path}, then run again to resume")
     say(f"{task}: wrote {out}")
 
 
@@ -184,7 +185,7 @@ def summarize(root: Path, rows: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None) -> None:
+def run(argv=None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("--sample", "--eval"):  # a worker process (see worker())
         w = ArgumentParser()
@@ -216,6 +217,11 @@ def main(argv=None) -> None:
         run_all(root, rows, args.seeds, SMOKE["episodes"] if args.smoke else args.episodes, args.jobs, args.smoke)
     write_results(args.root, "rft_ceiling.md", "Rejection fine-tuning from the warm start, GP-L ID "
                   "(experiments/rft_ceiling.py)", summarize(root, rows))
+
+def main(argv=None) -> None:
+    """run(argv); a RunError (a failed stage) is one line and exit status 1 (cli.main)."""
+    cli.main(run, lambda argv: argv, argv)
+
 
 if __name__ == "__main__":
     main()

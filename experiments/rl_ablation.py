@@ -30,7 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from evaluate import COUNT, ArgumentParser, out_problem  # noqa: E402  (argparse checks, no torch)
+import cli  # noqa: E402
+from cli import COUNT, ArgumentParser, out_problem  # noqa: E402  (argparse checks, no torch)
 from headline import PPO_BEFORE, say, stage  # noqa: E402  (the same resumable stage runner)
 
 WARM = ["--model", "tiny", "--revise", "0.5", "--steps", "900", "--eval-every", "0"]  # make_init.py's gp-l recipe
@@ -152,7 +153,7 @@ def write_results(root_arg: str, name: str, title: str, table: str) -> None:
     say(f"wrote {out}\n{table}")
 
 
-def main(argv=None) -> None:
+def run(argv=None) -> None:
     p = ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--root", default="runs/rl-ablation", help="folder of the runs (default runs/rl-ablation)")
     p.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated rows among {', '.join(ROWS)}")
@@ -166,6 +167,11 @@ def main(argv=None) -> None:
         run_grid(root, rows, args.seeds, args.jobs, args.smoke)
     write_results(args.root, "rl_ablation.md", "PPO ablation on GP-L (experiments/rl_ablation.py)",
                   summarize(root, rows))
+
+def main(argv=None) -> None:
+    """run(argv); a RunError (a failed stage) is one line and exit status 1 (cli.main)."""
+    cli.main(run, lambda argv: argv, argv)
+
 
 if __name__ == "__main__":
     main()

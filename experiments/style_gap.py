@@ -22,6 +22,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import evaluate  # noqa: E402  (after the path is set)
+import cli  # noqa: E402
 import virl  # noqa: E402
 
 DRAWINGS = ("own style", "training style", "blank")
@@ -59,15 +60,15 @@ def table(results: dict) -> str:
 
 
 def main(argv=None) -> None:
-    p = evaluate.ArgumentParser(description=__doc__.split("\n\n")[0],
+    p = cli.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("checkpoints", nargs="+", help="V-IRL-VL policy folders (or 'tiny-vl', 'oracle', ...)")
-    p.add_argument("--episodes", type=evaluate.COUNT, default=None,
+    p.add_argument("--episodes", type=cli.COUNT, default=None,
                    help=f"visual-OOD routes to play (default all {evaluate.distinct_episodes('virl', 'ood-visual')})")
     p.add_argument("--out", help="write {checkpoint: results} as JSON to this file")
     args = p.parse_args(argv)
-    if args.out and (why := evaluate.out_problem(args.out, folder=False)):
+    if args.out and (why := cli.out_problem(args.out, folder=False)):
         p.error(f"--out {why}")
     for c in args.checkpoints:
         if c not in evaluate.STAND_INS and not c.startswith("tiny") and not Path(c).is_dir():

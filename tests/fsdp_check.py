@@ -6,7 +6,7 @@ Works at any world size (the test uses 2). Every rank builds the same tiny polic
 reference and a copy wrapped by sft.shard (gloo on CPU). Both see the same batch on every rank, so
 the FSDP-averaged gradient is the plain one and everything must agree: log-probs and values, the
 loss after one AdamW step, greedy generation with images, and the checkpoint that
-checkpoints.save_policy gathers on rank 0. Prints "fsdp check ok".
+Policy.save gathers on rank 0 (sft.full_state). Prints "fsdp check ok".
 """
 import os
 import sys
@@ -15,7 +15,6 @@ import torch
 import torch.distributed as dist
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import checkpoints  # noqa: E402
 import generalpoints  # noqa: E402
 import policy as P  # noqa: E402
 import sft  # noqa: E402
@@ -34,7 +33,7 @@ def step_loss(policy, obs, responses):
 
 def main():
     out_dir = sys.argv[1]
-    rank, world, device = P.setup_distributed()
+    rank, world, device = sft.setup_distributed()
     assert dist.is_initialized(), "run me under torchrun"
     ref = P.load_policy("tiny", seed=0, device=device)
     wrapped = sft.shard(P.load_policy("tiny", seed=0, device=device))
@@ -76,7 +75,7 @@ def main():
     assert ref.generate(mine, max_new_tokens=8) == wrapped.generate(mine, max_new_tokens=8)
 
     # 4. the full state dict is gathered on rank 0 and loads back as the trained model
-    checkpoints.save_policy(wrapped, out_dir)
+    wrapped.save(out_dir)  # every rank: the full state is gathered to rank 0
     dist.barrier()
     if rank == 0:
         loaded = P.load_policy(out_dir)

@@ -263,7 +263,7 @@ def test_damaged_model_folder(work, kind, capsys):
     line = refused(lambda: evaluate.main(["--env", "generalpoints", "--model", folder]), capsys, folder)
     assert {"NaN weights": "NaN", "pickled code": "weights_only",
             "truncated value head": "value_head.safetensors"}.get(kind, "") in line
-    refused(lambda: sft.run(sft.parse_args(["--model", folder, "--out", str(work["root"] / "never")])), capsys)
+    refused(lambda: sft.main(["--model", folder, "--out", str(work["root"] / "never")]), capsys)
     assert "PICKLED CODE RAN" not in capsys.readouterr().out and not (work["root"] / "never").exists()
 
 
@@ -303,7 +303,7 @@ def test_resume_with_every_checkpoint_damaged_changes_nothing(work, tmp_path, ca
     DAMAGE["model.safetensors"](run / "checkpoint-2" / "model.safetensors")
     DAMAGE["optimizer.pt"](run / "checkpoint-1" / "optimizer.pt")
     before = snapshot(run)
-    refused(lambda: sft.run(sft.parse_args([*SFT_FAST, "--steps", "2", "--out", str(run), "--resume"])),
+    refused(lambda: sft.main([*SFT_FAST, "--steps", "2", "--out", str(run), "--resume"]),
             capsys, "no intact checkpoint", "checkpoint-2/model.safetensors", "checkpoint-1/optimizer.pt")
     assert snapshot(run) == before
 
@@ -313,7 +313,7 @@ def test_resume_refuses_a_pickle_with_code_in_the_checkpoint(work, tmp_path, cap
     shutil.copytree(work["sft_run"], run, symlinks=True)
     torch.save({"state": Payload()}, run / "checkpoint-2" / "optimizer.pt")  # a valid zip: passes the cheap check
     before = snapshot(run)
-    refused(lambda: sft.run(sft.parse_args([*SFT_FAST, "--steps", "3", "--out", str(run), "--resume"])),
+    refused(lambda: sft.main([*SFT_FAST, "--steps", "3", "--out", str(run), "--resume"]),
             capsys, "checkpoint-2/optimizer.pt", "refused")
     assert snapshot(run) == before and "PICKLED CODE RAN" not in capsys.readouterr().out
 
@@ -323,7 +323,7 @@ def test_resume_with_an_unreadable_config_changes_nothing(work, tmp_path, capsys
     shutil.copytree(work["sft_run"], run, symlinks=True)
     (run / "config.json").write_text('{"env": "generalpoints", "se')
     before = snapshot(run)
-    refused(lambda: sft.run(sft.parse_args([*SFT_FAST, "--steps", "3", "--out", str(run), "--resume"])),
+    refused(lambda: sft.main([*SFT_FAST, "--steps", "3", "--out", str(run), "--resume"]),
             capsys, "config.json cannot be read")
     assert snapshot(run) == before
 
@@ -375,8 +375,8 @@ def test_data_records_skipped_and_counted(work, tmp_path, capsys):
     assert "skipped 1 of 4 malformed records" in err and "skipped 1 of 3 records longer than" in err
 
     (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
-    refused(lambda: sft.run(sft.parse_args([*SFT_FAST, "--data", str(tmp_path / "deep.json"),
-                                            "--out", str(tmp_path / "deep")])), capsys, "nested too deeply")
+    refused(lambda: sft.main([*SFT_FAST, "--data", str(tmp_path / "deep.json"),
+                                            "--out", str(tmp_path / "deep")]), capsys, "nested too deeply")
 
 
 def test_data_image_that_pil_cannot_open(work, tmp_path, capsys):

@@ -54,3 +54,11 @@ def test_defaults_of_ppo_and_sft_start_from_the_shipped_init():
     assert sft.parse_args(["--model", "tiny"]).model == "tiny"  # from scratch
     assert ppo.parse_args(["--init", "base"]).init == "base"
     assert ppo.parse_args(["--model", "tiny-large"]).init == "base"  # another model starts from itself
+
+
+def test_the_cards_sample_at_ppos_rollout_temperature():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("make_init", ROOT / "experiments" / "make_init.py")
+    make_init = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_init)
+    assert make_init.TEMPERATURE == ppo.CPU_TEMPERATURE

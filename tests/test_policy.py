@@ -15,7 +15,6 @@ from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLIm
 
 import generalpoints
 import policy as P
-import ppo
 import virl
 
 
@@ -154,7 +153,7 @@ def test_value_head_leaves_logits_alone_and_gets_gradients(tiny):
 
 def check_split(policy, response_text, key):
     ids = policy.response_ids(response_text)
-    mask = ppo.answer_mask(policy.tokenizer, [ids], key, len(ids))[0].tolist()
+    mask = P.answer_mask(policy.tokenizer, [ids], key, len(ids))[0].tolist()
     first = mask.index(1)
     assert mask == [0] * first + [1] * (len(ids) - first)
     thought = policy.tokenizer.decode(ids[:first])
@@ -176,11 +175,11 @@ def test_answer_split_on_real_responses(tiny):
         if terminated or truncated:
             env.reset()
     no_key = tiny.response_ids("I think the answer is 24.")
-    assert ppo.answer_mask(tiny.tokenizer, [no_key], "formula", len(no_key) + 2).tolist() == [[0] * (len(no_key) + 2)]
+    assert P.answer_mask(tiny.tokenizer, [no_key], "formula", len(no_key) + 2).tolist() == [[0] * (len(no_key) + 2)]
     obs, answers = gp_obs(2)
     responses = [tiny.response_ids(a) for a in answers]
     scores = tiny.score(obs, responses)
-    answer = ppo.answer_mask(tiny.tokenizer, responses, "formula", scores.mask.shape[1])
+    answer = P.answer_mask(tiny.tokenizer, responses, "formula", scores.mask.shape[1])
     assert (answer <= scores.mask).all() and answer.sum() > 0  # never on padding
 
 
@@ -195,8 +194,7 @@ def test_generate_greedy_sampling_eos_and_cut_off(tiny):
     sampled = tiny.generate(obs, temperature=1.0, max_new_tokens=6)
     assert [g.token_ids for g in sampled] != [g.token_ids for g in greedy]
     # a head that always prefers end-of-turn: generation stops, EOS kept, not cut off
-    policy = copy.copy(tiny)
-    policy.model = copy.deepcopy(tiny.model)
+    policy = copy.deepcopy(tiny)  # an nn.Module: copy.copy would share its children with tiny
     with torch.no_grad():
         policy.model.lm_head.weight.zero_()  # all logits tie: greedy takes the lowest id
     eot = tiny.eos_id

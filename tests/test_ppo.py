@@ -126,9 +126,8 @@ def rollout(base_policy):
     args = args_for(num_envs=4, rollout_steps=8, minibatch_size=4, max_new_tokens=12)
     envs = [generalpoints.make_env("id", seed=i) for i in range(4)]
     obs = [env.reset()[0] for env in envs]
-    trackers = [{"prompt": "", "attempts": []} for _ in envs]
     torch.manual_seed(0)
-    roll = ppo.collect_rollout(base_policy, envs, obs, 2, args, trackers)
+    roll = ppo.collect_rollout(base_policy, envs, obs, 2, args)
     return args, roll
 
 
@@ -298,10 +297,9 @@ def test_ppo_raises_the_sampled_success_of_its_hands():
                                  eps=args.adam_eps)
     envs = [FixedHands(i) for i in range(32)]
     obs = [env.reset()[0] for env in envs]
-    trackers = [ppo.new_tracker(o) for o in obs]
     key = generalpoints.ANSWER_KEY
     for _ in range(15):
-        roll = ppo.collect_rollout(policy, envs, obs, 1, args, trackers)
+        roll = ppo.collect_rollout(policy, envs, obs, 1, args)
         old_logp, old_values, _, tokens = ppo.score_rollout(policy, roll.obs, roll.responses, args, key)
         last = ppo.bootstrap_values(policy, roll.last_obs, args, key)
         adv, ret = ppo.compute_gae(roll.rewards, old_values.view(1, -1), roll.dones, last, args.gamma, args.gae_lambda)

@@ -14,15 +14,15 @@ from PIL import Image
 import checkpoints
 import generalpoints
 import sft
-from policy import load_policy, setup_distributed
+from policy import load_policy
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = ["--model", "tiny", "--batch-size", "4", "--log-every", "1", "--eval-every", "0", "--save-every", "0"]
 
 
 def train(out, *flags):
-    """Run sft.run() in-process; returns the per-step training losses it logged."""
-    sft.run(sft.parse_args([*FAST, "--out", str(out), *flags]))
+    """Run sft.py's main() in-process; returns the per-step training losses it logged."""
+    sft.main([*FAST, "--out", str(out), *flags])
     return losses(out)
 
 
@@ -269,12 +269,12 @@ def test_bad_input_exits_with_one_line(tmp_path, capsys):
                       ('[{"conversations": []}]', "no usable record")]:
         garbage.write_text(text)
         with pytest.raises(SystemExit) as e:
-            sft.run(sft.parse_args([*FAST, "--data", str(garbage), "--out", str(tmp_path / "x")]))
+            sft.main([*FAST, "--data", str(garbage), "--out", str(tmp_path / "x")])
         assert str(e.value.code).startswith("error:") and why in str(e.value.code)
         assert "\n" not in str(e.value.code)
 
     with pytest.raises(SystemExit) as e:
-        sft.run(sft.parse_args([*FAST, "--model", str(tmp_path / "nowhere"), "--out", str(tmp_path / "y")]))
+        sft.main([*FAST, "--model", str(tmp_path / "nowhere"), "--out", str(tmp_path / "y")])
     assert str(e.value.code).startswith("error:") and "nowhere" in str(e.value.code)
 
 
@@ -323,7 +323,7 @@ def test_torchrun_two_ranks_follow_the_single_process_curve(tmp_path):
 def test_without_torchrun_nothing_is_distributed(monkeypatch):
     for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(var, raising=False)
-    rank, world, device = setup_distributed()
+    rank, world, device = sft.setup_distributed()
     assert (rank, world) == (0, 1) and not torch.distributed.is_initialized()
     policy = load_policy("tiny")
     assert sft.shard(policy) is policy and not policy.sharded  # world size 1: nothing to shard
