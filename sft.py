@@ -1,5 +1,4 @@
-"""
-Supervised fine-tuning: the paper's SFT arm.
+"""Supervised fine-tuning: the paper's SFT arm.
 
 The model is trained on optimal single-turn answers of the in-distribution (ID) split only
 (GeneralPoints: black suits, J/Q/K count as 10; V-IRL: the training city, absolute actions), with
