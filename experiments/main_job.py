@@ -139,9 +139,11 @@ def run(argv=None) -> None:
     plots.plot_seeds({k: v for k, v in groups.items() if v}, out / "main_job_curves.png")
     if groups.get("RL"):  # each PPO seed's evaluations and its rollouts' success and reward per update
         plots.plot_curves(groups["RL"], out / "main_job_rl_curves.png")
+    temps = sorted({json.loads((d / "config.json").read_text())["temperature"] for d in root.glob("ppo-s*")
+                    if (d / "config.json").is_file()})  # the runs' own rollout temperature
     text = ("# The main job and its SFT contrast, from inits/gp-l (experiments/main_job.py)\n\n"
             "Success within 5 attempts, %, first -> last evaluation (change), on the 234 fixed hands per split; "
-            "sampled = 3 passes at the rollout temperature (0.5). "
+            f"sampled = 3 passes at the rollout temperature ({', '.join(map(str, temps)) or '-'}). "
             f"Held-out: {HELD_OUT} other ID hands, the init vs the final checkpoint.\n\n"
             + table)
     (out / "main_job.md").write_text(text)
