@@ -1,49 +1,24 @@
 """The paper's headline at laptop scale: does SFT memorize and RL generalize in a tiny model?
 
-"SFT Memorizes, RL Generalizes" post-trains a pretrained 11B model on one variant of each task and
-tests it on an unseen one (its Figure 1): GP-L trains on the rule J, Q, K = 10 and tests J, Q, K =
-11, 12, 13; V-IRL-L trains on absolute directions (turn_direction(north)) and tests relative ones
-(turn_direction(left)); GP-VL shows the cards as an image, trains on black suits and tests red
-ones; V-IRL-VL shows street views, trains in one city and tests nine others drawn in other
-styles. More SFT lowers the unseen variant, PPO raises it; one seed each. This script runs the
-same comparison with the tiny built-in model on 2 CPU cores, several seeds per arm and a
+The paper post-trains an 11B model on one variant of each task and tests an unseen one (Figure 1):
+GP-L rule J, Q, K = 10 -> 11, 12, 13; V-IRL-L absolute -> relative directions; GP-VL black -> red
+cards; V-IRL-VL one city -> nine others. More SFT lowers the unseen variant, PPO raises it. This
+script runs that comparison with the tiny model on 2 CPU cores, several seeds per arm and a
 significance test, one task at a time (--task):
 
-  1. pretrain   experiments/pretrain.py: the stand-in for pretraining, which gives the tiny model what the
-                pretrained model brings to the task, never the test variant's form:
-                gp-l    hands under random J/Q/K values, half of them with revision turns
-                        (pretrain.gp_mixture): reading the rule sentence and revising;
-                        never the test rule 11/12/13, nor the tuning rule 3/6/9 (val-rule).
-                virl-l  routes whose action space is one of five other vocabularies (compass
-                        words, their abbreviations, port/starboard, counterclockwise/clockwise,
-                        hard left/bear left) and turns as world knowledge outside any route
-                        ("Facing north, you turn to face west. How did you turn?";
-                        pretrain.virl_mixture), with a tokenizer fitted without the rule-OOD
-                        text: following the action space a prompt lists, and what left and right
-                        mean; never the relative action space in a route.
-                gp-vl   two stages from the model "tiny-vl" (56-pixel image patches, policy.py):
-                        "read", reading practice alone ("Read the ranks of the cards." -> the
-                        ranks), then "pretrain", gp-l's mixture with the cards as an image and a
-                        quarter of reading practice (pretrain.gp_mixture, inks=True);
-                        the cards of all four suits drawn in 8 inks, never red: reading ranks in
-                        many colours. Inside the mixture alone the tiny model did not learn to
-                        read in 1,000 steps (it answered the same cards for every image).
-                virl-vl the ID routes (absolute actions) with their street views drawn in the
-                        training city's style or in one of 24 random looks (colours, window
-                        patterns, fonts no named city uses; streetview.LOOKS), from "tiny-vl":
-                        street views in many styles, never the nine visual-OOD cities' styles.
+  1. pretrain   experiments/pretrain.py: the stand-in for pretraining, which gives the tiny model what
+                the pretrained model brings to the task but never the test variant's form (gp-l: hands
+                under random J/Q/K values; virl-l: five other action vocabularies; gp-vl: reading
+                practice, then the mixture as images in 8 inks, never red; virl-vl: 24 random street
+                styles); each task's stand-in is described in experiments/README.md.
   2. init       a short ID SFT from the pretrained model: the paper's format-stable initial
                 checkpoint. Both arms start here.
   3. rl-S       ppo.py on the ID variant with verifier revision (VIter), seed S.
   4. sft-S      more ID SFT, seed S, for as many training FLOPs as rl-0 used (the paper's compute
                 axis, matched within a few percent), evaluated at the same compute fractions.
-  5. summary    results.md / results.json (ID and OOD, init -> SFT / RL, mean and spread over
-                seeds, Welch's t-test on the final change of RL vs SFT), curves.png (GP success,
-                V-IRL per-step accuracy) and mechanism.png (GP-L: first answers
-                whose numbers follow the rule; V-IRL-L: answers at turns in the split's action
-                space; GP-VL: first answers whose cards were read right; V-IRL-VL: answers whose
-                observation of the street views is right); then <root>/figure1.png, the change
-                from the init of every task run.
+  5. summary    results.md / results.json (ID and OOD, init -> SFT / RL, mean and spread over seeds,
+                Welch's t-test of RL vs SFT), curves.png, mechanism.png (each task's mechanism metric),
+                <root>/figure1.png, the change from the init of every task run.
 
 Every stage is a run folder under <root>/<task>; a finished stage (its final/ checkpoint exists)
 is skipped, an unfinished one resumes from its last checkpoint, so a killed experiment goes on
@@ -57,11 +32,7 @@ were fixed on ID success and the val-rule split before any ood-rule number was l
     python experiments/headline.py --task all --seeds 3      # every task in turn, then figure1.png
     python experiments/headline.py --task all --smoke        # a handful of steps, one seed: a minute (tests)
     python experiments/headline.py --task all --summary-only # redo the tables and figures from the runs
-    # an ablation: the same pretrained model, init and RL runs, the SFT arm at another learning rate
-    mkdir -p runs/abl/gp-l && cp -r runs/headline/gp-l/{pretrain,init,rl-*} runs/abl/gp-l/
-    python experiments/headline.py --root runs/abl --sft-lr 1e-5
-    # robustness: the whole experiment on top of another pretraining run (another "pretrained model")
-    python experiments/headline.py --root runs/pretrain-seed1 --pretrain-seed 1 --seeds 3
+    # ablations (another SFT lr, another pretrained model): experiments/README.md
 """
 import argparse
 import json

@@ -1,6 +1,8 @@
-"""The READMEs stay readable and their links stay valid: README.md is at most 300 lines and opens with
-its two commands; every relative link in README.md, experiments/README.md and experiments/LOG.md
-names a file that exists, and every #anchor a heading of the file it points into."""
+"""The READMEs and the code stay readable and their links stay valid: README.md is at most 300 lines
+and opens with its two commands; every relative link in README.md, experiments/README.md and
+experiments/LOG.md names a file that exists, and every #anchor a heading of the file it points
+into; every top-level .py file is at most 600 lines and every module docstring at most 35."""
+import ast
 import re
 from pathlib import Path
 
@@ -43,3 +45,12 @@ def test_relative_links_point_to_files_and_headings(doc):
         elif anchor and anchor not in anchors(dest):
             bad.append(f"{target}: no heading #{anchor} in {dest.relative_to(ROOT)}")
     assert not bad, f"{doc}: " + "; ".join(bad)
+
+
+def test_files_and_module_docstrings_stay_short():
+    long_files = [f"{p.name}: {n} lines" for p in sorted(ROOT.glob("*.py"))
+                  if (n := len(p.read_text().splitlines())) > 600]
+    long_docs = [f"{p.relative_to(ROOT)}: {n} lines" for p in sorted(ROOT.rglob("*.py"))
+                 if ".git" not in p.parts and (doc := ast.get_docstring(ast.parse(p.read_text()), clean=False))
+                 and (n := len(doc.splitlines())) > 35]
+    assert not long_files + long_docs
