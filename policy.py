@@ -49,13 +49,12 @@ from transformers.models.qwen2_vl.processing_qwen2_vl import Qwen2VLProcessor
 from transformers.utils import logging as hf_logging
 
 from cli import one_line
+from kvcache import growing_cache
 
 log = logging.getLogger("policy")
 hf_logging.disable_progress_bar()  # no "Loading weights" bars at every checkpoint
 
-# ---------------------------------------------------------------------------------------------
-# The tiny model: a Llama-3.2-Vision config and a tokenizer trained on the environments' text
-# ---------------------------------------------------------------------------------------------
+# ---- The tiny model: a Llama-3.2-Vision config and a tokenizer trained on the environments' text ----
 
 # Measured on 2 CPU cores: a ~0.6M-parameter decoder with short sequences learns GP-L fastest.
 # Mllama counts its cross-attention layers inside num_hidden_layers.
@@ -157,9 +156,7 @@ def build_tiny(size="tiny", seed=0, corpus=None):
     return model, processor
 
 
-# ---------------------------------------------------------------------------------------------
-# Loading a local checkpoint through the Auto classes
-# ---------------------------------------------------------------------------------------------
+# ---- Loading a local checkpoint through the Auto classes ------------------------------------
 
 class QwenVLImageProcessor(Qwen2VLProcessor):
     """Qwen2(.5)-VL's processor without its video half, which needs torchvision (measured with transformers 5.24:
@@ -230,9 +227,7 @@ def load_checkpoint(path, vision=False, device="cpu", dtype=None):
     return model, tokenizer, processor
 
 
-# ---------------------------------------------------------------------------------------------
-# The policy object
-# ---------------------------------------------------------------------------------------------
+# ---- The policy object ----------------------------------------------------------------------
 
 @dataclass
 class Generation:
@@ -321,7 +316,7 @@ class Policy(nn.Module):
         self.tokenizer, self.processor, self.device = tokenizer, processor, torch.device(device)
         self.num_params = sum(p.numel() for p in model.parameters())
         self.sharded, self.gathered, self.full_state = False, None, None  # sft.shard: FSDP, its two gathers
-        self._prompt_ids = {}  # chat text -> token ids: a rollout's prompt is encoded once, not 5 times
+        self._prompt_ids, self._chat_texts = {}, {}  # a rollout's prompt is rendered and encoded once, not 5 times
         self._ids_only = None  # whether text prompts encode to input_ids + attention_mask alone
         config = model.config
         self.context = config.get_text_config().max_position_embeddings
@@ -342,16 +337,22 @@ class Policy(nn.Module):
     # --- prompts -----------------------------------------------------------------------------
 
     def chat_text(self, messages):
-        """The prompt string for one conversation, ending with the assistant header."""
+        """The prompt string for one conversation, ending with the assistant header (memoised:
+        PPO renders each prompt for generation, two scoring passes and every epoch)."""
+        if (key := repr(messages)) in self._chat_texts:
+            return self._chat_texts[key]
         if self.processor is not None and getattr(self.processor, "chat_template", None):
-            return self.processor.apply_chat_template(messages, add_generation_prompt=True,
-                                                      tokenize=False)
-        if self.tokenizer.chat_template is None:
+            text = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        elif self.tokenizer.chat_template is None:
             raise ValueError("the tokenizer has no chat template")
-        flat = [{"role": m["role"], "content": m["content"] if isinstance(m["content"], str)
-                 else "".join(p.get("text", "") for p in m["content"])} for m in messages]
-        return self.tokenizer.apply_chat_template(flat, add_generation_prompt=True,
-                                                  tokenize=False)
+        else:
+            flat = [{"role": m["role"], "content": m["content"] if isinstance(m["content"], str)
+                     else "".join(p.get("text", "") for p in m["content"])} for m in messages]
+            text = self.tokenizer.apply_chat_template(flat, add_generation_prompt=True, tokenize=False)
+        if len(self._chat_texts) > 8192:
+            self._chat_texts.clear()
+        self._chat_texts[key] = text
+        return text
 
     def prompt_inputs(self, obs_list):
         """Model inputs of a batch of observations, prompts left-padded."""
@@ -429,7 +430,8 @@ class Policy(nn.Module):
             config = GenerationConfig(**sampling, repetition_penalty=1.0, no_repeat_ngram_size=0,
                                       num_beams=1, **limits)
         with self.gathered() if self.sharded else contextlib.nullcontext({}) as extra:  # sft.py, FSDP 3
-            out = self.model.generate(**inputs, generation_config=config, **extra)
+            out = self.model.generate(**inputs, generation_config=config, past_key_values=growing_cache(self.model),
+                                      **extra)
         results = []
         for row in out[:, prompt_len:].tolist():  # [B, new]
             end = next((i for i, t in enumerate(row) if t in self.eos_ids), None)
@@ -526,10 +528,8 @@ def load_policy(model="tiny", vision=False, seed=0, device=None, dtype=None, cor
     vision: the caller will pass images (a text-only checkpoint is refused up front).
     seed: seeds the tiny model's weights and a fresh value head. corpus: tokenizer training
     text for the tiny model (default: both environments' tokenizer_corpus()).
-    threads: torch CPU threads for this process (None: leave torch's setting). The tiny
-    model's ops are too small to split, and on the shared 2-core machine a second thread
-    stalls every op whenever another process holds a core: measured 9x slower for a batch of
-    32 forward+backward (1.6 s vs 0.17 s) and 60x for one-at-a-time scoring.
+    threads: torch CPU threads for this process (None: leave torch's setting); a second thread
+    stalls the tiny model's ops whenever another process holds a core (9x slower, benchmarks/).
     """
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cpu" and threads:
@@ -562,9 +562,7 @@ def load_policy(model="tiny", vision=False, seed=0, device=None, dtype=None, cor
     return Policy(net, tokenizer, processor, head.to(device), device)
 
 
-# ---------------------------------------------------------------------------------------------
-# torchrun: a sum over the ranks (sft.py's "FSDP by hand" joins the process group)
-# ---------------------------------------------------------------------------------------------
+# ---- torchrun: a sum over the ranks (sft.py's "FSDP by hand" joins the process group) -------
 
 def all_sum(values: list[float]) -> list[float]:
     """Sum a list of floats over all ranks (identity without torch.distributed)."""
