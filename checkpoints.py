@@ -169,6 +169,8 @@ def problem(path):
                     pass
             elif file.suffix == ".pt":
                 zipfile.ZipFile(file).close()
+        except PermissionError:  # not damaged: another user's file, or one made unreadable
+            return f"{file} cannot be read: permission denied"
         except (OSError, ValueError, RecursionError, zipfile.BadZipFile, SafetensorError) as err:
             return f"{file} is corrupt or truncated ({one_line(err)})"
     state = json.loads((path / "trainer_state.json").read_text())
@@ -212,13 +214,9 @@ def resume_point(out_dir, args, keys):
 def init_flops(path, env=None, vision=None) -> float:
     """Training compute already in a checkpoint: the 'flops' sft.py / ppo.py store in its
     trainer_state.json (0 for a model without one); RunError when it holds no such number, or
-    when the checkpoint records another task than `env` / `vision` (trained_on): a V-IRL
-    checkpoint is no start for GeneralPoints, nor is its compute that run's D_init."""
-    if (record := trained_on(path)) and env is not None:
-        task = f"{env}{' (vision)' if vision else ''}"
-        if record[0] != env or record[1] not in (None, bool(vision)):
-            raise RunError(f"{path} was trained on {record[0]}{' (vision)' if record[1] else ''} "
-                           f"({record[2]}), not on this run's {task}; start from a checkpoint of {task}")
+    (env given) when check_task refuses the checkpoint."""
+    if env is not None:
+        check_task(path, env, vision)
     state = Path(path) / "trainer_state.json"
     if not state.is_file():
         return 0.0
@@ -229,6 +227,16 @@ def init_flops(path, env=None, vision=None) -> float:
     if not (math.isfinite(flops) and flops >= 0):
         raise RunError(f"{state} gives flops {flops}; it must be a finite number >= 0")
     return flops
+
+
+def check_task(path, env, vision) -> None:
+    """RunError when the model folder `path` records another task than `env` / `vision`
+    (trained_on): a V-IRL checkpoint is no start for GeneralPoints, nor is its compute that run's
+    D_init. A folder that records nothing (a plain model, an old checkpoint) is accepted."""
+    if (record := trained_on(path)) and (record[0] != env or record[1] not in (None, bool(vision))):
+        task = f"{env}{' (vision)' if vision else ''}"
+        raise RunError(f"{path} was trained on {record[0]}{' (vision)' if record[1] else ''} ({record[2]}), "
+                       f"not on this run's {task}; start from a checkpoint of {task}")
 
 
 def trained_on(path):

@@ -413,11 +413,12 @@ def parse_args(argv=None):
     if args.lr is None:
         from_scratch = args.model in TINY_SIZES
         args.lr = (1e-3 if from_scratch else 1e-4) if args.preset == "cpu" else (5e-7 if args.vision else 1e-6)
-    try:  # the compute already in --model (D_init), and its task: refused if not this run's
-        flops = 0.0 if args.model in TINY_SIZES else checkpoints.init_flops(args.model, args.env, args.vision)
+    try:  # a --model of another task is refused; the compute already in it is D_init
+        checkpoints.check_task(args.model, args.env, args.vision)
+        if args.init_flops is None:
+            args.init_flops = 0.0 if args.model in TINY_SIZES else checkpoints.init_flops(args.model)
     except RunError as err:
         p.error(str(err))
-    args.init_flops = flops if args.init_flops is None else args.init_flops
     if args.out is None:
         args.out = f"runs/sft-{run_name(args.env, args.vision, args.seed)}"
     # the public sizes under --preset paper (1200 px cards, 2405 px grids), the env's CPU size otherwise

@@ -309,6 +309,8 @@ def test_out_on_a_read_only_file_system_and_a_read_only_run_on_resume(work, tmp_
         for argv in (["--out", str(disk / "new")], ["--out", str(disk / "run"), "--resume", "--steps", "3"]):
             refused(lambda: sft.main(["--model", str(work["model"]), *FAST, *argv]), capsys, "--out",
                     "Read-only file system")
+        refused(lambda: ppo.main(["--init", str(work["model"]), "--out", str(disk / "run"), "--resume"]), capsys,
+                "--out", "Read-only file system")
         refused(lambda: evaluate.main(["--env", "virl", "--model", "oracle", "--out", str(disk / "run" / "e.json")]),
                 capsys, "Read-only file system")
         assert snapshot(disk / "run") == before
@@ -393,6 +395,7 @@ INITS = ROOT / "inits"
     (["ppo", "--env", "generalpoints", "--init", "{virl_run}/checkpoint-1"], ["trained on virl", "not on this run's"]),
     (["ppo", "--env", "generalpoints", "--vision", "--init", "{gp_run}/checkpoint-2"], ["(vision)"]),
     (["sft", "--env", "virl", "--model", "{gp_run}/final"], ["trained on generalpoints"]),
+    (["sft", "--env", "virl", "--model", "{gp_run}/final", "--init-flops", "0"], ["trained on generalpoints"]),
     (["sft", "--env", "generalpoints", "--model", str(INITS / "virl-l")], ["trained on virl"]),
 ])
 def test_init_of_another_task(work, argv, fragments, capsys, tmp_path):
@@ -470,6 +473,23 @@ def test_unreadable_files_named_in_process(work, tmp_path, monkeypatch, capsys):
                         else real_read(self, *a, **kw))
     refused(lambda: sft.main(["--model", str(work["model"]), *FAST, "--data", str(data), "--out", str(tmp_path / "r")]),
             capsys, "--data", "cannot be read", "Permission denied")
+
+
+def test_resume_from_checkpoints_that_may_not_be_read(work, tmp_path, monkeypatch, capsys):
+    """Not "corrupt or truncated": permission denied, and the run folder as it was."""
+    run = copy_run(work, tmp_path)
+    before = snapshot(run)
+    real_open = checkpoints.safe_open
+
+    def safe_open(file, *a, **kw):
+        if Path(file).name == "model.safetensors":
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(file))
+        return real_open(file, *a, **kw)
+    monkeypatch.setattr(checkpoints, "safe_open", safe_open)
+    refused(lambda: sft.main(["--model", str(work["model"]), "--steps", "3", *FAST, "--out", str(run), "--resume"]),
+            capsys, "no intact checkpoint", "checkpoint-2/model.safetensors cannot be read: permission denied",
+            "checkpoint-1/model.safetensors cannot be read")
+    assert snapshot(run) == before
 
 
 # ---------------------------------------------------------------------------------------------
