@@ -35,7 +35,7 @@ import plots  # noqa: E402
 import policy as policy_lib  # noqa: E402
 import ppo  # noqa: E402
 import sft  # noqa: E402
-from test_bad_input import SFT_FAST, cli, one_line, plot_run, refused, snapshot  # noqa: E402
+from test_bad_input import SFT_FAST, _experiment, cli, one_line, plot_run, refused, snapshot  # noqa: E402
 
 FAST = [*SFT_FAST, "--threads", "1", "--save-every", "1"]
 NO_SPACE = "No space left on device"
@@ -288,17 +288,9 @@ def test_out_that_cannot_be_written(work, tmp_path, kind, script, capsys):
              "ppo": lambda: ppo.parse_args(["--init", str(work["model"]), "--out", out]),
              "evaluate": lambda: evaluate.main(["--env", "virl", "--model", "oracle", "--out", out + "/e.json"]),
              "plots": lambda: plots.main([str(work["gp_run"]), "--out", out]),
-             "headline": lambda: _headline().main(["--root", out])}[script]
+             "headline": lambda: _experiment("headline").main(["--root", out])}[script]
     refused(entry, capsys, "--root" if script == "headline" else "--out", reason)
     assert sorted(tmp_path.iterdir()) == before
-
-
-def _headline():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("headline", ROOT / "experiments" / "headline.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_out_on_a_read_only_file_system_and_a_read_only_run_on_resume(work, tmp_path, capsys):
@@ -314,6 +306,19 @@ def test_out_on_a_read_only_file_system_and_a_read_only_run_on_resume(work, tmp_
         refused(lambda: evaluate.main(["--env", "virl", "--model", "oracle", "--out", str(disk / "run" / "e.json")]),
                 capsys, "Read-only file system")
         assert snapshot(disk / "run") == before
+
+
+@pytest.mark.parametrize("kind", ["a folder of other files", "under /proc"])
+def test_make_init_out_is_checked_before_it_trains(tmp_path, kind, capsys):
+    """experiments/make_init.py replaces --out by the new init: never a folder that is not an init."""
+    out = tmp_path / "mine" if kind == "a folder of other files" else Path("/proc/init")
+    if kind == "a folder of other files":
+        out.mkdir()
+        (out / "thesis.tex").write_text("years of work")
+    refused(lambda: _experiment("make_init").main(["gp-l", "--out", str(out), "--work", str(tmp_path / "w")]),
+            capsys, "--out", "no card.json" if kind == "a folder of other files" else "cannot be written")
+    assert not (tmp_path / "w").exists() and (kind != "a folder of other files" or
+                                              (out / "thesis.tex").read_text() == "years of work")
 
 
 def test_the_check_leaves_nothing_and_a_writable_out_passes(work, tmp_path):
