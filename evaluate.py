@@ -47,7 +47,7 @@ from tqdm import tqdm
 
 import generalpoints
 import virl
-from cli import COUNT, SEED, ArgumentParser, number, out_problem
+from cli import COUNT, SEED, ArgumentParser, number, out_problem, write_atomic
 
 ENVS = {"generalpoints": generalpoints, "virl": virl}  # name -> environment module
 STAND_INS = ("oracle", "random")
@@ -459,7 +459,7 @@ def main(argv=None) -> None:
     if args.out:
         try:
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+            write_atomic(args.out, json.dumps(results, indent=2) + "\n")  # a full disk keeps the old file
         except OSError as err:  # e.g. a full disk; the table above has the results
             sys.exit(f"error: --out {args.out}: {err.strerror or err}")
 

@@ -48,7 +48,7 @@ from transformers.models.mllama.image_processing_pil_mllama import MllamaImagePr
 from transformers.models.qwen2_vl.processing_qwen2_vl import Qwen2VLProcessor
 from transformers.utils import logging as hf_logging
 
-from cli import one_line
+from cli import follow_umask, one_line, unreadable
 from kvcache import growing_cache
 
 log = logging.getLogger("policy")
@@ -199,7 +199,7 @@ def load_checkpoint(path, vision=False, device="cpu", dtype=None):
         raise ValueError(f"--model {path!r} is neither a tiny size ({', '.join(TINY_SIZES)}) nor a directory")
 
     def unusable(e):  # missing files, bad JSON, an unknown model type, truncated weights: one line
-        reason = one_line(e)
+        reason = unreadable(path) or one_line(e)  # a file we may not read, not "No such file"
         if isinstance(e, pickle.UnpicklingError):  # a .bin that is more than tensors: never run
             reason = "its pickled weights hold more than tensors (refused by torch.load weights_only)"
         return ValueError(f"{path!r} is not a Hugging Face checkpoint that loads: {reason}")
@@ -508,9 +508,8 @@ class Policy(nn.Module):
     # --- checkpoints -------------------------------------------------------------------------
 
     def save(self, out_dir):
-        """save_pretrained (safetensors) + processor/tokenizer + value_head.safetensors. A sharded
-        policy is saved by every rank: full_state gathers the weights to rank 0 (sft.py, "FSDP by
-        hand" 5), which alone writes."""
+        """save_pretrained (safetensors) + processor/tokenizer + value_head.safetensors, modes as the
+        umask says. Sharded: every rank calls it, full_state gathers to rank 0, which alone writes."""
         model_state, head_state = self.full_state() if self.sharded else (None, self.value_head.state_dict())
         if head_state is None:  # a rank other than 0
             return
@@ -519,6 +518,7 @@ class Policy(nn.Module):
         (self.processor or self.tokenizer).save_pretrained(out_dir)
         save_file({k: v.detach().float().cpu().contiguous() for k, v in head_state.items()},
                   os.path.join(out_dir, "value_head.safetensors"))
+        follow_umask(out_dir)  # safetensors writes 0600: a colleague could not read the checkpoint
 
 
 def load_policy(model="tiny", vision=False, seed=0, device=None, dtype=None, corpus=None,

@@ -53,7 +53,7 @@ import plots
 import policy as policy_lib
 import sft
 from cli import (COUNT, COUNT_OR_0, NON_NEGATIVE, POSITIVE, SEED, SHARE, ArgumentParser, RunError, add_preset,
-                 out_problem, parse)
+                 parse, run_folder_problem)
 
 # --preset paper: the paper's values (the public code's rl/configs) for every flag left unset
 PAPER = dict(lr=1e-6, vf_lr=0.0, vf_clip=0.1, ppo_epochs=4, temperature=0.2, max_grad_norm=0.01, num_envs=1,
@@ -499,8 +499,6 @@ def parse_args(argv=None):
     # the public sizes under --preset paper (1200 px cards, 2405 px grids), the env's CPU size otherwise
     args.image_size = evaluate.paper_image_size(args.env) if args.preset == "paper" else None
     args.out = args.out or f"runs/ppo-{sft.run_name(args.env, args.vision, args.seed)}"
-    if why := out_problem(args.out):
-        p.error(f"--out {why}")
     if args.rollout_steps % args.num_envs:
         p.error("--rollout-steps must be a multiple of --num-envs")
     if args.rollout_steps % args.minibatch_size or args.minibatch_size % args.grad_accum:
@@ -514,8 +512,10 @@ def parse_args(argv=None):
     if args.init != "base" and not Path(args.init).is_dir():
         p.error(f"--init {args.init}: no such checkpoint folder")
     args.init_path = args.model if args.init == "base" else args.init
-    try:  # the init's own training compute, D_init of the compute axis
-        args.flops_init = 0.0 if args.init == "base" else checkpoints.init_flops(args.init)
+    if why := run_folder_problem(args.out, {"--model": args.model, "--init": args.init}):
+        p.error(f"--out {why}")
+    try:  # the init's own training compute, D_init of the compute axis; refused if of another task
+        args.flops_init = 0.0 if args.init == "base" else checkpoints.init_flops(args.init, args.env, args.vision)
         args.eval_splits = ",".join(evaluate.parse_splits(
             args.eval_splits or "id,ood-rule" + (",ood-visual" if args.vision else ""), args.env))
     except ValueError as err:  # RunError of a trainer_state.json, or an unknown split

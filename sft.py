@@ -58,7 +58,7 @@ import checkpoints
 import cli
 import generalpoints
 from cli import (COUNT, COUNT_OR_0, NON_NEGATIVE, POSITIVE, SEED, SHARE, ArgumentParser, RunError, add_preset,
-                 number, out_problem, parse)
+                 number, parse, run_folder_problem)
 from evaluate import ENVS, PAPER_MAX_NEW_TOKENS, evaluate, headline, paper_image_size, parse_splits
 from policy import TINY_SIZES, load_policy
 
@@ -311,11 +311,7 @@ def run(args, examples=None, corpus=None):
         if args.eval_every and (done % args.eval_every == 0 or done == args.steps):
             run_eval(done)
         if (args.save_every and done % args.save_every == 0) or done == args.steps:
-            try:
-                checkpoints.save(out, done, policy, optimizer, scheduler, state, final=done == args.steps)
-            except OSError as err:  # e.g. a full disk: the half-written folder is never the latest
-                raise RunError(f"writing checkpoint-{done} failed ({err}); the latest complete "
-                               f"checkpoint is {checkpoints.latest(out) or 'none'}") from None
+            checkpoints.save(out, done, policy, optimizer, scheduler, state, final=done == args.steps)
     bar.close()
     final = str(out / f"checkpoint-{args.steps}")
     if rank == 0:
@@ -417,19 +413,20 @@ def parse_args(argv=None):
     if args.lr is None:
         from_scratch = args.model in TINY_SIZES
         args.lr = (1e-3 if from_scratch else 1e-4) if args.preset == "cpu" else (5e-7 if args.vision else 1e-6)
-    if args.init_flops is None:
-        try:
+    try:  # a --model of another task is refused; the compute already in it is D_init
+        checkpoints.check_task(args.model, args.env, args.vision)
+        if args.init_flops is None:
             args.init_flops = 0.0 if args.model in TINY_SIZES else checkpoints.init_flops(args.model)
-        except RunError as err:
-            p.error(str(err))
+    except RunError as err:
+        p.error(str(err))
     if args.out is None:
         args.out = f"runs/sft-{run_name(args.env, args.vision, args.seed)}"
     # the public sizes under --preset paper (1200 px cards, 2405 px grids), the env's CPU size otherwise
     args.image_size = paper_image_size(args.env) if args.preset == "paper" else None
-    if why := out_problem(args.out):
+    if why := run_folder_problem(args.out, {"--model": args.model}):
         p.error(f"--out {why}")
-    if args.data is not None and not Path(args.data).is_file():
-        p.error(f"--data {args.data}: no such file")
+    if args.data is not None and not Path(args.data).is_file():  # a folder, a FIFO (it would block)
+        p.error(f"--data {args.data}: {'not a regular file' if Path(args.data).exists() else 'no such file'}")
     if args.revise and (args.env != "generalpoints" or args.data):
         p.error("--revise is for GeneralPoints' generated ID data: not with --env virl or --data")
     default = "id,ood-rule" + (",ood-visual" if args.vision else "")
