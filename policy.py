@@ -48,14 +48,12 @@ from transformers.models.mllama.image_processing_pil_mllama import MllamaImagePr
 from transformers.models.qwen2_vl.processing_qwen2_vl import Qwen2VLProcessor
 from transformers.utils import logging as hf_logging
 
-from cli import one_line
+from cli import RunError, one_line, quiet
 
 log = logging.getLogger("policy")
 hf_logging.disable_progress_bar()  # no "Loading weights" bars at every checkpoint
 
-# ---------------------------------------------------------------------------------------------
-# The tiny model: a Llama-3.2-Vision config and a tokenizer trained on the environments' text
-# ---------------------------------------------------------------------------------------------
+# ---- The tiny model: a Llama-3.2-Vision config and a tokenizer trained on the environments' text ----
 
 # Measured on 2 CPU cores: a ~0.6M-parameter decoder with short sequences learns GP-L fastest.
 # Mllama counts its cross-attention layers inside num_hidden_layers.
@@ -157,9 +155,7 @@ def build_tiny(size="tiny", seed=0, corpus=None):
     return model, processor
 
 
-# ---------------------------------------------------------------------------------------------
-# Loading a local checkpoint through the Auto classes
-# ---------------------------------------------------------------------------------------------
+# ---- Loading a local checkpoint through the Auto classes ------------------------------------
 
 class QwenVLImageProcessor(Qwen2VLProcessor):
     """Qwen2(.5)-VL's processor without its video half, which needs torchvision (measured with transformers 5.24:
@@ -209,20 +205,22 @@ def load_checkpoint(path, vision=False, device="cpu", dtype=None):
 
     try:
         config = AutoConfig.from_pretrained(path)
-    except (OSError, ValueError, KeyError) as e:
+    except Exception as e:  # whatever a malformed config.json raises (a model_type 5, a list, a bad size)
         raise unusable(e) from e
     is_vlm = config.model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
     if vision and not is_vlm:
-        raise ValueError(f"--model {path!r} is a text-only {config.model_type} model; it "
-                         f"cannot take images")
+        raise ValueError(f"--model {path!r} is a text-only {config.model_type} model; it cannot take images")
     auto = AutoModelForImageTextToText if is_vlm else AutoModelForCausalLM
     kwargs = {"dtype": dtype} if dtype is not None else {}
     try:
-        model = auto.from_pretrained(path, **kwargs).to(device)
+        with quiet("transformers"):  # its load report: said below in one line
+            model, info = auto.from_pretrained(path, output_loading_info=True, **kwargs)
+        if stray := sorted(info["missing_keys"]) or sorted(info["unexpected_keys"]):  # else re-initialised / dropped
+            raise ValueError(f"{len(stray)} weights do not fit its config.json (first: {stray[0]})")
+        model = model.to(device)
         processor = _processor(path, config) if is_vlm else None
         tokenizer = processor.tokenizer if is_vlm else AutoTokenizer.from_pretrained(path)
-    except (OSError, ValueError, KeyError, RuntimeError, EOFError, SafetensorError,
-            pickle.UnpicklingError) as e:
+    except Exception as e:  # whatever its files raise (bad sizes or dtype, damaged weights or tokenizer)
         raise unusable(e) from e
     tokenizer.padding_side = "left"  # batched generation appends on the right
     if tokenizer.pad_token is None:
@@ -230,9 +228,7 @@ def load_checkpoint(path, vision=False, device="cpu", dtype=None):
     return model, tokenizer, processor
 
 
-# ---------------------------------------------------------------------------------------------
-# The policy object
-# ---------------------------------------------------------------------------------------------
+# ---- The policy object ----------------------------------------------------------------------
 
 @dataclass
 class Generation:
@@ -403,8 +399,8 @@ class Policy(nn.Module):
 
     def _check_context(self, length):
         if length > self.context:
-            raise ValueError(f"conversation of {length} tokens is longer than the model's "
-                             f"context of {self.context} tokens")
+            raise RunError(f"conversation of {length} tokens is longer than the model's context of "
+                           f"{self.context} tokens: lower --max-new-tokens or the attempts")
 
     # --- sampling ----------------------------------------------------------------------------
 
@@ -559,12 +555,15 @@ def load_policy(model="tiny", vision=False, seed=0, device=None, dtype=None, cor
     bad = next((k for k, v in weights.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
     if bad is not None:
         raise ValueError(f"{model}: the weights hold NaN or inf (first in {bad})")
-    return Policy(net, tokenizer, processor, head.to(device), device)
+    policy = Policy(net, tokenizer, processor, head.to(device), device)
+    try:  # the chat template renders: a broken one would fail at the first prompt, mid-run
+        policy.chat_text([{"role": "user", "content": [{"type": "text", "text": "Hi"}]}])
+    except Exception as e:  # whatever jinja or the template raises
+        raise ValueError(f"{model}: its chat template does not render ({one_line(e)})") from e
+    return policy
 
 
-# ---------------------------------------------------------------------------------------------
-# torchrun: a sum over the ranks (sft.py's "FSDP by hand" joins the process group)
-# ---------------------------------------------------------------------------------------------
+# ---- torchrun: a sum over the ranks (sft.py's "FSDP by hand" joins the process group) -------
 
 def all_sum(values: list[float]) -> list[float]:
     """Sum a list of floats over all ranks (identity without torch.distributed)."""

@@ -42,6 +42,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +60,8 @@ import cli
 import generalpoints
 from cli import (COUNT, COUNT_OR_0, NON_NEGATIVE, POSITIVE, SEED, SHARE, ArgumentParser, RunError, add_preset,
                  number, out_problem, parse)
-from evaluate import ENVS, PAPER_MAX_NEW_TOKENS, evaluate, headline, paper_image_size, parse_splits
+from evaluate import (ENVS, PAPER_MAX_NEW_TOKENS, check_context, evaluate, headline, paper_image_size,
+                      parse_splits)
 from policy import TINY_SIZES, load_policy
 
 # -----------------------------------------------------------------------------------------------
@@ -215,6 +217,9 @@ def run(args, examples=None, corpus=None):
         raise RunError(str(err)) from None
     if records is not None:
         records = drop_too_long(records, policy)
+    if args.eval_every:  # before any work: the evaluations' longest conversation must fit the context
+        check_context(policy, args.env, args.vision, args.image_size,
+                      [(args.eval_splits, None, args.eval_max_new_tokens, ("--eval-max-new-tokens",), False)])
     n_params = policy.num_params
     if args.grad_checkpointing:
         policy.model.activation_checkpointing_enable()  # before FSDP wraps the blocks
@@ -434,7 +439,7 @@ def parse_args(argv=None):
         p.error("--revise is for GeneralPoints' generated ID data: not with --env virl or --data")
     default = "id,ood-rule" + (",ood-visual" if args.vision else "")
     try:
-        args.eval_splits = ",".join(parse_splits(args.eval_splits or default, args.env))
+        args.eval_splits = ",".join(parse_splits(args.eval_splits or default, args.env, args.vision))
     except ValueError as err:
         p.error(f"--eval-splits: {err}")
     return args
@@ -523,8 +528,10 @@ def _parse_record(record, root, vision):
             raise ValueError("has an image but --vision is off")
         image = root / str(image)
         try:  # reads the header only; file_examples decodes the image when its batch comes
-            Image.open(image).close()
-        except (OSError, ValueError) as err:  # missing, not an image (PIL.UnidentifiedImageError), ...
+            with warnings.catch_warnings():  # a decompression bomb: PIL's warning (> 89M pixels) or error (> 2x)
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                Image.open(image).close()
+        except (OSError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
             raise ValueError(f"image {image} cannot be opened ({checkpoints.one_line(err)})") from None
         messages[0]["content"].insert(0, {"type": "image"})
     elif vision:
