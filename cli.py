@@ -75,6 +75,9 @@ COUNT, COUNT_OR_0 = number(int, at_least=1), number(int, at_least=0)
 # stand-ins of evaluate.py): 100 attempts per hand / position, 100 sampling passes.
 ATTEMPTS = number(int, at_least=1, at_most=100)
 SAMPLES, SAMPLES_OR_0 = number(int, at_least=1, at_most=100), number(int, at_least=0, at_most=100)
+# Sizes whose absurd values (10**9) would exhaust memory before the first step: examples or
+# environments held at once (the paper's batch is 128), CPU threads (libgomp allocates per thread).
+BATCH, THREADS = number(int, at_least=1, at_most=65536), number(int, at_least=1, at_most=1024)
 SEED = number(int, at_least=0, at_most=2**32 - 1)  # the range numpy accepts as a seed
 POSITIVE, NON_NEGATIVE, SHARE = number(above=0), number(at_least=0), number(at_least=0, at_most=1)
 

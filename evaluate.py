@@ -47,7 +47,7 @@ from tqdm import tqdm
 
 import generalpoints
 import virl
-from cli import ATTEMPTS, COUNT, SAMPLES, SEED, ArgumentParser, RunError, number, out_problem
+from cli import ATTEMPTS, COUNT, SAMPLES, SEED, ArgumentParser, RunError, number, out_problem, quiet
 from streetview import render_grid
 
 ENVS = {"generalpoints": generalpoints, "virl": virl}  # name -> environment module
@@ -404,8 +404,9 @@ def check_context(policy, env, vision, image_size, uses) -> None:
         candidates = [c for split in dict.fromkeys(splits)  # a list: sorted below
                       for c in _longest_observations(env, split, vision, image_size, training)]
         candidates.sort(key=lambda c: -len(c[0]["messages"][0]["content"][-1]["text"]))  # by characters,
-        obs, image = max(candidates[:8], key=lambda c: len(policy.tokenizer(  # then the 8 longest in tokens
-            policy.chat_text(c[0]["messages"]), add_special_tokens=False)["input_ids"]))
+        with quiet("transformers"):  # its note on a text longer than the model: said below in one line
+            obs, image = max(candidates[:8], key=lambda c: len(policy.tokenizer(  # then the 8 longest in tokens
+                policy.chat_text(c[0]["messages"]), add_special_tokens=False)["input_ids"]))
         if isinstance(image, tuple):  # V-IRL: the street views of that position
             image = render_grid(image[1], image[0].city, image_size or virl.GRID_SIZE) if vision else None
         obs = {**obs, "image": image}

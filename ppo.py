@@ -52,8 +52,8 @@ import evaluate
 import plots
 import policy as policy_lib
 import sft
-from cli import (ATTEMPTS, COUNT, COUNT_OR_0, NON_NEGATIVE, POSITIVE, SAMPLES_OR_0, SEED, SHARE, ArgumentParser,
-                 RunError, add_preset, out_problem, parse)
+from cli import (ATTEMPTS, BATCH, COUNT, COUNT_OR_0, NON_NEGATIVE, POSITIVE, SAMPLES_OR_0, SEED, SHARE, THREADS,
+                 ArgumentParser, RunError, add_preset, out_problem, parse)
 
 # --preset paper: the paper's values (the public code's rl/configs) for every flag left unset
 PAPER = dict(lr=1e-6, vf_lr=0.0, vf_clip=0.1, ppo_epochs=4, temperature=0.2, max_grad_norm=0.01, num_envs=1,
@@ -446,14 +446,14 @@ def parser() -> ArgumentParser:
     a("--seed", type=SEED, default=0, help="seed of random/numpy/torch and of the environments (offset per rank)")
     # rollout
     a("--updates", type=COUNT, help="PPO updates (default: 100 GP, 30 V-IRL) (paper: 20 GP, 15 V-IRL)")
-    a("--num-envs", type=COUNT, default=64, help="environments stepped together per rank (paper: 1 per GPU)")
+    a("--num-envs", type=BATCH, default=64, help="environments stepped together per rank (paper: 1 per GPU)")
     a("--rollout-steps", type=COUNT, default=256, help="attempts collected per rank per update (paper: 256 per GPU)")
     a("--max-attempts", type=ATTEMPTS, help="VIter, attempts per hand / position (paper: 5 GP, 2 V-IRL)")
     a("--temperature", type=POSITIVE, help="sampling temperature, also in scoring (GP 0.5, V-IRL 0.7) (paper: 0.2)")
     a("--max-new-tokens", type=COUNT, default=96, help="longest answer; a longer one is judged as is (paper: 512)")
     # the PPO update
     a("--ppo-epochs", type=COUNT, default=2, help="epochs over the rollout per update (paper: 4)")
-    a("--minibatch-size", type=COUNT, default=128, help="attempts per optimizer step per rank (paper: 128)")
+    a("--minibatch-size", type=BATCH, default=128, help="attempts per optimizer step per rank (paper: 128)")
     a("--grad-accum", type=COUNT, help="micro-batches per minibatch and scoring batch (default: of 8) (paper: 128)")
     a("--lr", type=POSITIVE, default=1e-4, help="Adam learning rate, cosine-decayed (paper: 1e-6)")
     a("--vf-lr", type=NON_NEGATIVE, default=1e-3, help="lr of the value head's own MLP; 0 = --lr (paper: 0)")
@@ -480,7 +480,7 @@ def parser() -> ArgumentParser:
     a("--eval-samples", type=SAMPLES_OR_0, default=3, help="first and last evaluation: seeded passes at --temperature")
     a("--save-every", type=COUNT_OR_0, default=25, help="checkpoint every N updates and at the end (0: only then)")
     a("--resume", action="store_true", help="continue from the last checkpoint in the run folder")
-    a("--threads", type=COUNT, help="CPU threads of this process (default: 2, or cores / ranks)")
+    a("--threads", type=THREADS, help="CPU threads of this process (default: 2, or cores / ranks)")
     return p
 
 
