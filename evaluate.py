@@ -370,23 +370,23 @@ ECHO = {"generalpoints": 1, "virl": 0}
 
 @functools.lru_cache(maxsize=16)
 def _longest_observations(env, split, vision, image_size, training):
-    """Candidates for the longest first prompt of a split: GP the rule's prompt with four 10s (the
-    longest ranks); V-IRL the last position of each route's rail with no forward point dropped (its
-    history is longest there), routes of the training pool too when `training`."""
+    """Candidates for the longest first prompt of a split, as (prompt text, its image's drawing or
+    None): GP the rule's prompt with four 10s (the longest ranks); V-IRL the last position of each
+    route's rail with no forward point dropped (its history is longest there), the training pool's
+    routes too when `training`."""
     if env == "generalpoints":
         rule, color = generalpoints.SPLIT_VARIANTS[split]
         cards = ["10" + generalpoints.COLORS[color][0]] * 4
-        image = generalpoints.render(cards, image_size or generalpoints.IMAGE_SIZE) if vision else None
-        return [({"messages": [generalpoints.user_turn(generalpoints.prompt_text(cards, rule, vision), vision)]},
-                 image)]
+        draw = functools.partial(generalpoints.render, cards, image_size or generalpoints.IMAGE_SIZE)
+        return [(generalpoints.prompt_text(cards, rule, vision), draw if vision else None)]
     envs = virl.eval_envs(split, vision=vision, image_size=image_size)
     routes = [r for e in envs for r in e.routes] + (list(virl.make_env(split).routes) if training else [])
-    actions = envs[0].actions
     out = []
     for route in routes:
         rail = virl.build_rail(route, drop_rate=0.0)
-        text = virl.prompt_text(virl.instructions(route), rail, len(rail) - 1, actions, vision)
-        out.append(({"messages": [generalpoints.user_turn(text, vision)]}, (route, rail[-1])))
+        draw = functools.partial(render_grid, rail[-1], route.city, image_size or virl.GRID_SIZE)
+        out.append((virl.prompt_text(virl.instructions(route), rail, len(rail) - 1, envs[0].actions, vision),
+                    draw if vision else None))
     return out
 
 
@@ -401,18 +401,17 @@ def check_context(policy, env, vision, image_size, uses) -> None:
     for splits, attempts, new, flags, training in uses:
         attempts = ENVS[env].MAX_ATTEMPTS if attempts is None else attempts
         splits = tuple(splits.split(",")) if isinstance(splits, str) else tuple(splits)
-        candidates = [c for split in dict.fromkeys(splits)  # a list: sorted below
-                      for c in _longest_observations(env, split, vision, image_size, training)]
-        candidates.sort(key=lambda c: -len(c[0]["messages"][0]["content"][-1]["text"]))  # by characters,
+        candidates = sorted((c for split in dict.fromkeys(splits)  # the 8 longest in characters,
+                             for c in _longest_observations(env, split, vision, image_size, training)),
+                            key=lambda c: -len(c[0]))[:8]
         with quiet("transformers"):  # its note on a text longer than the model: said below in one line
-            obs, image = max(candidates[:8], key=lambda c: len(policy.tokenizer(  # then the 8 longest in tokens
-                policy.chat_text(c[0]["messages"]), add_special_tokens=False)["input_ids"]))
-        if isinstance(image, tuple):  # V-IRL: the street views of that position
-            image = render_grid(image[1], image[0].city, image_size or virl.GRID_SIZE) if vision else None
-        obs = {**obs, "image": image}
-        prompt = policy.prompt_inputs([obs])["input_ids"].shape[1]
-        failed = {"messages": obs["messages"] + [generalpoints.assistant_turn(""),
-                                                 generalpoints.user_turn(FEEDBACK[env])], "image": image}
+            text, draw = max(candidates, key=lambda c: len(policy.tokenizer(  # then the longest in tokens
+                policy.chat_text([generalpoints.user_turn(c[0])]), add_special_tokens=False)["input_ids"]))
+        image = draw() if draw else None
+        first = [generalpoints.user_turn(text, image is not None)]
+        prompt = policy.prompt_inputs([{"messages": first, "image": image}])["input_ids"].shape[1]
+        failed = {"messages": first + [generalpoints.assistant_turn(""), generalpoints.user_turn(FEEDBACK[env])],
+                  "image": image}
         per_attempt = policy.prompt_inputs([failed])["input_ids"].shape[1] - prompt + new * (1 + ECHO[env])
         need = prompt + (attempts - 1) * per_attempt + new
         if need > policy.context:
@@ -473,7 +472,7 @@ def main(argv=None) -> None:
       help="comma-separated: id, ood-rule, ood-visual (with --vision); GP also val-rule (J/Q/K = 3/6/9)")
     a("--episodes", type=COUNT, default=None,
       help="episodes per split, at most the split's distinct ones (paper: 234 hands / 48 or 18 routes)")
-    a("--attempts", type=ATTEMPTS, default=None, help="attempts per hand / position, VIter (paper: GP 5, V-IRL 2)")
+    a("--attempts", type=ATTEMPTS, help="attempts per hand / position, VIter, at most 100 (paper: GP 5, V-IRL 2)")
     a("--temperature", type=number(at_least=0), default=0.0, help="sampling temperature, 0 = greedy")
     a("--samples", type=SAMPLES, default=1, help="seeded sampling passes (--seed + k) when --temperature > 0")
     a("--max-new-tokens", type=COUNT, default=None,

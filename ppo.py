@@ -448,7 +448,7 @@ def parser() -> ArgumentParser:
     a("--updates", type=COUNT, help="PPO updates (default: 100 GP, 30 V-IRL) (paper: 20 GP, 15 V-IRL)")
     a("--num-envs", type=BATCH, default=64, help="environments stepped together per rank (paper: 1 per GPU)")
     a("--rollout-steps", type=COUNT, default=256, help="attempts collected per rank per update (paper: 256 per GPU)")
-    a("--max-attempts", type=ATTEMPTS, help="VIter, attempts per hand / position (paper: 5 GP, 2 V-IRL)")
+    a("--max-attempts", type=ATTEMPTS, help="VIter, attempts per hand / position, at most 100 (paper: 5 GP, 2 V-IRL)")
     a("--temperature", type=POSITIVE, help="sampling temperature, also in scoring (GP 0.5, V-IRL 0.7) (paper: 0.2)")
     a("--max-new-tokens", type=COUNT, default=96, help="longest answer; a longer one is judged as is (paper: 512)")
     # the PPO update
