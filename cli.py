@@ -20,6 +20,7 @@ ppo.py). This module imports no torch.
 import argparse
 import contextlib
 import json
+import logging
 import math
 import os
 import stat
@@ -72,6 +73,13 @@ def number(kind=float, at_least=None, above=None, at_most=None):
 
 
 COUNT, COUNT_OR_0 = number(int, at_least=1), number(int, at_least=0)
+# Counts that multiply the work of every episode, bounded where no context limit does it (the
+# stand-ins of evaluate.py): 100 attempts per hand / position, 100 sampling passes.
+ATTEMPTS = number(int, at_least=1, at_most=100)
+SAMPLES, SAMPLES_OR_0 = number(int, at_least=1, at_most=100), number(int, at_least=0, at_most=100)
+# Sizes whose absurd values (10**9) would exhaust memory before the first step: examples or
+# environments held at once (the paper's batch is 128), CPU threads (libgomp allocates per thread).
+BATCH, THREADS = number(int, at_least=1, at_most=65536), number(int, at_least=1, at_most=1024)
 SEED = number(int, at_least=0, at_most=2**32 - 1)  # the range numpy accepts as a seed
 POSITIVE, NON_NEGATIVE, SHARE = number(above=0), number(at_least=0), number(at_least=0, at_most=1)
 
@@ -233,3 +241,18 @@ def help_problems(parser) -> list:
     every script's parser with this)."""
     return [f"{'/'.join(a.option_strings) or a.dest}: {a.help!r}" for a in parser._actions
             if a.help and a.help != argparse.SUPPRESS and ("\n" in a.help or len(a.help) > 100)]
+
+
+@contextlib.contextmanager
+def quiet(*libraries):
+    """The libraries' loggers held to errors inside the block, e.g. quiet("transformers") around a
+    load whose multi-line report the caller turns into its own one line (or accepts silently)."""
+    loggers = [logging.getLogger(name) for name in libraries]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)

@@ -48,7 +48,7 @@ from transformers.models.mllama.image_processing_pil_mllama import MllamaImagePr
 from transformers.models.qwen2_vl.processing_qwen2_vl import Qwen2VLProcessor
 from transformers.utils import logging as hf_logging
 
-from cli import follow_umask, one_line, unreadable
+from cli import RunError, follow_umask, one_line, quiet, unreadable
 from kvcache import growing_cache
 
 log = logging.getLogger("policy")
@@ -206,20 +206,22 @@ def load_checkpoint(path, vision=False, device="cpu", dtype=None):
 
     try:
         config = AutoConfig.from_pretrained(path)
-    except (OSError, ValueError, KeyError) as e:
+    except Exception as e:  # whatever a malformed config.json raises (a model_type 5, a list, a bad size)
         raise unusable(e) from e
     is_vlm = config.model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
     if vision and not is_vlm:
-        raise ValueError(f"--model {path!r} is a text-only {config.model_type} model; it "
-                         f"cannot take images")
+        raise ValueError(f"--model {path!r} is a text-only {config.model_type} model; it cannot take images")
     auto = AutoModelForImageTextToText if is_vlm else AutoModelForCausalLM
     kwargs = {"dtype": dtype} if dtype is not None else {}
     try:
-        model = auto.from_pretrained(path, **kwargs).to(device)
+        with quiet("transformers"):  # its load report: said below in one line
+            model, info = auto.from_pretrained(path, output_loading_info=True, **kwargs)
+        if stray := sorted(info["missing_keys"]) or sorted(info["unexpected_keys"]):  # else re-initialised / dropped
+            raise ValueError(f"{len(stray)} weights do not fit its config.json (first: {stray[0]})")
+        model = model.to(device)
         processor = _processor(path, config) if is_vlm else None
         tokenizer = processor.tokenizer if is_vlm else AutoTokenizer.from_pretrained(path)
-    except (OSError, ValueError, KeyError, RuntimeError, EOFError, SafetensorError,
-            pickle.UnpicklingError) as e:
+    except Exception as e:  # whatever its files raise (bad sizes or dtype, damaged weights or tokenizer)
         raise unusable(e) from e
     tokenizer.padding_side = "left"  # batched generation appends on the right
     if tokenizer.pad_token is None:
@@ -335,7 +337,6 @@ class Policy(nn.Module):
         self.suppress_ids = sorted(i for i in suppress if i is not None and i not in self.eos_ids)
 
     # --- prompts -----------------------------------------------------------------------------
-
     def chat_text(self, messages):
         """The prompt string for one conversation, ending with the assistant header (memoised:
         PPO renders each prompt for generation, two scoring passes and every epoch)."""
@@ -361,8 +362,7 @@ class Policy(nn.Module):
             n_parts = sum(isinstance(m["content"], list) and any(
                 p.get("type") == "image" for p in m["content"]) for m in obs["messages"])
             image = obs.get("image")
-            if image is not None and (self.processor is None or
-                                      getattr(self.processor, "image_processor", None) is None):
+            if image is not None and getattr(self.processor, "image_processor", None) is None:
                 raise ValueError("this model is text-only; it cannot take an image")
             if n_parts != (image is not None):
                 raise ValueError(f"an observation has {n_parts} image parts but "
@@ -404,11 +404,10 @@ class Policy(nn.Module):
 
     def _check_context(self, length):
         if length > self.context:
-            raise ValueError(f"conversation of {length} tokens is longer than the model's "
-                             f"context of {self.context} tokens")
+            raise RunError(f"conversation of {length} tokens is longer than the model's context of "
+                           f"{self.context} tokens: lower --max-new-tokens or the attempts")
 
     # --- sampling ----------------------------------------------------------------------------
-
     @torch.no_grad()
     def generate(self, obs_list, temperature=0.0, max_new_tokens=64, min_new_tokens=0):
         """Batched sampling with the KV cache: temperature 0 = greedy, > 0 = plain sampling
@@ -445,7 +444,6 @@ class Policy(nn.Module):
         return self.tokenizer(text, add_special_tokens=False)["input_ids"] + [self.eos_id]
 
     # --- scoring -----------------------------------------------------------------------------
-
     def build_batch(self, obs_list, responses):
         """Prompt + response inputs in the layout of `Batch` (responses are lists of ids)."""
         inputs = self.prompt_inputs(obs_list)
@@ -506,7 +504,6 @@ class Policy(nn.Module):
         return Scores(logprobs, mask, values, prompt_tokens)
 
     # --- checkpoints -------------------------------------------------------------------------
-
     def save(self, out_dir):
         """save_pretrained (safetensors) + processor/tokenizer + value_head.safetensors, modes as the
         umask says. Sharded: every rank calls it, full_state gathers to rank 0, which alone writes."""
@@ -559,7 +556,12 @@ def load_policy(model="tiny", vision=False, seed=0, device=None, dtype=None, cor
     bad = next((k for k, v in weights.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
     if bad is not None:
         raise ValueError(f"{model}: the weights hold NaN or inf (first in {bad})")
-    return Policy(net, tokenizer, processor, head.to(device), device)
+    policy = Policy(net, tokenizer, processor, head.to(device), device)
+    try:  # the chat template renders: a broken one would fail at the first prompt, mid-run
+        policy.chat_text([{"role": "user", "content": [{"type": "text", "text": "Hi"}]}])
+    except Exception as e:  # whatever jinja or the template raises
+        raise ValueError(f"{model}: its chat template does not render ({one_line(e)})") from e
+    return policy
 
 
 # ---- torchrun: a sum over the ranks (sft.py's "FSDP by hand" joins the process group) -------
