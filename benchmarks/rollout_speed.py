@@ -12,6 +12,10 @@ to sample an end-of-turn, which would make the two sides produce different token
     python benchmarks/rollout_speed.py --quick    # a few seconds
     python benchmarks/rollout_speed.py --model runs/x/final --vision
 
+It also times the KV cache generate() fills: kvcache.GrowingLayer (in place, what policy.py
+uses) against transformers' stock DynamicCache (torch.cat at every token), interleaved, on the
+largest batch, with the same tokens checked.
+
 Ends with `batched/sequential speedup: X.Xx` (generation, 32 conversations).
 """
 import argparse
@@ -20,6 +24,7 @@ import sys
 import time
 
 import torch
+from transformers import DynamicCache
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import generalpoints  # noqa: E402
@@ -80,6 +85,20 @@ def main():
         rates[size] = size * new_tokens / t
         print(f"generation, batch of {size:2d}: {rates[size]:8.0f} new tokens/s "
               f"({rates[size] / seq_rate:4.1f}x one at a time)")
+
+    # the KV cache: in place (policy.py's) against the stock one, interleaved, on the largest batch
+    in_place, stock, growing = [], [], P.growing_cache
+    for _ in range(3):
+        for cache, times in ((growing, in_place), (lambda model: DynamicCache(config=model.config), stock)):
+            P.growing_cache = cache
+            torch.manual_seed(0)
+            outs = []
+            times.append(timed(lambda: outs.extend(generate(obs[:max(sizes)]))))
+            times.append([g.token_ids for g in outs])
+    P.growing_cache = growing
+    assert in_place[1::2] == stock[1::2], "the two caches must give the same tokens"
+    ratio = sorted(s / i for s, i in zip(stock[::2], in_place[::2]))[1]  # the median of 3 pairs
+    print(f"KV cache, batch of {max(sizes)}: in place {ratio:.2f}x the stock DynamicCache (median of 3 pairs)")
 
     # scoring: the log-probs of the same answers, batched against one at a time
     responses = [g.token_ids for g in generate(obs[:n_seq])]
