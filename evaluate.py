@@ -47,6 +47,7 @@ from tqdm import tqdm
 
 import generalpoints
 import virl
+import cli
 from cli import COUNT, SEED, ArgumentParser, number, out_problem
 
 ENVS = {"generalpoints": generalpoints, "virl": virl}  # name -> environment module
@@ -465,4 +466,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.main(main, lambda argv: argv)  # a Ctrl-C: one line, exit status 130
