@@ -114,6 +114,10 @@ def main(run, parse_args, argv=None) -> None:
             line = ckpt.interrupted(args.out, command)
         else:
             line = "interrupted (Ctrl-C)"
+        tqdm = getattr(sys.modules.get("tqdm"), "tqdm", None)  # a progress bar on a terminal: cleared,
+        for bar in list(getattr(tqdm, "_instances", ())):       # else the line would follow it
+            bar.leave = False
+            bar.close()
         if os.environ.get("RANK", "0") == "0":  # under torchrun every rank gets the Ctrl-C; one says so
             print(line, file=sys.stderr, flush=True)
         sys.exit(130)

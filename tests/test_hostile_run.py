@@ -11,6 +11,7 @@ its steps, evaluations and samples are counted. Tiny model, tokenizer trained on
 """
 import collections
 import hashlib
+import io
 import json
 import os
 import shlex
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -334,6 +336,27 @@ def test_ctrl_c_in_the_other_command_lines_is_one_line(work, monkeypatch, capsys
         call()
     assert stop.value.code == 130
     assert one_line(capsys.readouterr().err) == "interrupted (Ctrl-C)"
+
+
+def test_ctrl_c_clears_a_progress_bar_before_its_line(capsys):
+    """On a terminal sft.py and ppo.py show a tqdm bar; the Ctrl-C line must not follow it on its line."""
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal = Terminal()
+
+    def run(args):
+        bar = tqdm(total=10, file=terminal, ncols=60, desc="sft")
+        bar.update(3)
+        bar.refresh()
+        raise KeyboardInterrupt
+
+    with pytest.raises(SystemExit) as stop:
+        cli.main(run, lambda argv: argv, [])
+    assert stop.value.code == 130 and one_line(capsys.readouterr().err) == "interrupted (Ctrl-C)"
+    shown = terminal.getvalue()
+    assert "3/10" in shown and shown.rsplit("3/10", 1)[1].split("\r", 1)[1].strip() == ""  # then cleared
 
 
 # ---------------------------------------------------------------------------------------------
