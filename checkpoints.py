@@ -20,6 +20,7 @@ Under torchrun every rank calls save and load: the sharded (FSDP) state is gathe
 which alone writes; a file system shared by all ranks is assumed, as on clusters.
 """
 
+import contextlib
 import json
 import math
 import os
@@ -38,7 +39,7 @@ from safetensors import SafetensorError, safe_open
 from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_optimizer_state_dict,
                                                      set_optimizer_state_dict)
 
-from cli import RunError, one_line  # RunError: what a run cannot go on from; main() exits with it
+from cli import RunError, one_line, write_atomic  # RunError: what a run cannot go on from; main() exits with it
 
 # -----------------------------------------------------------------------------------------------
 # Saving: the full state gathered to rank 0, written atomically
@@ -60,34 +61,62 @@ def save(out_dir, step, policy, optimizer, scheduler, extra, keep=2, final=False
     """
     out_dir, rank = Path(out_dir), _rank()
     path, tmp = out_dir / f"checkpoint-{step}", out_dir / f".tmp-checkpoint-{step}"
-    if rank == 0:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-    _barrier()
-    policy.save(str(tmp))  # every rank: under FSDP the weights are gathered to rank 0 (sft.py)
-    optim_state = get_optimizer_state_dict(  # a collective under FSDP: every rank takes part
-        policy, optimizer,
-        options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-    if rank == 0:
-        torch.save(optim_state, tmp / "optimizer.pt")
-        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-        (tmp / "trainer_state.json").write_text(json.dumps({"step": step, **extra}, indent=2))
-    torch.save(_rng_state(), tmp / f"rng-rank{rank}.pt")
-    _barrier()
-    if rank == 0:
-        if path.exists():  # the same step saved again (after a resume): swap, then delete
-            os.rename(path, out_dir / f".old-checkpoint-{step}")
-        os.rename(tmp, path)
-        shutil.rmtree(out_dir / f".old-checkpoint-{step}", ignore_errors=True)
-        for old in _folders(out_dir)[:-keep]:
-            shutil.rmtree(old)
-        if final:  # out_dir/final -> checkpoint-STEP, replaced atomically
-            link = out_dir / ".final-tmp"
-            link.unlink(missing_ok=True)
-            link.symlink_to(path.name)
-            os.replace(link, out_dir / "final")
+    with writing(out_dir, path, tmp):  # a full disk: one line, the half-written tmp removed
+        if rank == 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        _barrier()
+        policy.save(str(tmp))  # every rank: under FSDP the weights are gathered to rank 0 (sft.py)
+        optim_state = get_optimizer_state_dict(  # a collective under FSDP: every rank takes part
+            policy, optimizer,
+            options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        if rank == 0:
+            _torch_save(optim_state, tmp / "optimizer.pt")
+            _torch_save(scheduler.state_dict(), tmp / "scheduler.pt")
+            (tmp / "trainer_state.json").write_text(json.dumps({"step": step, **extra}, indent=2))
+        _torch_save(_rng_state(), tmp / f"rng-rank{rank}.pt")
+        _barrier()
+        if rank == 0:
+            if path.exists():  # the same step saved again (after a resume): swap, then delete
+                os.rename(path, out_dir / f".old-checkpoint-{step}")
+            os.rename(tmp, path)
+            shutil.rmtree(out_dir / f".old-checkpoint-{step}", ignore_errors=True)
+            for old in _folders(out_dir)[:-keep]:
+                shutil.rmtree(old)
+            if final:  # out_dir/final -> checkpoint-STEP, replaced atomically
+                link = out_dir / ".final-tmp"
+                link.unlink(missing_ok=True)
+                link.symlink_to(path.name)
+                os.replace(link, out_dir / "final")
     _barrier()
     return str(path)
+
+
+@contextlib.contextmanager
+def writing(out_dir, what, tmp=None):
+    """The one handler of a failed write in a run folder (a full disk, a file system gone read-only
+    or away) around save() and RunLogger: RunError in one line naming what failed and the newest
+    complete checkpoint, which stays intact; the half-written folder `tmp` is removed."""
+    try:
+        yield
+    except (OSError, SafetensorError) as err:  # SafetensorError: "I/O error: No space left on device"
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        reason = one_line(err)
+        with contextlib.suppress(OSError):
+            if "No space" not in reason and shutil.disk_usage(out_dir).free < 2**20:
+                reason += "; the disk is full"
+        last = latest(out_dir)
+        raise RunError(f"writing {what} failed ({reason}); the latest complete checkpoint is "
+                       f"{last or 'none'}" + ("; make room, then --resume" if last else "")) from None
+
+
+def _torch_save(obj, file):
+    """torch.save, whose failed write (a full disk) is a RuntimeError ("unexpected pos 576 vs 534")."""
+    try:
+        torch.save(obj, file)
+    except RuntimeError as err:
+        raise OSError(f"torch.save of {file} failed: {one_line(err)}") from None
 
 
 # -----------------------------------------------------------------------------------------------
@@ -141,6 +170,8 @@ def problem(path):
                     pass
             elif file.suffix == ".pt":
                 zipfile.ZipFile(file).close()
+        except PermissionError:  # not damaged: another user's file, or one made unreadable
+            return f"{file} cannot be read: permission denied"
         except (OSError, ValueError, RecursionError, zipfile.BadZipFile, SafetensorError) as err:
             return f"{file} is corrupt or truncated ({one_line(err)})"
     state = json.loads((path / "trainer_state.json").read_text())
@@ -187,9 +218,12 @@ def resume_point(out_dir, args, method, keys):
     return last
 
 
-def init_flops(path) -> float:
+def init_flops(path, env=None, vision=None) -> float:
     """Training compute already in a checkpoint: the 'flops' sft.py / ppo.py store in its
-    trainer_state.json (0 for a model without one); RunError when it holds no such number."""
+    trainer_state.json (0 for a model without one); RunError when it holds no such number, or
+    (env given) when check_task refuses the checkpoint."""
+    if env is not None:
+        check_task(path, env, vision)
     state = Path(path) / "trainer_state.json"
     if not state.is_file():
         return 0.0
@@ -200,6 +234,34 @@ def init_flops(path) -> float:
     if not (math.isfinite(flops) and flops >= 0):
         raise RunError(f"{state} gives flops {flops}; it must be a finite number >= 0")
     return flops
+
+
+def check_task(path, env, vision) -> None:
+    """RunError when the model folder `path` records another task than `env` / `vision`
+    (trained_on): a V-IRL checkpoint is no start for GeneralPoints, nor is its compute that run's
+    D_init. A folder that records nothing (a plain model, an old checkpoint) is accepted."""
+    if (record := trained_on(path)) and (record[0] != env or record[1] not in (None, bool(vision))):
+        task = f"{env}{' (vision)' if vision else ''}"
+        raise RunError(f"{path} was trained on {record[0]}{' (vision)' if record[1] else ''} ({record[2]}), "
+                       f"not on this run's {task}; start from a checkpoint of {task}")
+
+
+def trained_on(path):
+    """(env, vision or None, the file that says so) that a model folder records, or None: an
+    init's card.json (inits/gp-l), or the config.json of the run that a checkpoint-STEP (or its
+    final link) is part of. A folder that records nothing (a plain model) gives None."""
+    folder = Path(path).resolve()
+    files = [folder / "card.json"] + ([folder.parent / "config.json"]
+                                      if re.fullmatch(r"checkpoint-\d+", folder.name) else [])
+    for file in files:
+        try:
+            record = json.loads(file.read_text())
+        except (OSError, ValueError, RecursionError):
+            continue
+        if isinstance(record, dict) and isinstance(record.get("env"), str):
+            vision = record.get("vision")
+            return record["env"], vision if isinstance(vision, bool) else None, file
+    return None
 
 
 # What a --resume may change; every other setting that differs from config.json is refused, named.
@@ -365,30 +427,25 @@ class RunLogger:
         self.enabled = rank == 0
         if not self.enabled:
             return
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        if resume_step is not None:  # config.json: the settings now, after a record of every resume
-            saved = _config(out_dir)
-            changed = {k: [saved[k], v] for k, v in _as_json(config).items()
-                       if k in saved and k not in RECORD_ONLY and saved[k] != v}
-            config = {**config, "resumes": [*saved.get("resumes", []),
-                                            {"step": resume_step, **({"changed": changed} if changed else {})}]}
-        _write(self.out_dir / "config.json", json.dumps(config, indent=2) + "\n")
+        with writing(self.out_dir, self.out_dir / "config.json"):  # renamed over: a full disk keeps the old
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            if resume_step is not None:  # config.json: the settings now, after a record of every resume
+                saved = _config(out_dir)
+                changed = {k: [saved[k], v] for k, v in _as_json(config).items()
+                           if k in saved and k not in RECORD_ONLY and saved[k] != v}
+                config = {**config, "resumes": [*saved.get("resumes", []),
+                                                {"step": resume_step, **({"changed": changed} if changed else {})}]}
+            write_atomic(self.out_dir / "config.json", json.dumps(config, indent=2) + "\n")
         for path in (self.out_dir / name for name in logs):
             resumed = resume_step is not None and path.exists()
-            _write(path, lines_up_to(path, resume_step) if resumed else "")
+            with writing(self.out_dir, path):
+                write_atomic(path, lines_up_to(path, resume_step) if resumed else "")
 
     def log(self, record, name="metrics.jsonl"):
         """Append one JSON line to log `name` (flushed at once, so a killed run loses nothing logged)."""
-        if self.enabled:
-            with open(self.out_dir / name, "a") as f:
+        if self.enabled:  # a full disk: RunError; a half-written line is dropped on --resume
+            with writing(self.out_dir, self.out_dir / name), open(self.out_dir / name, "a") as f:
                 f.write(json.dumps(record) + "\n")
-
-
-def _write(path, text):
-    """Write a file whole or not at all (a kill or a Ctrl-C mid-write leaves the old one)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def lines_up_to(path, step):

@@ -18,10 +18,14 @@ exit status 130 (`main`, for sft.py, ppo.py, evaluate.py, plots.py). This module
 """
 
 import argparse
+import contextlib
+import json
+import logging
 import math
 import os
 import shlex
 import signal
+import stat
 import sys
 from pathlib import Path
 
@@ -71,6 +75,13 @@ def number(kind=float, at_least=None, above=None, at_most=None):
 
 
 COUNT, COUNT_OR_0 = number(int, at_least=1), number(int, at_least=0)
+# Counts that multiply the work of every episode, bounded where no context limit does it (the
+# stand-ins of evaluate.py): 100 attempts per hand / position, 100 sampling passes.
+ATTEMPTS = number(int, at_least=1, at_most=100)
+SAMPLES, SAMPLES_OR_0 = number(int, at_least=1, at_most=100), number(int, at_least=0, at_most=100)
+# Sizes whose absurd values (10**9) would exhaust memory before the first step: examples or
+# environments held at once (the paper's batch is 128), CPU threads (libgomp allocates per thread).
+BATCH, THREADS = number(int, at_least=1, at_most=65536), number(int, at_least=1, at_most=1024)
 SEED = number(int, at_least=0, at_most=2**32 - 1)  # the range numpy accepts as a seed
 POSITIVE, NON_NEGATIVE, SHARE = number(above=0), number(at_least=0), number(at_least=0, at_most=1)
 
@@ -129,20 +140,121 @@ def main(run, parse_args, argv=None) -> None:
 
 def out_problem(path, folder=True):
     """Why `path` cannot be written, as a run folder (folder=True) or a file, or None when it can.
-    Checked before any work, so a run or an evaluation is never lost at its end:
+    Checked before any work, so a run or an evaluation is never lost at its end. It really writes
+    (os.access cannot tell for root, /proc, a name too long, a read-only file system): the missing
+    folders and a probe file are made, then removed again, so the check leaves nothing behind.
         out_problem("notes.txt") -> "notes.txt is a file, not a folder"
         out_problem("notes.txt/run") -> "notes.txt/run is under notes.txt, which is a file"
+        out_problem("/proc/run") -> "/proc/run cannot be written (No such file or directory)"
     """
+    path, made = Path(path), []
+    try:
+        if path.exists() and path.is_dir() != folder:
+            return f"{path} is {'a file, not a folder' if folder else 'a folder, not a file'}"
+        if path.exists() and not (folder or path.is_file()):  # a FIFO would block, /dev/null be replaced
+            return f"{path} is not a regular file"
+        if link := next((p for p in (path, *path.parents) if p.is_symlink() and not p.exists()), None):
+            return f"{path}: {link} is a link to nowhere (or a loop of links)"
+        for parent in path.parents:  # the nearest one that exists must be a folder
+            if parent.exists():
+                if not parent.is_dir():
+                    return f"{path} is under {parent}, which is a file"
+                break
+        where = path if folder else path.parent
+        for missing in reversed([p for p in (where, *where.parents) if not p.exists()]):
+            missing.mkdir()
+            made.append(missing)
+        existed = path.exists()  # a file is opened to append: its bytes stay as they are
+        probe = where / f".write-probe-{os.getpid()}" if folder else path
+        open(probe, "a").close()
+        if folder or not existed:
+            probe.unlink()
+    except OSError as err:
+        return f"{path} cannot be written ({err.strerror or err})"
+    finally:
+        for folder_made in reversed(made):  # the deepest first
+            with contextlib.suppress(OSError):
+                folder_made.rmdir()
+    return None
+
+
+MODEL_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+               "trainer_state.json", "value_head.safetensors")  # what a model or checkpoint folder holds
+
+
+def run_folder_problem(path, reads: dict):
+    """Why `path` cannot be the run folder of sft.py or ppo.py, or None: out_problem's reasons, or
+    that it is (or resolves to) a folder the run reads (`reads`, e.g. {"--model": args.model}), a model
+    or checkpoint folder, or lies inside one, or holds a config.json that is not a run's: the
+    run's config.json and checkpoints would overwrite what is there.
+        run_folder_problem("inits/gp-l", {}) -> "inits/gp-l is a model folder (it holds model.safetensors) ..."
+    """
+    if why := out_problem(path):
+        return why
+    try:
+        real = Path(path).resolve()
+        for flag, folder in reads.items():
+            if folder and Path(folder).is_dir() and Path(folder).resolve() == real:
+                return f"{path} is the {flag} folder; a run folder must be another"
+        for folder in (real, *real.parents):
+            if held := next((name for name in MODEL_FILES if (folder / name).exists()), None):
+                where = "is" if folder == real else f"is inside {folder}, which is"
+                return f"{path} {where} a model folder (it holds {held}); a run folder must be another"
+        if (real / "config.json").exists() and not _is_run_config(real / "config.json"):
+            return f"{path} holds a config.json that is not a run's; a run folder must be another"
+    except (OSError, RuntimeError) as err:  # RuntimeError: a loop of links
+        return f"{path} cannot be written ({getattr(err, 'strerror', None) or err})"
+    return None
+
+
+def _is_run_config(file) -> bool:
+    """Whether `file` is a run's config.json (sft.py's and ppo.py's hold "method"); one that does
+    not parse counts as a run's: check_same_run names it on --resume."""
+    try:
+        config = json.loads(Path(file).read_text())
+    except (ValueError, RecursionError):
+        return True
+    return isinstance(config, dict) and "method" in config and "model_type" not in config
+
+
+def write_atomic(path, text: str) -> None:
+    """Write `text` to `path` through a temporary file renamed over it: a full disk or a kill
+    mid-write leaves the old file whole."""
     path = Path(path)
-    if path.exists() and path.is_dir() != folder:
-        return f"{path} is {'a file, not a folder' if folder else 'a folder, not a file'}"
-    for parent in path.parents:  # the nearest one that exists must be a writable folder
-        if parent.exists():
-            if not parent.is_dir():
-                return f"{path} is under {parent}, which is a file"
-            if not os.access(parent, os.W_OK):
-                return f"{path}: cannot write in {parent}"
-            break
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def follow_umask(folder) -> None:
+    """Give the files in `folder` the mode the user's umask gives new files: safetensors writes
+    0600, which a colleague cannot read (and transformers then calls missing)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for file in Path(folder).iterdir():
+        if file.is_file() and not file.is_symlink():
+            file.chmod(0o666 & ~mask)
+
+
+def unreadable(folder):
+    """The first file in `folder` (or the folder) that this process may not read, as one line, or
+    None; named when a model fails to load, where transformers says "No such file or directory"."""
+    folder = Path(folder)
+    try:
+        for file in sorted(folder.iterdir()):
+            try:
+                if file.is_file():
+                    open(file, "rb").close()
+            except PermissionError:
+                return f"{file} cannot be read: permission denied (mode {stat.filemode(file.stat().st_mode)})"
+    except PermissionError:
+        return f"{folder} cannot be read: permission denied"
+    except OSError:
+        pass
     return None
 
 
@@ -151,3 +263,18 @@ def help_problems(parser) -> list:
     every script's parser with this)."""
     return [f"{'/'.join(a.option_strings) or a.dest}: {a.help!r}" for a in parser._actions
             if a.help and a.help != argparse.SUPPRESS and ("\n" in a.help or len(a.help) > 100)]
+
+
+@contextlib.contextmanager
+def quiet(*libraries):
+    """The libraries' loggers held to errors inside the block, e.g. quiet("transformers") around a
+    load whose multi-line report the caller turns into its own one line (or accepts silently)."""
+    loggers = [logging.getLogger(name) for name in libraries]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)

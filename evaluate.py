@@ -48,7 +48,8 @@ from tqdm import tqdm
 import generalpoints
 import virl
 import cli
-from cli import COUNT, SEED, ArgumentParser, number, out_problem
+from cli import ATTEMPTS, COUNT, SAMPLES, SEED, ArgumentParser, RunError, number, out_problem, quiet, write_atomic
+from streetview import render_grid
 
 ENVS = {"generalpoints": generalpoints, "virl": virl}  # name -> environment module
 STAND_INS = ("oracle", "random")
@@ -283,13 +284,19 @@ def known_splits(env: str) -> tuple:
     return tuple(getattr(module, "SPLIT_VARIANTS", module.SPLITS))
 
 
-def parse_splits(text: str, env: str) -> tuple:
-    """'id, ood-rule' -> ('id', 'ood-rule'); ValueError naming the choices on an unknown or empty list."""
+def parse_splits(text: str, env: str, vision: bool = False) -> tuple:
+    """'id, ood-rule' -> ('id', 'ood-rule'); ValueError in one line on an unknown or empty list,
+    and on ood-visual without vision: its change is in the image, so a text (L) run would log the
+    ID task (GP-L's prompt shows plain ranks) or other names (V-IRL-L) under its name."""
     splits = tuple(s.strip() for s in text.split(",") if s.strip())
     unknown = [s for s in splits if s not in known_splits(env)]
     if unknown or not splits:
         problem = f"unknown split {unknown[0]!r}" if unknown else "no split given"
         raise ValueError(f"{problem} (choose from {', '.join(known_splits(env))})")
+    if "ood-visual" in splits and not vision:
+        raise ValueError("ood-visual is the VL variant's split (it changes the image): add --vision or leave it out")
+    if len(set(splits)) < len(splits):
+        raise ValueError(f"{next(s for s in splits if splits.count(s) > 1)!r} is given twice")
     return splits
 
 
@@ -354,6 +361,65 @@ def evaluate(policy, env="generalpoints", splits=("id", "ood-rule"), vision=Fals
     return results
 
 
+# The longest feedback turn each task gives: GeneralPoints' fixed words, plus (ECHO) as many tokens as
+# the answer before it (its formula's prefix, one error per symbol); V-IRL's are fixed sentences.
+FEEDBACK = {"generalpoints": generalpoints.FEEDBACK.format(
+    "you used numbers: [13, 13, 13, 13] too many times, you didn't use numbers: [10, 10, 10, 10]."),
+    "virl": virl.FEEDBACK.format(max(virl.MESSAGES.values(), key=len))}
+ECHO = {"generalpoints": 1, "virl": 0}
+
+
+@functools.lru_cache(maxsize=16)
+def _longest_observations(env, split, vision, image_size, training):
+    """Candidates for the longest first prompt of a split, as (prompt text, its image's drawing or
+    None): GP the rule's prompt with four 10s (the longest ranks); V-IRL the last position of each
+    route's rail with no forward point dropped (its history is longest there), the training pool's
+    routes too when `training`."""
+    if env == "generalpoints":
+        rule, color = generalpoints.SPLIT_VARIANTS[split]
+        cards = ["10" + generalpoints.COLORS[color][0]] * 4
+        draw = functools.partial(generalpoints.render, cards, image_size or generalpoints.IMAGE_SIZE)
+        return [(generalpoints.prompt_text(cards, rule, vision), draw if vision else None)]
+    envs = virl.eval_envs(split, vision=vision, image_size=image_size)
+    routes = [r for e in envs for r in e.routes] + (list(virl.make_env(split).routes) if training else [])
+    out = []
+    for route in routes:
+        rail = virl.build_rail(route, drop_rate=0.0)
+        draw = functools.partial(render_grid, rail[-1], route.city, image_size or virl.GRID_SIZE)
+        out.append((virl.prompt_text(virl.instructions(route), rail, len(rail) - 1, envs[0].actions, vision),
+                    draw if vision else None))
+    return out
+
+
+def check_context(policy, env, vision, image_size, uses) -> None:
+    """Refuse in one line (RunError), before any work, an evaluation or rollout whose longest
+    conversation cannot fit the model's context. uses: (splits, attempts, max_new_tokens, the flags
+    that set the two, training: count the rollouts' routes too) per use. The longest conversation
+    is bounded as the longest first prompt, then per failed attempt an answer of max_new_tokens and
+    the longest feedback turn (FEEDBACK, ECHO), then the last answer:
+        prompt + (attempts - 1) x (turn headers + feedback + answer) + answer
+    (policy.generate still refuses, in one line, a conversation that outgrows it after all)."""
+    for splits, attempts, new, flags, training in uses:
+        attempts = ENVS[env].MAX_ATTEMPTS if attempts is None else attempts
+        splits = tuple(splits.split(",")) if isinstance(splits, str) else tuple(splits)
+        candidates = sorted((c for split in dict.fromkeys(splits)  # the 8 longest in characters,
+                             for c in _longest_observations(env, split, vision, image_size, training)),
+                            key=lambda c: -len(c[0]))[:8]
+        with quiet("transformers"):  # its note on a text longer than the model: said below in one line
+            text, draw = max(candidates, key=lambda c: len(policy.tokenizer(  # then the longest in tokens
+                policy.chat_text([generalpoints.user_turn(c[0])]), add_special_tokens=False)["input_ids"]))
+        image = draw() if draw else None
+        first = [generalpoints.user_turn(text, image is not None)]
+        prompt = policy.prompt_inputs([{"messages": first, "image": image}])["input_ids"].shape[1]
+        failed = {"messages": first + [generalpoints.assistant_turn(""), generalpoints.user_turn(FEEDBACK[env])],
+                  "image": image}
+        per_attempt = policy.prompt_inputs([failed])["input_ids"].shape[1] - prompt + new * (1 + ECHO[env])
+        need = prompt + (attempts - 1) * per_attempt + new
+        if need > policy.context:
+            raise RunError(f"{flags[0]} {new} x {attempts} attempts ({', '.join(splits)}) needs up to {need:,} "
+                           f"tokens; the model holds {policy.context:,}: lower {' or '.join(flags)}")
+
+
 @contextlib.contextmanager
 def _seeded(seed):
     """Sampling with torch's RNG seeded to `seed` and restored afterwards; nothing for None."""
@@ -404,12 +470,12 @@ def main(argv=None) -> None:
     a("--model", required=True,
       help="'tiny' / 'tiny-large' / 'tiny-vl' (random init), a policy folder, 'oracle', 'random'")
     a("--splits", default="id,ood-rule",
-      help="comma-separated: id, ood-rule, ood-visual; GP also val-rule (J/Q/K = 3/6/9)")
+      help="comma-separated: id, ood-rule, ood-visual (with --vision); GP also val-rule (J/Q/K = 3/6/9)")
     a("--episodes", type=COUNT, default=None,
       help="episodes per split, at most the split's distinct ones (paper: 234 hands / 48 or 18 routes)")
-    a("--attempts", type=COUNT, default=None, help="attempts per hand / position, VIter (paper: GP 5, V-IRL 2)")
+    a("--attempts", type=ATTEMPTS, help="attempts per hand / position, VIter, at most 100 (paper: GP 5, V-IRL 2)")
     a("--temperature", type=number(at_least=0), default=0.0, help="sampling temperature, 0 = greedy")
-    a("--samples", type=COUNT, default=1, help="seeded sampling passes (--seed + k) when --temperature > 0")
+    a("--samples", type=SAMPLES, default=1, help="seeded sampling passes (--seed + k) when --temperature > 0")
     a("--max-new-tokens", type=COUNT, default=None,
       help=f"longest answer; a longer one is cut off and judged as is (default {MAX_NEW_TOKENS}; paper: 256)")
     a("--preset", choices=["cpu", "paper"], default="cpu",
@@ -422,7 +488,7 @@ def main(argv=None) -> None:
     if args.held_out and args.env != "generalpoints":
         parser.error("--held-out is for GeneralPoints (V-IRL has its fixed routes only)")
     try:
-        splits = parse_splits(args.splits, args.env)
+        splits = parse_splits(args.splits, args.env, args.vision)
     except ValueError as err:
         parser.error(f"--splits: {err}")
     paper = args.preset == "paper"
@@ -448,6 +514,11 @@ def main(argv=None) -> None:
             policy = load_policy(args.model, vision=args.vision, seed=args.seed)
         except ValueError as err:  # policy.py says why in one line
             sys.exit(f"error: cannot load {args.model!r}: {err}")
+        try:  # before hours of evaluation: the longest conversation must fit the model
+            check_context(policy, args.env, args.vision, paper_image_size(args.env) if paper else None,
+                          [(splits, args.attempts, args.max_new_tokens, ("--max-new-tokens", "--attempts"), False)])
+        except RunError as err:
+            sys.exit(f"error: {err}")
         torch.manual_seed(args.seed)  # sampling (--temperature > 0) is seeded, not bit-exact on GPU
     random.seed(args.seed)
 
@@ -460,7 +531,7 @@ def main(argv=None) -> None:
     if args.out:
         try:
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+            write_atomic(args.out, json.dumps(results, indent=2) + "\n")  # a full disk keeps the old file
         except OSError as err:  # e.g. a full disk; the table above has the results
             sys.exit(f"error: --out {args.out}: {err.strerror or err}")
 

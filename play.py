@@ -8,7 +8,6 @@
 generalpoints.py and virl.py hand their command lines to gp_main and virl_main here, so that each
 task module holds the task alone (rules, prompts, verifier, env) and this one the terminal.
 """
-import argparse
 import json
 import random
 import sys
@@ -17,7 +16,15 @@ from pathlib import Path
 import generalpoints as gp
 import virl
 from cards import render
+from cli import ArgumentParser
 from streetview import CITIES, render_grid, save_map, save_routes
+
+
+def readable_stdin():
+    """Answers typed in any encoding: bytes that do not decode (a strict UTF-8 locale, a pasted
+    Latin-1 line) become U+FFFD and the verifier judges the answer as it reads, never a traceback."""
+    if hasattr(sys.stdin, "reconfigure"):
+        sys.stdin.reconfigure(errors="replace")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -51,7 +58,7 @@ def gp_play(env, inp=sys.stdin, out=sys.stdout):
 
 
 def gp_main(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description="GeneralPoints, the 24-points card game of SFT vs RL (the paper's Section 4.1).")
     parser.add_argument("--play", action="store_true", help="play in the terminal (reads answers from stdin)")
     parser.add_argument("--show", metavar="FILE.png", help="write the image of a dealt hand to this PNG file")
@@ -66,6 +73,7 @@ def gp_main(argv=None):
         parser.error("--size must be between 32 and 4096 pixels")
     env = gp.GeneralPointsEnv(args.rule, args.color, seed=args.seed)
     if args.play:
+        readable_stdin()
         try:
             gp_play(env)
         except KeyboardInterrupt:
@@ -128,7 +136,7 @@ def virl_play(city="train", actions="absolute", seed=0):
 
 
 def virl_main(argv=None):
-    p = argparse.ArgumentParser(description="V-IRL navigation in synthetic cities (see virl.py's docstring).")
+    p = ArgumentParser(description="V-IRL navigation in synthetic cities (see virl.py's docstring).")
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--show", metavar="DIR", help="write a route's map, its street-view grids and its prompt to DIR")
     mode.add_argument("--play", action="store_true", help="navigate a route yourself in the terminal")
@@ -144,6 +152,7 @@ def virl_main(argv=None):
         try:
             virl_show(args.show, args.city, args.seed)
         except OSError as e:
-            sys.exit(f"error: cannot write to {args.show}: {e.strerror}")
+            sys.exit(f"error: cannot write to {args.show}: {e.strerror or e}")
     else:
+        readable_stdin()
         virl_play(args.city, args.actions, args.seed)

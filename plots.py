@@ -35,7 +35,7 @@ matplotlib.use("Agg")  # files only, never a window
 from matplotlib.figure import Figure  # noqa: E402  (after choosing the backend)
 
 import cli  # noqa: E402
-from cli import COUNT, ArgumentParser, RunError  # noqa: E402  (RunError: a run folder that cannot be plotted)
+from cli import COUNT, ArgumentParser, RunError, one_line, out_problem  # noqa: E402  (RunError: a run folder that cannot be plotted)
 from evaluate import headline  # noqa: E402  (a split's main number: GP success, V-IRL per-step accuracy)
 
 SPLITS = ("id", "ood-rule", "ood-visual")  # the order of the panels
@@ -451,8 +451,15 @@ def plot_seeds(groups: dict, out_path=None, splits=("id", "ood-rule"), metric: s
 # Drivers: all figures of a set of runs; the figures of one run
 # ---------------------------------------------------------------------------------------------
 def plot_runs(runs: list[Run], out_dir, smooth: int = 1) -> list[Path]:
-    """Every figure that applies: curves per task, the headline bars, recognition for GP-VL."""
-    out_dir = Path(out_dir)
+    """Every figure that applies: curves per task, the headline bars, recognition for GP-VL.
+    RunError when they cannot be written (a full disk, a read-only folder)."""
+    try:
+        return _plot_runs(runs, Path(out_dir), smooth)
+    except OSError as err:
+        raise RunError(f"cannot write the figures to {out_dir} ({err.strerror or one_line(err)})") from None
+
+
+def _plot_runs(runs: list[Run], out_dir: Path, smooth: int) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for task in sorted({r.task for r in runs}):
@@ -548,13 +555,13 @@ def main(argv=None) -> None:
     parser.add_argument("--out", default="figures", help="folder for the PNG files (created)")
     parser.add_argument("--smooth", type=COUNT, default=1, help="moving average over this many evaluations (1 = none)")
     args = parser.parse_args(argv)
+    if why := out_problem(args.out):  # a file, under one, not writable: before any figure is drawn
+        parser.error(f"--out {why}")
     try:
         runs = [load_run(d) for d in args.runs]
         paths = plot_runs(runs, args.out, smooth=args.smooth)
-    except RunError as err:
+    except RunError as err:  # also a full disk while writing the figures
         sys.exit(f"error: {err}")
-    except OSError as err:  # --out is a file or under one, not writable, a full disk
-        sys.exit(f"error: cannot write the figures to --out {args.out} ({err.strerror or err})")
     for path in paths:
         print(path)
 

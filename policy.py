@@ -48,14 +48,13 @@ from transformers.models.mllama.image_processing_pil_mllama import MllamaImagePr
 from transformers.models.qwen2_vl.processing_qwen2_vl import Qwen2VLProcessor
 from transformers.utils import logging as hf_logging
 
-from cli import one_line
+from cli import RunError, follow_umask, one_line, quiet, unreadable
+from kvcache import growing_cache
 
 log = logging.getLogger("policy")
 hf_logging.disable_progress_bar()  # no "Loading weights" bars at every checkpoint
 
-# ---------------------------------------------------------------------------------------------
-# The tiny model: a Llama-3.2-Vision config and a tokenizer trained on the environments' text
-# ---------------------------------------------------------------------------------------------
+# ---- The tiny model: a Llama-3.2-Vision config and a tokenizer trained on the environments' text ----
 
 # Measured on 2 CPU cores: a ~0.6M-parameter decoder with short sequences learns GP-L fastest.
 # Mllama counts its cross-attention layers inside num_hidden_layers.
@@ -157,9 +156,7 @@ def build_tiny(size="tiny", seed=0, corpus=None):
     return model, processor
 
 
-# ---------------------------------------------------------------------------------------------
-# Loading a local checkpoint through the Auto classes
-# ---------------------------------------------------------------------------------------------
+# ---- Loading a local checkpoint through the Auto classes ------------------------------------
 
 class QwenVLImageProcessor(Qwen2VLProcessor):
     """Qwen2(.5)-VL's processor without its video half, which needs torchvision (measured with transformers 5.24:
@@ -202,27 +199,29 @@ def load_checkpoint(path, vision=False, device="cpu", dtype=None):
         raise ValueError(f"--model {path!r} is neither a tiny size ({', '.join(TINY_SIZES)}) nor a directory")
 
     def unusable(e):  # missing files, bad JSON, an unknown model type, truncated weights: one line
-        reason = one_line(e)
+        reason = unreadable(path) or one_line(e)  # a file we may not read, not "No such file"
         if isinstance(e, pickle.UnpicklingError):  # a .bin that is more than tensors: never run
             reason = "its pickled weights hold more than tensors (refused by torch.load weights_only)"
         return ValueError(f"{path!r} is not a Hugging Face checkpoint that loads: {reason}")
 
     try:
         config = AutoConfig.from_pretrained(path)
-    except (OSError, ValueError, KeyError) as e:
+    except Exception as e:  # whatever a malformed config.json raises (a model_type 5, a list, a bad size)
         raise unusable(e) from e
     is_vlm = config.model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
     if vision and not is_vlm:
-        raise ValueError(f"--model {path!r} is a text-only {config.model_type} model; it "
-                         f"cannot take images")
+        raise ValueError(f"--model {path!r} is a text-only {config.model_type} model; it cannot take images")
     auto = AutoModelForImageTextToText if is_vlm else AutoModelForCausalLM
     kwargs = {"dtype": dtype} if dtype is not None else {}
     try:
-        model = auto.from_pretrained(path, **kwargs).to(device)
+        with quiet("transformers"):  # its load report: said below in one line
+            model, info = auto.from_pretrained(path, output_loading_info=True, **kwargs)
+        if stray := sorted(info["missing_keys"]) or sorted(info["unexpected_keys"]):  # else re-initialised / dropped
+            raise ValueError(f"{len(stray)} weights do not fit its config.json (first: {stray[0]})")
+        model = model.to(device)
         processor = _processor(path, config) if is_vlm else None
         tokenizer = processor.tokenizer if is_vlm else AutoTokenizer.from_pretrained(path)
-    except (OSError, ValueError, KeyError, RuntimeError, EOFError, SafetensorError,
-            pickle.UnpicklingError) as e:
+    except Exception as e:  # whatever its files raise (bad sizes or dtype, damaged weights or tokenizer)
         raise unusable(e) from e
     tokenizer.padding_side = "left"  # batched generation appends on the right
     if tokenizer.pad_token is None:
@@ -230,9 +229,7 @@ def load_checkpoint(path, vision=False, device="cpu", dtype=None):
     return model, tokenizer, processor
 
 
-# ---------------------------------------------------------------------------------------------
-# The policy object
-# ---------------------------------------------------------------------------------------------
+# ---- The policy object ----------------------------------------------------------------------
 
 @dataclass
 class Generation:
@@ -321,7 +318,7 @@ class Policy(nn.Module):
         self.tokenizer, self.processor, self.device = tokenizer, processor, torch.device(device)
         self.num_params = sum(p.numel() for p in model.parameters())
         self.sharded, self.gathered, self.full_state = False, None, None  # sft.shard: FSDP, its two gathers
-        self._prompt_ids = {}  # chat text -> token ids: a rollout's prompt is encoded once, not 5 times
+        self._prompt_ids, self._chat_texts = {}, {}  # a rollout's prompt is rendered and encoded once, not 5 times
         self._ids_only = None  # whether text prompts encode to input_ids + attention_mask alone
         config = model.config
         self.context = config.get_text_config().max_position_embeddings
@@ -340,18 +337,23 @@ class Policy(nn.Module):
         self.suppress_ids = sorted(i for i in suppress if i is not None and i not in self.eos_ids)
 
     # --- prompts -----------------------------------------------------------------------------
-
     def chat_text(self, messages):
-        """The prompt string for one conversation, ending with the assistant header."""
+        """The prompt string for one conversation, ending with the assistant header (memoised:
+        PPO renders each prompt for generation, two scoring passes and every epoch)."""
+        if (key := repr(messages)) in self._chat_texts:
+            return self._chat_texts[key]
         if self.processor is not None and getattr(self.processor, "chat_template", None):
-            return self.processor.apply_chat_template(messages, add_generation_prompt=True,
-                                                      tokenize=False)
-        if self.tokenizer.chat_template is None:
+            text = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        elif self.tokenizer.chat_template is None:
             raise ValueError("the tokenizer has no chat template")
-        flat = [{"role": m["role"], "content": m["content"] if isinstance(m["content"], str)
-                 else "".join(p.get("text", "") for p in m["content"])} for m in messages]
-        return self.tokenizer.apply_chat_template(flat, add_generation_prompt=True,
-                                                  tokenize=False)
+        else:
+            flat = [{"role": m["role"], "content": m["content"] if isinstance(m["content"], str)
+                     else "".join(p.get("text", "") for p in m["content"])} for m in messages]
+            text = self.tokenizer.apply_chat_template(flat, add_generation_prompt=True, tokenize=False)
+        if len(self._chat_texts) > 8192:
+            self._chat_texts.clear()
+        self._chat_texts[key] = text
+        return text
 
     def prompt_inputs(self, obs_list):
         """Model inputs of a batch of observations, prompts left-padded."""
@@ -360,8 +362,7 @@ class Policy(nn.Module):
             n_parts = sum(isinstance(m["content"], list) and any(
                 p.get("type") == "image" for p in m["content"]) for m in obs["messages"])
             image = obs.get("image")
-            if image is not None and (self.processor is None or
-                                      getattr(self.processor, "image_processor", None) is None):
+            if image is not None and getattr(self.processor, "image_processor", None) is None:
                 raise ValueError("this model is text-only; it cannot take an image")
             if n_parts != (image is not None):
                 raise ValueError(f"an observation has {n_parts} image parts but "
@@ -403,11 +404,10 @@ class Policy(nn.Module):
 
     def _check_context(self, length):
         if length > self.context:
-            raise ValueError(f"conversation of {length} tokens is longer than the model's "
-                             f"context of {self.context} tokens")
+            raise RunError(f"conversation of {length} tokens is longer than the model's context of "
+                           f"{self.context} tokens: lower --max-new-tokens or the attempts")
 
     # --- sampling ----------------------------------------------------------------------------
-
     @torch.no_grad()
     def generate(self, obs_list, temperature=0.0, max_new_tokens=64, min_new_tokens=0):
         """Batched sampling with the KV cache: temperature 0 = greedy, > 0 = plain sampling
@@ -429,7 +429,8 @@ class Policy(nn.Module):
             config = GenerationConfig(**sampling, repetition_penalty=1.0, no_repeat_ngram_size=0,
                                       num_beams=1, **limits)
         with self.gathered() if self.sharded else contextlib.nullcontext({}) as extra:  # sft.py, FSDP 3
-            out = self.model.generate(**inputs, generation_config=config, **extra)
+            out = self.model.generate(**inputs, generation_config=config, past_key_values=growing_cache(self.model),
+                                      **extra)
         results = []
         for row in out[:, prompt_len:].tolist():  # [B, new]
             end = next((i for i, t in enumerate(row) if t in self.eos_ids), None)
@@ -443,7 +444,6 @@ class Policy(nn.Module):
         return self.tokenizer(text, add_special_tokens=False)["input_ids"] + [self.eos_id]
 
     # --- scoring -----------------------------------------------------------------------------
-
     def build_batch(self, obs_list, responses):
         """Prompt + response inputs in the layout of `Batch` (responses are lists of ids)."""
         inputs = self.prompt_inputs(obs_list)
@@ -504,11 +504,9 @@ class Policy(nn.Module):
         return Scores(logprobs, mask, values, prompt_tokens)
 
     # --- checkpoints -------------------------------------------------------------------------
-
     def save(self, out_dir):
-        """save_pretrained (safetensors) + processor/tokenizer + value_head.safetensors. A sharded
-        policy is saved by every rank: full_state gathers the weights to rank 0 (sft.py, "FSDP by
-        hand" 5), which alone writes."""
+        """save_pretrained (safetensors) + processor/tokenizer + value_head.safetensors, modes as the
+        umask says. Sharded: every rank calls it, full_state gathers to rank 0, which alone writes."""
         model_state, head_state = self.full_state() if self.sharded else (None, self.value_head.state_dict())
         if head_state is None:  # a rank other than 0
             return
@@ -517,6 +515,7 @@ class Policy(nn.Module):
         (self.processor or self.tokenizer).save_pretrained(out_dir)
         save_file({k: v.detach().float().cpu().contiguous() for k, v in head_state.items()},
                   os.path.join(out_dir, "value_head.safetensors"))
+        follow_umask(out_dir)  # safetensors writes 0600: a colleague could not read the checkpoint
 
 
 def load_policy(model="tiny", vision=False, seed=0, device=None, dtype=None, corpus=None,
@@ -526,10 +525,8 @@ def load_policy(model="tiny", vision=False, seed=0, device=None, dtype=None, cor
     vision: the caller will pass images (a text-only checkpoint is refused up front).
     seed: seeds the tiny model's weights and a fresh value head. corpus: tokenizer training
     text for the tiny model (default: both environments' tokenizer_corpus()).
-    threads: torch CPU threads for this process (None: leave torch's setting). The tiny
-    model's ops are too small to split, and on the shared 2-core machine a second thread
-    stalls every op whenever another process holds a core: measured 9x slower for a batch of
-    32 forward+backward (1.6 s vs 0.17 s) and 60x for one-at-a-time scoring.
+    threads: torch CPU threads for this process (None: leave torch's setting); a second thread
+    stalls the tiny model's ops whenever another process holds a core (9x slower, benchmarks/).
     """
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cpu" and threads:
@@ -559,12 +556,15 @@ def load_policy(model="tiny", vision=False, seed=0, device=None, dtype=None, cor
     bad = next((k for k, v in weights.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
     if bad is not None:
         raise ValueError(f"{model}: the weights hold NaN or inf (first in {bad})")
-    return Policy(net, tokenizer, processor, head.to(device), device)
+    policy = Policy(net, tokenizer, processor, head.to(device), device)
+    try:  # the chat template renders: a broken one would fail at the first prompt, mid-run
+        policy.chat_text([{"role": "user", "content": [{"type": "text", "text": "Hi"}]}])
+    except Exception as e:  # whatever jinja or the template raises
+        raise ValueError(f"{model}: its chat template does not render ({one_line(e)})") from e
+    return policy
 
 
-# ---------------------------------------------------------------------------------------------
-# torchrun: a sum over the ranks (sft.py's "FSDP by hand" joins the process group)
-# ---------------------------------------------------------------------------------------------
+# ---- torchrun: a sum over the ranks (sft.py's "FSDP by hand" joins the process group) -------
 
 def all_sum(values: list[float]) -> list[float]:
     """Sum a list of floats over all ranks (identity without torch.distributed)."""

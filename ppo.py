@@ -52,8 +52,8 @@ import evaluate
 import plots
 import policy as policy_lib
 import sft
-from cli import (COUNT, COUNT_OR_0, NON_NEGATIVE, POSITIVE, SEED, SHARE, ArgumentParser, RunError, add_preset,
-                 out_problem, parse)
+from cli import (ATTEMPTS, BATCH, COUNT, COUNT_OR_0, NON_NEGATIVE, POSITIVE, SAMPLES_OR_0, SEED, SHARE, THREADS,
+                 ArgumentParser, RunError, add_preset, parse, run_folder_problem)
 
 # --preset paper: the paper's values (the public code's rl/configs) for every flag left unset
 PAPER = dict(lr=1e-6, vf_lr=0.0, vf_clip=0.1, ppo_epochs=4, temperature=0.2, max_grad_norm=0.01, num_envs=1,
@@ -329,9 +329,7 @@ def ppo_update(policy, optimizer, params, batch, args, answer_key) -> dict:
             grad_norms.append(float(grad_norm))
     out = {k: sums.get(k, 0.0) / counts[k] if k in counts else 0.0
            for k in ("policy_loss", "value_loss", "approx_kl", "clipfrac", "kl_ref")}
-    out["grad_norm"] = sum(grad_norms) / len(grad_norms)
-    out["tokens"] = tokens
-    return out
+    return {**out, "grad_norm": sum(grad_norms) / len(grad_norms), "tokens": tokens}
 
 
 # ---- The training loop: setup, then the update of the docstring, --updates times ------------------
@@ -448,14 +446,14 @@ def parser() -> ArgumentParser:
     a("--seed", type=SEED, default=0, help="seed of random/numpy/torch and of the environments (offset per rank)")
     # rollout
     a("--updates", type=COUNT, help="PPO updates (default: 100 GP, 30 V-IRL) (paper: 20 GP, 15 V-IRL)")
-    a("--num-envs", type=COUNT, default=64, help="environments stepped together per rank (paper: 1 per GPU)")
+    a("--num-envs", type=BATCH, default=64, help="environments stepped together per rank (paper: 1 per GPU)")
     a("--rollout-steps", type=COUNT, default=256, help="attempts collected per rank per update (paper: 256 per GPU)")
-    a("--max-attempts", type=COUNT, help="VIter, attempts per hand / position (paper: 5 GP, 2 V-IRL)")
+    a("--max-attempts", type=ATTEMPTS, help="VIter, attempts per hand / position, at most 100 (paper: 5 GP, 2 V-IRL)")
     a("--temperature", type=POSITIVE, help="sampling temperature, also in scoring (GP 0.5, V-IRL 0.7) (paper: 0.2)")
     a("--max-new-tokens", type=COUNT, default=96, help="longest answer; a longer one is judged as is (paper: 512)")
     # the PPO update
     a("--ppo-epochs", type=COUNT, default=2, help="epochs over the rollout per update (paper: 4)")
-    a("--minibatch-size", type=COUNT, default=128, help="attempts per optimizer step per rank (paper: 128)")
+    a("--minibatch-size", type=BATCH, default=128, help="attempts per optimizer step per rank (paper: 128)")
     a("--grad-accum", type=COUNT, help="micro-batches per minibatch and scoring batch (default: of 8) (paper: 128)")
     a("--lr", type=POSITIVE, default=1e-4, help="Adam learning rate, cosine-decayed (paper: 1e-6)")
     a("--vf-lr", type=NON_NEGATIVE, default=1e-3, help="lr of the value head's own MLP; 0 = --lr (paper: 0)")
@@ -477,13 +475,13 @@ def parser() -> ArgumentParser:
     a("--eval-splits", help="comma-separated (default: id,ood-rule, +ood-visual with --vision; GP also val-rule)")
     a("--eval-episodes", type=COUNT_OR_0, default=0, help="fixed episodes per split, 0 = all (paper: 234 GP, 48 V-IRL)")
     a("--eval-max-new-tokens", type=COUNT, help="longest evaluation answer (default: --max-new-tokens) (paper: 256)")
-    a("--eval-attempts", type=COUNT, help="attempts per hand / position in evaluations (default: the env's VIter)")
+    a("--eval-attempts", type=ATTEMPTS, help="attempts per hand / position in evaluations (default: the env's VIter)")
     a("--eval-temperature", type=NON_NEGATIVE, default=0.0, help="0 = greedy (paper: the checkpoint's own settings)")
-    a("--eval-samples", type=COUNT_OR_0, default=3, help="first and last evaluation: seeded passes at --temperature")
+    a("--eval-samples", type=SAMPLES_OR_0, default=3, help="first and last evaluation: seeded passes at --temperature")
     a("--save-every", type=COUNT_OR_0, default=25, help="checkpoint every N updates and at the end (0: only then)")
     a("--resume", action="store_true",
       help="continue from the newest checkpoint in --out; may change: more --updates, a lower --lr, --*-every")
-    a("--threads", type=COUNT, help="CPU threads of this process (default: 2, or cores / ranks)")
+    a("--threads", type=THREADS, help="CPU threads of this process (default: 2, or cores / ranks)")
     return p
 
 
@@ -497,11 +495,8 @@ def parse_args(argv=None):
     args.max_attempts = args.max_attempts or evaluate.ENVS[args.env].MAX_ATTEMPTS
     args.eval_max_new_tokens = args.eval_max_new_tokens or args.max_new_tokens
     args.eval_episodes = args.eval_episodes or None  # None = the paper's count
-    # the public sizes under --preset paper (1200 px cards, 2405 px grids), the env's CPU size otherwise
-    args.image_size = evaluate.paper_image_size(args.env) if args.preset == "paper" else None
+    args.image_size = evaluate.paper_image_size(args.env) if args.preset == "paper" else None  # the public sizes
     args.out = args.out or f"runs/ppo-{sft.run_name(args.env, args.vision, args.seed)}"
-    if why := out_problem(args.out):
-        p.error(f"--out {why}")
     if args.rollout_steps % args.num_envs:
         p.error("--rollout-steps must be a multiple of --num-envs")
     if args.rollout_steps % args.minibatch_size or args.minibatch_size % args.grad_accum:
@@ -515,10 +510,12 @@ def parse_args(argv=None):
     if args.init != "base" and not Path(args.init).is_dir():
         p.error(f"--init {args.init}: no such checkpoint folder")
     args.init_path = args.model if args.init == "base" else args.init
-    try:  # the init's own training compute, D_init of the compute axis
-        args.flops_init = 0.0 if args.init == "base" else checkpoints.init_flops(args.init)
+    if why := run_folder_problem(args.out, {"--model": args.model, "--init": args.init}):
+        p.error(f"--out {why}")
+    try:  # the init's own training compute, D_init of the compute axis; refused if of another task
+        args.flops_init = 0.0 if args.init == "base" else checkpoints.init_flops(args.init, args.env, args.vision)
         args.eval_splits = ",".join(evaluate.parse_splits(
-            args.eval_splits or "id,ood-rule" + (",ood-visual" if args.vision else ""), args.env))
+            args.eval_splits or "id,ood-rule" + (",ood-visual" if args.vision else ""), args.env, args.vision))
     except ValueError as err:  # RunError of a trainer_state.json, or an unknown split
         p.error(f"{'' if isinstance(err, RunError) else '--eval-splits: '}{err}")
     if int(os.environ.get("WORLD_SIZE", 1)) > 1:  # torchrun: FSDP ranks must make the same generate() calls
@@ -541,15 +538,19 @@ def load(path, args, device, world, frozen=False):
         raise RunError(str(err)) from None
     if frozen:
         policy.eval().requires_grad_(False)  # an nn.Module: the model and the value head
+    else:  # before any work: the longest rollout and evaluation must fit the context
+        evaluate.check_context(policy, args.env, args.vision, args.image_size, [
+            ("id", args.max_attempts, args.max_new_tokens, ("--max-new-tokens", "--max-attempts"), True),
+            (args.eval_splits, args.eval_attempts, args.eval_max_new_tokens,
+             ("--eval-max-new-tokens", "--eval-attempts"), False)])
     if world > 1:
         sft.shard(policy)
     return policy
 
 
 def log_eval(policy, args, logger, step, flops, timing) -> None:
-    """--eval-splits on the fixed evaluation episodes, logged and printed: "eval" greedy (or
-    --eval-temperature) and, at the start and the end, "eval_sampled": --eval-samples seeded passes at
-    the rollout temperature (they fork torch's RNG: the run's own random stream is the same without)."""
+    """--eval-splits on the fixed episodes, logged and printed: "eval" greedy (or --eval-temperature), at the start
+    and the end "eval_sampled": --eval-samples seeded passes at --temperature (forking torch's RNG)."""
     began = time.perf_counter()
     common = dict(env=args.env, splits=tuple(args.eval_splits.split(",")), vision=args.vision,
                   n=args.eval_episodes, attempts=args.eval_attempts, max_new_tokens=args.eval_max_new_tokens,
@@ -566,9 +567,8 @@ def log_eval(policy, args, logger, step, flops, timing) -> None:
 
 
 def update_stats(roll, stats, ret, old_values, entropy, outcomes, world) -> dict:
-    """The per-update diagnostics: rollout counts summed over ranks, PPO stats averaged. episode_success:
-    the episodes that ended in this rollout and were solved (the RL learning curve; the first update's
-    window favours the quickly solved ones); first_success / revision_success: per attempt."""
+    """The per-update diagnostics: rollout counts summed over ranks, PPO stats averaged. episode_success: episodes
+    ended in this rollout and solved (the RL curve; update 1 favours quick ones); first/revision_success per attempt."""
     first = [o == "correct" for o, k in zip(roll.outcomes, roll.tries) if k == 1]
     later = [o == "correct" for o, k in zip(roll.outcomes, roll.tries) if k > 1]
     ppo_keys = ("policy_loss", "value_loss", "approx_kl", "clipfrac", "kl_ref", "grad_norm")

@@ -42,6 +42,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -57,9 +58,10 @@ from tqdm import tqdm
 import checkpoints
 import cli
 import generalpoints
-from cli import (COUNT, COUNT_OR_0, NON_NEGATIVE, POSITIVE, SEED, SHARE, ArgumentParser, RunError, add_preset,
-                 number, out_problem, parse)
-from evaluate import ENVS, PAPER_MAX_NEW_TOKENS, evaluate, headline, paper_image_size, parse_splits
+from cli import (BATCH, COUNT, COUNT_OR_0, NON_NEGATIVE, POSITIVE, SEED, SHARE, THREADS, ArgumentParser, RunError,
+                 add_preset, number, parse, run_folder_problem)
+from evaluate import (ENVS, PAPER_MAX_NEW_TOKENS, check_context, evaluate, headline, paper_image_size,
+                      parse_splits)
 from policy import TINY_SIZES, load_policy
 
 # -----------------------------------------------------------------------------------------------
@@ -215,6 +217,9 @@ def run(args, examples=None, corpus=None):
         raise RunError(str(err)) from None
     if records is not None:
         records = drop_too_long(records, policy)
+    if args.eval_every:  # before any work: the evaluations' longest conversation must fit the context
+        check_context(policy, args.env, args.vision, args.image_size,
+                      [(args.eval_splits, None, args.eval_max_new_tokens, ("--eval-max-new-tokens",), False)])
     n_params = policy.num_params
     if args.grad_checkpointing:
         policy.model.activation_checkpointing_enable()  # before FSDP wraps the blocks
@@ -311,11 +316,7 @@ def run(args, examples=None, corpus=None):
         if args.eval_every and (done % args.eval_every == 0 or done == args.steps):
             run_eval(done)
         if (args.save_every and done % args.save_every == 0) or done == args.steps:
-            try:
-                checkpoints.save(out, done, policy, optimizer, scheduler, state, final=done == args.steps)
-            except OSError as err:  # e.g. a full disk: the half-written folder is never the latest
-                raise RunError(f"writing checkpoint-{done} failed ({err}); the latest complete "
-                               f"checkpoint is {checkpoints.latest(out) or 'none'}") from None
+            checkpoints.save(out, done, policy, optimizer, scheduler, state, final=done == args.steps)
     bar.close()
     final = str(out / f"checkpoint-{args.steps}")
     if rank == 0:
@@ -378,8 +379,8 @@ def parser():
     a("--model", help="a model folder, 'tiny', 'tiny-large', 'tiny-vl' (default: inits/) (paper: Llama-3.2-11B-Vision)")
     add_preset(p)
     a("--steps", type=COUNT, default=600, help="optimizer steps (paper: 400 GP-L, 25 V-IRL-L)")
-    a("--batch-size", type=COUNT, default=32, help="global batch in examples, over ranks and accumulation (paper: 128)")
-    a("--micro-batch-size", type=COUNT, help="examples per forward/backward on one rank (default: all) (paper: 16)")
+    a("--batch-size", type=BATCH, default=32, help="global batch in examples, over ranks and accumulation (paper: 128)")
+    a("--micro-batch-size", type=BATCH, help="examples per forward/backward on one rank (default: all) (paper: 16)")
     a("--lr", type=POSITIVE,
       help="peak learning rate (default: 1e-3 from scratch, 1e-4 from a folder) (paper: 1e-6 L, 5e-7 VL)")
     a("--warmup-frac", type=SHARE, default=0.03, help="share of the steps in linear warm-up, then cosine (paper: 0.03)")
@@ -400,7 +401,7 @@ def parser():
     a("--save-every", type=COUNT_OR_0, default=200, help="checkpoint every N steps and at the end (paper: 20)")
     a("--init-flops", type=NON_NEGATIVE,
       help="compute already in --model, D_init of 6 N (D_init + D_sft) (default: its trainer_state.json)")
-    a("--threads", type=COUNT, help="CPU threads of this process (default 1, or cores / ranks under torchrun)")
+    a("--threads", type=THREADS, help="CPU threads of this process (default 1, or cores / ranks under torchrun)")
     a("--seed", type=SEED, default=0, help="seed of the model init, the data and the RNGs")
     a("--out", help="run folder (default: runs/sft-<gp|virl>-<l|vl>, -seedN added for --seed N > 0)")
     a("--resume", action="store_true",
@@ -418,24 +419,25 @@ def parse_args(argv=None):
     if args.lr is None:
         from_scratch = args.model in TINY_SIZES
         args.lr = (1e-3 if from_scratch else 1e-4) if args.preset == "cpu" else (5e-7 if args.vision else 1e-6)
-    if args.init_flops is None:
-        try:
+    try:  # a --model of another task is refused; the compute already in it is D_init
+        checkpoints.check_task(args.model, args.env, args.vision)
+        if args.init_flops is None:
             args.init_flops = 0.0 if args.model in TINY_SIZES else checkpoints.init_flops(args.model)
-        except RunError as err:
-            p.error(str(err))
+    except RunError as err:
+        p.error(str(err))
     if args.out is None:
         args.out = f"runs/sft-{run_name(args.env, args.vision, args.seed)}"
     # the public sizes under --preset paper (1200 px cards, 2405 px grids), the env's CPU size otherwise
     args.image_size = paper_image_size(args.env) if args.preset == "paper" else None
-    if why := out_problem(args.out):
+    if why := run_folder_problem(args.out, {"--model": args.model}):
         p.error(f"--out {why}")
-    if args.data is not None and not Path(args.data).is_file():
-        p.error(f"--data {args.data}: no such file")
+    if args.data is not None and not Path(args.data).is_file():  # a folder, a FIFO (it would block)
+        p.error(f"--data {args.data}: {'not a regular file' if Path(args.data).exists() else 'no such file'}")
     if args.revise and (args.env != "generalpoints" or args.data):
         p.error("--revise is for GeneralPoints' generated ID data: not with --env virl or --data")
     default = "id,ood-rule" + (",ood-visual" if args.vision else "")
     try:
-        args.eval_splits = ",".join(parse_splits(args.eval_splits or default, args.env))
+        args.eval_splits = ",".join(parse_splits(args.eval_splits or default, args.env, args.vision))
     except ValueError as err:
         p.error(f"--eval-splits: {err}")
     return args
@@ -481,7 +483,7 @@ def load_sft_file(path, vision):
     if not path.is_file():
         raise RunError(f"--data {path}: no such file")
     try:
-        records = json.loads(path.read_text())
+        records = json.loads(path.read_text(encoding="utf-8-sig"))  # with or without a BOM (Windows editors)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise RunError(f"--data {path}: not valid JSON ({err})")
     except RecursionError:  # json gives up on ~1000 levels of [[[...
@@ -524,8 +526,10 @@ def _parse_record(record, root, vision):
             raise ValueError("has an image but --vision is off")
         image = root / str(image)
         try:  # reads the header only; file_examples decodes the image when its batch comes
-            Image.open(image).close()
-        except (OSError, ValueError) as err:  # missing, not an image (PIL.UnidentifiedImageError), ...
+            with warnings.catch_warnings():  # a decompression bomb: PIL's warning (> 89M pixels) or error (> 2x)
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                Image.open(image).close()
+        except (OSError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
             raise ValueError(f"image {image} cannot be opened ({checkpoints.one_line(err)})") from None
         messages[0]["content"].insert(0, {"type": "image"})
     elif vision:
@@ -541,7 +545,9 @@ def file_examples(records, start, n, seed):
         epoch, pos = divmod(i, len(records))
         messages, image = records[_epoch_order(seed, epoch, len(records))[pos]]
         try:
-            out.append({"messages": messages, "image": Image.open(image).convert("RGB") if image else None})
+            with warnings.catch_warnings():  # PIL's notes on odd modes (a palette's transparency): converted anyway
+                warnings.simplefilter("ignore")
+                out.append({"messages": messages, "image": Image.open(image).convert("RGB") if image else None})
         except OSError as err:  # a truncated image: its header read well in load_sft_file
             raise RunError(f"--data: image {image} cannot be decoded ({checkpoints.one_line(err)})")
     return out
@@ -551,7 +557,11 @@ def drop_too_long(records, policy):
     """The records whose prompt and answer fit the model's context, in text tokens (an image counts
     as the placeholder tokens of its chat template); the others are skipped with one counted
     warning, like malformed records. A file with none that fits is an error."""
+    most = policy.context * max(map(len, policy.tokenizer.get_vocab()))  # characters that could fit
+
     def length(messages):  # the prompt's tokens, then the answer's and its end-of-turn token
+        if sum(len(part.get("text", "")) for m in messages for part in m["content"]) > most:
+            return policy.context + 1  # too long for sure: a 100 MB record is not tokenized
         prompt = policy.tokenizer(policy.chat_text(messages[:-1]), add_special_tokens=False)["input_ids"]
         return len(prompt) + len(policy.response_ids(messages[-1]["content"][0]["text"]))
 

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cli  # noqa: E402
-from cli import SEED, ArgumentParser, RunError  # noqa: E402  (argparse checks, no torch)
+from cli import SEED, ArgumentParser, RunError, out_problem  # noqa: E402  (argparse checks, no torch)
 from headline import say, stage  # noqa: E402  (the same resumable stage runner)
 
 # The recipes (sft.py flags on top of --model tiny). GP-L: 900 steps, half of the conversations with
@@ -154,6 +154,11 @@ def run(argv=None) -> None:
     args = p.parse_args(argv)
     recipe = RECIPES[args.name]
     out = Path(args.out) if args.out else ROOT / "inits" / args.name
+    for flag, why in (("--work", out_problem(args.work)), ("--out", out_problem(out))):
+        if why:  # before the hour of training, not after it
+            p.error(f"{flag} {why}")
+    if out.is_dir() and any(out.iterdir()) and not (out / "card.json").is_file():  # it is replaced below
+        p.error(f"--out {out} holds files but no card.json: not an init to replace")
     began = time.time()
     if not args.card_only:
         work = Path(args.work)

@@ -395,7 +395,7 @@ def test_data_image_that_pil_cannot_open(work, tmp_path, capsys):
 # evaluation beyond the distinct episodes; plots of logs with nothing to draw
 # ---------------------------------------------------------------------------------------------
 def test_episodes_beyond_the_distinct_routes_are_capped_and_said(tmp_path, capsys):
-    evaluate.main(["--env", "virl", "--model", "oracle", "--splits", "ood-visual", "--episodes", "1000",
+    evaluate.main(["--env", "virl", "--vision", "--model", "oracle", "--splits", "ood-visual", "--episodes", "1000",
                    "--out", str(tmp_path / "eval.json")])
     one_line(capsys.readouterr().err, "18 distinct routes", "not 1000")
     assert json.loads((tmp_path / "eval.json").read_text())["ood-visual"]["n"] == 18

@@ -193,7 +193,7 @@ SFT_POINTS = {
     "final-eval": (sft, "evaluate", 3, False),
     "between-final-eval-and-checkpoint": (checkpoints, "save", 4, False),
     "after-the-final-checkpoint": (checkpoints, "save", 4, True),
-    "writing-config-on-resume": (checkpoints, "_write", 1, False),
+    "writing-config-on-resume": (checkpoints, "write_atomic", 1, False),
 }
 # PPO: 3 updates, evaluations at 0 (greedy + sampled), 2, 3 (greedy + sampled), a checkpoint every update
 PPO_POINTS = {
@@ -208,7 +208,7 @@ PPO_POINTS = {
     "final-sampled-eval": (evaluate, "evaluate", 5, False),
     "between-final-eval-and-checkpoint": (checkpoints, "save", 3, False),
     "plotting-at-the-end": (plots, "plot_run", 1, False),
-    "writing-samples-on-resume": (checkpoints, "_write", 2, True),
+    "writing-samples-on-resume": (checkpoints, "write_atomic", 2, True),
 }
 CASES = [("sft", point, how) for i, point in enumerate(SFT_POINTS) for how in (["ctrl-c", "kill"][i % 2],)]
 CASES += [("ppo", point, how) for i, point in enumerate(PPO_POINTS) for how in (["kill", "ctrl-c"][i % 2],)]
@@ -222,7 +222,7 @@ def test_a_run_stopped_at_any_point_resumes_to_the_same_log(work, tmp_path, monk
     argv = [*work["flags"][method], "--out", str(out)]
     owner, name, nth, after = (SFT_POINTS if method == "sft" else PPO_POINTS)[point]
     exc = KeyboardInterrupt if how == "ctrl-c" else Killed
-    on_resume = name == "_write"  # the first run is stopped after its first checkpoint, the resume here
+    on_resume = name == "write_atomic"  # the first run is stopped after its first checkpoint, the resume here
     deaths = [(checkpoints, "save", 1, True)] * on_resume + [(owner, name, nth, after)]
     for k, (where, attribute, n, when) in enumerate(deaths):
         with monkeypatch.context() as m:

@@ -9,11 +9,12 @@ import os
 import pytest
 import torch
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import (LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, Qwen2VLConfig,
+from transformers import (DynamicCache, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, Qwen2VLConfig,
                           Qwen2VLForConditionalGeneration)
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
 import generalpoints
+import kvcache
 import policy as P
 import virl
 
@@ -204,6 +205,34 @@ def test_generate_greedy_sampling_eos_and_cut_off(tiny):
     out = policy.generate(obs[:1], temperature=0.0, max_new_tokens=6, min_new_tokens=3)[0]
     assert len(out.token_ids) == 4 and out.token_ids[-1] == eot  # EOS blocked for 3 tokens
     assert not set(out.token_ids) & set(tiny.suppress_ids)  # never an image placeholder
+
+
+def test_growing_kv_cache_holds_and_generates_what_the_dynamic_cache_does(tiny, monkeypatch):
+    layer, keys = kvcache.GrowingLayer(), []
+    for n in (5, 1, 1, 7, 1):  # a prefill, tokens, and a jump past the doubled buffer
+        k = torch.randn(2, 3, n, 4)
+        keys.append(k)
+        out, values = layer.update(k, k + 1)
+        assert torch.equal(out, torch.cat(keys, -2)) and torch.equal(values, torch.cat(keys, -2) + 1)
+    layer.batch_select_indices(torch.tensor([1, 0]))  # generate reordering the batch: a new tensor
+    k = torch.randn(2, 3, 1, 4)
+    assert torch.equal(layer.update(k, k)[0], torch.cat([torch.cat(keys, -2)[[1, 0]], k], -2))
+    # the same tokens as the stock cache: greedy, seeded sampling, a longer prompt among short
+    # ones, answers longer than the prompt (the buffer grows), an image
+    obs, _ = gp_obs(3)
+    obs[1] = multi_turn(obs[1])
+    vision_obs, _ = gp_obs(2, vision=True)
+
+    def answers():
+        out = []
+        for batch, temperature in ((obs, 0.0), (obs, 1.0), (vision_obs, 1.0)):
+            torch.manual_seed(0)
+            out.append([g.token_ids for g in tiny.generate(batch, temperature=temperature, max_new_tokens=120)])
+        return out
+
+    growing = answers()
+    monkeypatch.setattr(P, "growing_cache", lambda model: DynamicCache(config=model.config))
+    assert answers() == growing
 
 
 def test_generate_with_images_and_bad_inputs(tiny):
