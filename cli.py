@@ -117,25 +117,34 @@ def main(run, parse_args, argv=None) -> None:
     except RunError as err:
         sys.exit(f"error: {err}")
     except KeyboardInterrupt:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C cannot cut this line short
-        ckpt = sys.modules.get("checkpoints")  # imported by sft.py and ppo.py (cli.py imports no torch)
-        if ckpt is not None and getattr(args, "resume", None) is not None and args.out:
-            argv = sys.argv[1:] if argv is None else list(argv)
-            command = shlex.join(["python", sys.argv[0], *argv] + ([] if "--resume" in argv else ["--resume"]))
-            line = ckpt.interrupted(args.out, command)
-        else:
-            line = "interrupted (Ctrl-C)"
-        tqdm = getattr(sys.modules.get("tqdm"), "tqdm", None)  # a progress bar on a terminal: cleared,
-        for bar in list(getattr(tqdm, "_instances", ())):       # else the line would follow it
-            bar.leave = False
-            bar.close()
-        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank gets the Ctrl-C; one says so
-            print(line, file=sys.stderr, flush=True)
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C cannot cut the line short
+        try:
+            _stopped(args, argv)
+        finally:
+            signal.signal(signal.SIGINT, previous)  # an in-process caller (a test) keeps its Ctrl-C
         sys.exit(130)
     finally:
         dist = sys.modules.get("torch.distributed")  # imported by the script, if at all
         if dist is not None and dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _stopped(args, argv) -> None:
+    """The Ctrl-C line on stderr: for a run folder (sft.py, ppo.py) where it stopped and the command
+    that continues it, the same plus --resume (checkpoints.interrupted); else just that it stopped."""
+    ckpt = sys.modules.get("checkpoints")  # imported by sft.py and ppo.py (cli.py imports no torch)
+    if ckpt is not None and getattr(args, "resume", None) is not None and args.out:
+        argv = sys.argv[1:] if argv is None else list(argv)
+        command = shlex.join(["python", sys.argv[0], *argv] + ([] if "--resume" in argv else ["--resume"]))
+        line = ckpt.interrupted(args.out, command)
+    else:
+        line = "interrupted (Ctrl-C)"
+    tqdm = getattr(sys.modules.get("tqdm"), "tqdm", None)  # a progress bar on a terminal: cleared,
+    for bar in list(getattr(tqdm, "_instances", ())):       # else the line would follow it
+        bar.leave = False
+        bar.close()
+    if os.environ.get("RANK", "0") == "0":  # under torchrun every rank gets the Ctrl-C; one says so
+        print(line, file=sys.stderr, flush=True)
 
 
 def out_problem(path, folder=True):

@@ -335,6 +335,7 @@ def test_ctrl_c_in_the_other_command_lines_is_one_line(work, monkeypatch, capsys
         call()
     assert stop.value.code == 130
     assert one_line(capsys.readouterr().err) == "interrupted (Ctrl-C)"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the caller's Ctrl-C restored
 
 
 def test_ctrl_c_clears_a_progress_bar_before_its_line(capsys):
