@@ -2,7 +2,8 @@
 The run folder: atomic checkpoints, resume, the metrics log; used by sft.py and ppo.py.
 
 A run writes runs/NAME/ and survives being killed at any moment:
-    config.json          the run's settings (check_same_run compares a --resume against it)
+    config.json          the run's settings, and a record of each resume (check_same_run compares
+                         a --resume against it: more steps and a lower lr may change, MAY_CHANGE)
     metrics.jsonl        one JSON line per log or evaluation, read by plots.py (RunLogger)
     checkpoint-STEP/     a policy.py folder (load_policy reads it) + optimizer, scheduler, RNG states;
                          the newest `keep` are kept (save)
@@ -196,10 +197,16 @@ def latest_intact(out_dir):
     return None
 
 
-def resume_point(out_dir, args, keys):
-    """The checkpoint a run continues from: with --resume, the newest intact one in `out_dir`,
-    checked to be the same run (check_same_run on `keys`), or None when there is none; without
-    --resume None, and a folder that already holds checkpoints is refused (RunError)."""
+def resume_point(out_dir, args, method, keys):
+    """The checkpoint a run of `method` ("sft", "ppo") continues from: with --resume, the newest
+    intact one in `out_dir`, checked to be the same run (check_same_run; `keys` name it), or None
+    when there is none; without --resume None, and a folder that already holds checkpoints is
+    refused (RunError). A folder of the other method's run is refused either way, before anything
+    is written."""
+    other = _config(out_dir, strict=False).get("method")
+    if isinstance(other, str) and other != method:
+        raise RunError(f"{out_dir} is a {other} run folder (its config.json), not one of {method}.py: "
+                       + (f"resume it with {other}.py" if args.resume else "choose another --out"))
     if not args.resume:
         if latest(out_dir):
             raise RunError(f"{out_dir} already holds checkpoints; pass --resume to continue it "
@@ -207,7 +214,7 @@ def resume_point(out_dir, args, keys):
         return None
     last = latest_intact(out_dir)
     if last is not None:
-        check_same_run(out_dir, args, keys)
+        check_same_run(out_dir, args, keys, done=json.loads((Path(last) / "trainer_state.json").read_text())["step"])
     return last
 
 
@@ -257,21 +264,74 @@ def trained_on(path):
     return None
 
 
-def check_same_run(out_dir, args, keys):
-    """RunError when --resume would continue out_dir with other settings `keys` (e.g.
-    env, seed) than its config.json records: that would train another task's checkpoint, or
-    another run, and overwrite its config."""
-    path = Path(out_dir) / "config.json"
-    if not path.is_file():
-        return
-    try:
-        saved = json.loads(path.read_text())
-    except (OSError, ValueError, RecursionError) as err:
-        raise RunError(f"{path} cannot be read ({one_line(err)}); fix or delete it to resume") from None
-    changed = [k for k in keys if isinstance(saved, dict) and k in saved and saved[k] != getattr(args, k)]
-    if changed:
+# What a --resume may change; every other setting that differs from config.json is refused, named.
+# More steps (beyond the checkpoint's), a lower lr (the schedule goes on at its step, scaled), and
+# what does not shape the training: how often it evaluates, saves and logs, threads, memory.
+MAY_CHANGE = {"steps": "more", "updates": "more", "lr": "lower", "eval_every": "any", "save_every": "any",
+              "log_every": "any", "threads": "any", "micro_batch_size": "any", "grad_checkpointing": "any"}
+RECORD_ONLY = ("out", "resume", "method", "world_size", "num_params", "resumed_from", "resumes")  # not settings
+
+
+def check_same_run(out_dir, args, keys, done=0):
+    """RunError when --resume would continue out_dir with other settings than its config.json
+    records: first the run's identity `keys` (e.g. env, seed: another task's or another run's
+    checkpoint), then every other setting but those MAY_CHANGE allows; `done`: the checkpoint's step.
+        --resume --lr 1e-3 of a 1e-4 run -> "--resume of runs/x cannot change --lr (0.0001 -> 0.001): ..."
+    """
+    saved, now = _config(out_dir), _as_json(vars(args))
+    if changed := [k for k in keys if k in saved and saved[k] != now.get(k)]:
         raise RunError(f"--resume of {out_dir} with a different {', '.join(changed)} than the run's "
                        f"config.json ({', '.join(f'{k} {saved[k]!r}' for k in changed)})")
+    refused = []
+    for k in [*now, *(k for k in saved if k not in now)]:  # a key only in config.json: another script's flag
+        before, after, rule = saved.get(k), now.get(k), MAY_CHANGE.get(k)
+        if k not in saved or k in RECORD_ONLY or before == after or rule == "any":
+            continue
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (before, after))
+        if not (numbers and (rule == "more" and after > done or rule == "lower" and after < before)):
+            refused.append(f"--{k.replace('_', '-')} ({before!r} -> {after!r})")
+    if refused:
+        rules = {"more": f"above the checkpoint's {done}", "lower": "lower", "any": ""}
+        allowed = ", ".join(f"--{k.replace('_', '-')}{' ' * bool(rules[r])}{rules[r]}" for k, r in MAY_CHANGE.items()
+                            if k in now)
+        raise RunError(f"--resume of {out_dir} cannot change {', '.join(refused)}; a resume may change only "
+                       f"{allowed}")
+
+
+def _config(out_dir, strict=True):
+    """The run's config.json as a dict ({} when there is none); unreadable: RunError, or {} when not strict."""
+    path = Path(out_dir) / "config.json"
+    if not path.is_file():
+        return {}
+    try:
+        saved = json.loads(path.read_text())
+        if not isinstance(saved, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError, RecursionError) as err:
+        if not strict:
+            return {}
+        raise RunError(f"{path} cannot be read ({one_line(err)}); fix or delete it to resume") from None
+    return saved
+
+
+def _as_json(value):
+    """`value` as config.json holds it (tuples become lists), to compare the two."""
+    return json.loads(json.dumps(value))
+
+
+def interrupted(out_dir, command):
+    """The one line a Ctrl-C ends a run with (cli.main): the last step in its log, its newest
+    checkpoint (a checkpoint folder appears complete or not at all) and the command to continue."""
+    log, steps = Path(out_dir) / "metrics.jsonl", []
+    for line in (log.read_text(errors="replace").splitlines() if log.is_file() else []):
+        try:
+            steps.append(int(json.loads(line)["step"]))
+        except (ValueError, KeyError, TypeError, RecursionError):  # half a line, not a record
+            continue
+    last = latest(out_dir)
+    then = (f"its newest checkpoint is {last}; continue with: {command}" if last else
+            f"no checkpoint yet; start it again with: {command}")
+    return f"interrupted (Ctrl-C) after step {max(steps, default=0)} of {out_dir}; {then}"
 
 
 # -----------------------------------------------------------------------------------------------
@@ -287,7 +347,7 @@ def load(path, policy, optimizer, scheduler, keys=()):
     must hold `keys`. Every rank calls it; rank 0 reads the optimizer state and broadcasts it. A
     file that cannot be read raises RunError naming it (latest_intact has checked the obvious).
     """
-    path, rank = Path(path), _rank()
+    path, rank, lrs = Path(path), _rank(), list(scheduler.base_lrs)  # this run's lrs (a resume may lower them)
     try:
         optim_state = _load_pt(path / "optimizer.pt") if rank == 0 else {}
         # strict=False: parameters that never got a gradient (the vision tower in a text-only run)
@@ -301,6 +361,10 @@ def load(path, policy, optimizer, scheduler, keys=()):
             _set_rng_state(_load_pt(rng_file))
     except ValueError as err:
         raise RunError(f"cannot resume from {path}: {err}") from None
+    # the schedule goes on from its step with this run's lrs (LambdaLR: lr = base lr x multiplier(step))
+    for group, lr, multiplier in zip(optimizer.param_groups, lrs, scheduler.lr_lambdas):
+        group["initial_lr"], group["lr"] = lr, lr * multiplier(scheduler.last_epoch)
+    scheduler.base_lrs, scheduler._last_lr = lrs, [group["lr"] for group in optimizer.param_groups]
     state = json.loads((path / "trainer_state.json").read_text())
     if missing := [k for k in ("step", *keys) if k not in state]:
         raise RunError(f"cannot resume from {path}: its trainer_state.json has no {missing[0]!r}")
@@ -365,6 +429,12 @@ class RunLogger:
             return
         with writing(self.out_dir, self.out_dir / "config.json"):  # renamed over: a full disk keeps the old
             self.out_dir.mkdir(parents=True, exist_ok=True)
+            if resume_step is not None:  # config.json: the settings now, after a record of every resume
+                saved = _config(out_dir)
+                changed = {k: [saved[k], v] for k, v in _as_json(config).items()
+                           if k in saved and k not in RECORD_ONLY and saved[k] != v}
+                config = {**config, "resumes": [*saved.get("resumes", []),
+                                                {"step": resume_step, **({"changed": changed} if changed else {})}]}
             write_atomic(self.out_dir / "config.json", json.dumps(config, indent=2) + "\n")
         for path in (self.out_dir / name for name in logs):
             resumed = resume_step is not None and path.exists()

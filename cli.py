@@ -13,8 +13,8 @@ depend on other flags (e.g. the learning rate, from-scratch or not) are None in 
 computed by the script in one block right after parsing.
 
 A reusable function that cannot go on raises `RunError` with a one-line message; only a script's
-main() turns it into `error: <message>` on stderr and exit status 1 (`main`, for sft.py and
-ppo.py). This module imports no torch.
+main() turns it into `error: <message>` on stderr and exit status 1, and a Ctrl-C into one line and
+exit status 130 (`main`, for sft.py, ppo.py, evaluate.py, plots.py). This module imports no torch.
 """
 
 import argparse
@@ -23,6 +23,8 @@ import json
 import logging
 import math
 import os
+import shlex
+import signal
 import stat
 import sys
 from pathlib import Path
@@ -104,16 +106,45 @@ def parse(parser, argv, paper: dict) -> argparse.Namespace:
 
 
 def main(run, parse_args, argv=None) -> None:
-    """The main() of sft.py and ppo.py: run(parse_args(argv)); a RunError from anywhere in the run
-    becomes `error: <its line>` on stderr and exit status 1; a torchrun process group is closed."""
+    """The main() of sft.py, ppo.py and the experiments: run(parse_args(argv)); a RunError from anywhere
+    in the run becomes `error: <its line>` on stderr and exit status 1, a Ctrl-C one line and exit
+    status 130 (the shell's for SIGINT): for a run folder, where it stopped and how to continue
+    (checkpoints.interrupted). A torchrun process group is closed."""
+    args = None
     try:
-        run(parse_args(argv))
+        args = parse_args(argv)
+        run(args)
     except RunError as err:
         sys.exit(f"error: {err}")
+    except KeyboardInterrupt:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C cannot cut the line short
+        try:
+            _stopped(args, argv)
+        finally:
+            signal.signal(signal.SIGINT, previous)  # an in-process caller (a test) keeps its Ctrl-C
+        sys.exit(130)
     finally:
         dist = sys.modules.get("torch.distributed")  # imported by the script, if at all
         if dist is not None and dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _stopped(args, argv) -> None:
+    """The Ctrl-C line on stderr: for a run folder (sft.py, ppo.py) where it stopped and the command
+    that continues it, the same plus --resume (checkpoints.interrupted); else just that it stopped."""
+    ckpt = sys.modules.get("checkpoints")  # imported by sft.py and ppo.py (cli.py imports no torch)
+    if ckpt is not None and getattr(args, "resume", None) is not None and args.out:
+        argv = sys.argv[1:] if argv is None else list(argv)
+        command = shlex.join(["python", sys.argv[0], *argv] + ([] if "--resume" in argv else ["--resume"]))
+        line = ckpt.interrupted(args.out, command)
+    else:
+        line = "interrupted (Ctrl-C)"
+    tqdm = getattr(sys.modules.get("tqdm"), "tqdm", None)  # a progress bar on a terminal: cleared,
+    for bar in list(getattr(tqdm, "_instances", ())):       # else the line would follow it
+        bar.leave = False
+        bar.close()
+    if os.environ.get("RANK", "0") == "0":  # under torchrun every rank gets the Ctrl-C; one says so
+        print(line, file=sys.stderr, flush=True)
 
 
 def out_problem(path, folder=True):

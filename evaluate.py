@@ -47,6 +47,7 @@ from tqdm import tqdm
 
 import generalpoints
 import virl
+import cli
 from cli import ATTEMPTS, COUNT, SAMPLES, SEED, ArgumentParser, RunError, number, out_problem, quiet, write_atomic
 from streetview import render_grid
 
@@ -536,4 +537,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.main(main, lambda argv: argv)  # a Ctrl-C: one line, exit status 130

@@ -6,8 +6,14 @@ GrowingLayer keeps a buffer that doubles when full and returns views of it: the 
 so the same tokens (a short PPO run logs identical metrics), with rollouts ~25% and evaluations
 ~15% faster for the tiny model on 2 CPU cores (experiments/LOG.md, 2026-12-02).
 """
+import warnings
+
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
+
+# generate(past_key_values=...) is how this cache is handed over; its FutureWarning (a `cache`
+# argument in transformers 6) would be a second line on stderr before a run's own one-line errors
+warnings.filterwarnings("ignore", message="`past_key_values` is deprecated", category=FutureWarning)
 
 
 class GrowingLayer(DynamicLayer):

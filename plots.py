@@ -34,6 +34,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, never a window
 from matplotlib.figure import Figure  # noqa: E402  (after choosing the backend)
 
+import cli  # noqa: E402
 from cli import COUNT, ArgumentParser, RunError, one_line, out_problem  # noqa: E402  (RunError: a run folder that cannot be plotted)
 from evaluate import headline  # noqa: E402  (a split's main number: GP success, V-IRL per-step accuracy)
 
@@ -566,4 +567,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.main(main, lambda argv: argv)  # a Ctrl-C: one line, exit status 130

@@ -338,7 +338,7 @@ def run(args) -> None:
     """PPO as `args` (parse_args) says; rank 0 logs, prints and saves (every rank takes part)."""
     rank, world, device = sft.setup_distributed()  # FSDP 1: the process group (rank 0 of 1 without torchrun)
     out = Path(args.out)
-    last = checkpoints.resume_point(out, args, ("env", "vision", "model", "seed"))  # None: a new run
+    last = checkpoints.resume_point(out, args, "ppo", ("env", "vision", "model", "seed"))  # None: a new run
     checkpoints.seed_everything(args.seed + rank)  # random, numpy, torch: seeded, not bit-exact
     env_mod = evaluate.ENVS[args.env]
     policy = load(last or args.init_path, args, device, world)  # the init (inits/gp-l), or the run's last
@@ -417,11 +417,11 @@ def run(args) -> None:
         if rank == 0:
             print("\n".join([plots.update_line(update, args.updates, row), *plots.sample_lines(samples)]), flush=True)
         bar.update(1)
-        # ---- checkpoint (atomic, checkpoints.py), evaluation ----
-        if (args.save_every and update % args.save_every == 0) or update == args.updates:
-            checkpoints.save(out, update, policy, optimizer, scheduler, state, final=update == args.updates)
+        # ---- evaluation, then the checkpoint (atomic): a checkpoint's evaluation is in the log ----
         if (args.eval_every and update % args.eval_every == 0) or update == args.updates:
             log_eval(policy, args, logger, update, state["flops"], timing)
+        if (args.save_every and update % args.save_every == 0) or update == args.updates:
+            checkpoints.save(out, update, policy, optimizer, scheduler, state, final=update == args.updates)
     bar.close()
 
     if rank == 0:
@@ -479,7 +479,8 @@ def parser() -> ArgumentParser:
     a("--eval-temperature", type=NON_NEGATIVE, default=0.0, help="0 = greedy (paper: the checkpoint's own settings)")
     a("--eval-samples", type=SAMPLES_OR_0, default=3, help="first and last evaluation: seeded passes at --temperature")
     a("--save-every", type=COUNT_OR_0, default=25, help="checkpoint every N updates and at the end (0: only then)")
-    a("--resume", action="store_true", help="continue from the last checkpoint in the run folder")
+    a("--resume", action="store_true",
+      help="continue from the newest checkpoint in --out; may change: more --updates, a lower --lr, --*-every")
     a("--threads", type=THREADS, help="CPU threads of this process (default: 2, or cores / ranks)")
     return p
 
@@ -577,8 +578,7 @@ def update_stats(roll, stats, ret, old_values, entropy, outcomes, world) -> dict
              "resp_len": sum(len(r) for r in roll.responses), "cut": float(roll.cut_off.sum()),
              "gen_tokens": roll.gen_tokens, "gen_seconds": roll.gen_seconds,
              "var_res": float((ret - old_values).var()), "var_ret": float(ret.var()), "entropy": entropy,
-             **{f"n_{k}": sum(o == k for o in roll.outcomes) for k in outcomes},
-             **{k: stats[k] for k in ppo_keys}}
+             **{f"n_{k}": sum(o == k for o in roll.outcomes) for k in outcomes}, **{k: stats[k] for k in ppo_keys}}
     g = dict(zip(local, policy_lib.all_sum(list(local.values()))))
     n = g["n"]
     return {"episode_success": g["episodes_ok"] / g["episodes"] if g["episodes"] else None,

@@ -198,8 +198,8 @@ def run(args, examples=None, corpus=None):
     model's tokenizer text (experiments/pretrain.py, the laptop's stand-in for pretraining)."""
     rank, world, device = setup_distributed()  # FSDP 1: the process group (rank 0 of 1 without torchrun)
     out = Path(args.out)
-    resume_from = checkpoints.resume_point(out, args, ("env", "vision", "data", "revise", "batch_size",
-                                                        "seed"))  # None: a new run
+    resume_from = checkpoints.resume_point(out, args, "sft", ("env", "vision", "data", "revise", "batch_size",
+                                                               "seed"))  # None: a new run
     micro = args.micro_batch_size or max(1, args.batch_size // world)
     if args.batch_size % (micro * world):
         raise RunError(f"--batch-size {args.batch_size} is not a multiple of --micro-batch-size "
@@ -404,7 +404,8 @@ def parser():
     a("--threads", type=THREADS, help="CPU threads of this process (default 1, or cores / ranks under torchrun)")
     a("--seed", type=SEED, default=0, help="seed of the model init, the data and the RNGs")
     a("--out", help="run folder (default: runs/sft-<gp|virl>-<l|vl>, -seedN added for --seed N > 0)")
-    a("--resume", action="store_true", help="continue from the newest checkpoint in --out (or start fresh)")
+    a("--resume", action="store_true",
+      help="continue from the newest checkpoint in --out; may change: more --steps, a lower --lr, --*-every")
     return p
 
 

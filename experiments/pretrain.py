@@ -34,8 +34,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-import checkpoints  # noqa: E402  (after the path is set)
-import generalpoints as gp  # noqa: E402
+import generalpoints as gp  # noqa: E402  (after the path is set)
 import sft  # noqa: E402
 import virl  # noqa: E402
 from cards import INKS, render  # noqa: E402
@@ -235,9 +234,7 @@ def parse_args(argv=None):
     return args
 
 
-def run(args):
-    if args.resume:
-        checkpoints.check_same_run(args.out, args, ("mixture", "read"))
+def run(args):  # on --resume, sft.run checks --read and the mixture against config.json too
     examples, corpus = stand_in(args)
     sft.run(args, examples=examples, corpus=corpus)
 

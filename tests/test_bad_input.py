@@ -313,8 +313,8 @@ def test_resume_refuses_a_pickle_with_code_in_the_checkpoint(work, tmp_path, cap
     shutil.copytree(work["sft_run"], run, symlinks=True)
     torch.save({"state": Payload()}, run / "checkpoint-2" / "optimizer.pt")  # a valid zip: passes the cheap check
     before = snapshot(run)
-    refused(lambda: sft.main([*SFT_FAST, "--steps", "3", "--out", str(run), "--resume"]),
-            capsys, "checkpoint-2/optimizer.pt", "refused")
+    refused(lambda: sft.main([*SFT_FAST, "--model", str(work["model"]), "--steps", "3", "--out", str(run),
+                              "--resume"]), capsys, "checkpoint-2/optimizer.pt", "refused")
     assert snapshot(run) == before and "PICKLED CODE RAN" not in capsys.readouterr().out
 
 

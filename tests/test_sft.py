@@ -164,8 +164,9 @@ def test_kill_and_resume_reproduces_the_uninterrupted_losses(tmp_path, monkeypat
         return real_loss(logits, labels)
 
     monkeypatch.setattr(sft, "sft_loss", dies_at_step_5)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(SystemExit) as stop:  # cli.main: a Ctrl-C is one line and exit status 130
         train(tmp_path / "b", *flags)
+    assert stop.value.code == 130
     monkeypatch.setattr(sft, "sft_loss", real_loss)
     assert checkpoints.latest(tmp_path / "b") == str(tmp_path / "b" / "checkpoint-3")
     assert not (tmp_path / "b" / "final").exists()
