@@ -1,4 +1,4 @@
-"""The KV cache that Policy.generate hands to Hugging Face's generate(): its DynamicCache with each
+"""The KV cache Policy.generate passes to Hugging Face's generate (cache=): its DynamicCache with each
 plain layer a GrowingLayer, which writes every new token's keys and values in place.
 
 DynamicLayer appends with torch.cat, which copies the whole cache at every generated token;
@@ -6,14 +6,8 @@ GrowingLayer keeps a buffer that doubles when full and returns views of it: the 
 so the same tokens (a short PPO run logs identical metrics): 1.04x on benchmarks/rollout_speed.py's
 batch of 64, and with Policy.chat_text's memo a short PPO run is 7% faster (experiments/LOG.md).
 """
-import warnings
-
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
-
-# generate(past_key_values=...) is how this cache is handed over; its FutureWarning (a `cache`
-# argument in transformers 6) would be a second line on stderr before a run's own one-line errors
-warnings.filterwarnings("ignore", message="`past_key_values` is deprecated", category=FutureWarning)
 
 
 class GrowingLayer(DynamicLayer):

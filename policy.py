@@ -429,7 +429,7 @@ class Policy(nn.Module):
             config = GenerationConfig(**sampling, repetition_penalty=1.0, no_repeat_ngram_size=0,
                                       num_beams=1, **limits)
         with self.gathered() if self.sharded else contextlib.nullcontext({}) as extra:  # sft.py, FSDP 3
-            out = self.model.generate(**inputs, generation_config=config, past_key_values=growing_cache(self.model),
+            out = self.model.generate(**inputs, generation_config=config, cache=growing_cache(self.model),
                                       **extra)
         results = []
         for row in out[:, prompt_len:].tolist():  # [B, new]

@@ -230,7 +230,10 @@ def test_growing_kv_cache_holds_and_generates_what_the_dynamic_cache_does(tiny, 
             out.append([g.token_ids for g in tiny.generate(batch, temperature=temperature, max_new_tokens=120)])
         return out
 
+    made = []  # the caches generate got: each filled in place (a layer holds its buffers)
+    monkeypatch.setattr(P, "growing_cache", lambda model: made.append(kvcache.growing_cache(model)) or made[-1])
     growing = answers()
+    assert len(made) == 3 and all(any(hasattr(layer, "buffers") for layer in cache.layers) for cache in made)
     monkeypatch.setattr(P, "growing_cache", lambda model: DynamicCache(config=model.config))
     assert answers() == growing
 
