@@ -30,6 +30,20 @@ import sys
 from pathlib import Path
 
 
+def _interrupted_while_starting(signum, frame):
+    """SIGINT before main() runs: one line and status 130, not a traceback from inside an import."""
+    print("interrupted (Ctrl-C) while starting; nothing was written", file=sys.stderr, flush=True)
+    raise SystemExit(130)
+
+
+# The scripts that start through main() import cli before torch: while they import it (seconds),
+# a Ctrl-C is one line too. main() puts Python's own handler back (a KeyboardInterrupt it reports).
+STARTS_THROUGH_MAIN = ("sft.py", "ppo.py", "evaluate.py", "plots.py")
+if Path(sys.argv[0] if sys.argv else "").name in STARTS_THROUGH_MAIN and \
+        signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    signal.signal(signal.SIGINT, _interrupted_while_starting)
+
+
 class RunError(ValueError):
     """A run that cannot go on, in one line (a damaged checkpoint, a run folder that is not this run's,
     nothing to plot); main() prints `error: <message>` and exits with status 1."""
@@ -111,6 +125,8 @@ def main(run, parse_args, argv=None) -> None:
     status 130 (the shell's for SIGINT): for a run folder, where it stopped and how to continue
     (checkpoints.interrupted). A torchrun process group is closed."""
     args = None
+    if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         args = parse_args(argv)
         run(args)
@@ -169,6 +185,8 @@ def out_problem(path, folder=True):
                 if not parent.is_dir():
                     return f"{path} is under {parent}, which is a file"
                 break
+        if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 alone probes the shared folder
+            return None
         where = path if folder else path.parent
         for missing in reversed([p for p in (where, *where.parents) if not p.exists()]):
             missing.mkdir()

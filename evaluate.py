@@ -27,7 +27,7 @@ the floor (OraclePolicy, RandomPolicy).
 
 Usage:
     python evaluate.py --env generalpoints --model oracle --splits id,ood-rule
-    python evaluate.py --env virl --model random --splits id,ood-rule,ood-visual --episodes 10
+    python evaluate.py --env virl --vision --model random --splits id,ood-rule,ood-visual --episodes 10
     python evaluate.py --env generalpoints --vision --model runs/gp_ppo/final --out eval.json
 """
 
@@ -43,11 +43,11 @@ from itertools import combinations_with_replacement
 from pathlib import Path
 from typing import NamedTuple
 
+import cli  # first, before the environments' imports: a Ctrl-C while they load is one line too
 from tqdm import tqdm
 
 import generalpoints
 import virl
-import cli
 from cli import ATTEMPTS, COUNT, SAMPLES, SEED, ArgumentParser, RunError, number, out_problem, quiet, write_atomic
 from streetview import render_grid
 

@@ -29,12 +29,12 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cli  # first, before matplotlib: a Ctrl-C while it loads is one line too
 import matplotlib
 
 matplotlib.use("Agg")  # files only, never a window
 from matplotlib.figure import Figure  # noqa: E402  (after choosing the backend)
 
-import cli  # noqa: E402
 from cli import COUNT, ArgumentParser, RunError, one_line, out_problem  # noqa: E402  (RunError: a run folder that cannot be plotted)
 from evaluate import headline  # noqa: E402  (a split's main number: GP success, V-IRL per-step accuracy)
 

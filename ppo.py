@@ -42,12 +42,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cli  # first, before torch: a Ctrl-C while torch loads is one line too
 import numpy as np
 import torch
 from tqdm import tqdm
 
 import checkpoints
-import cli
 import evaluate
 import plots
 import policy as policy_lib

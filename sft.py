@@ -45,6 +45,7 @@ import time
 import warnings
 from pathlib import Path
 
+import cli  # first, before torch: a Ctrl-C while torch loads is one line too
 import numpy as np
 import torch
 import torch.distributed as dist
@@ -56,7 +57,6 @@ from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from tqdm import tqdm
 
 import checkpoints
-import cli
 import generalpoints
 from cli import (BATCH, COUNT, COUNT_OR_0, NON_NEGATIVE, POSITIVE, SEED, SHARE, THREADS, ArgumentParser, RunError,
                  add_preset, number, parse, run_folder_problem)

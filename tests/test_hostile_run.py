@@ -292,6 +292,27 @@ def test_real_signals_at_any_point_then_resume(work, tmp_path, capsys):
         assert not done or changed["steps" if script == "sft.py" else "updates"] == [1000, end]
 
 
+def test_ctrl_c_while_a_script_still_imports_torch(tmp_path):
+    """SIGINT 1 s after `python sft.py` / `python ppo.py` start, while they import torch (cli.py,
+    imported first, holds the signal until main() runs): one line, exit status 130, nothing
+    written. On a machine fast enough to be in main() already, main()'s own Ctrl-C line is as good."""
+    cases = {"sft.py": ["--out", tmp_path / "sft"], "ppo.py": ["--out", tmp_path / "ppo"]}
+
+    def one(script):
+        proc = cli_run(script, *cases[script])
+        start = time.time()
+        return signalled(proc, lambda: time.time() > start + 1.0, signal.SIGINT)
+
+    with ThreadPoolExecutor(len(cases)) as pool:
+        results = dict(zip(cases, pool.map(one, cases)))
+    for script, (rc, err) in results.items():
+        assert rc == 130, (script, err)
+        line = one_line(err, "interrupted (Ctrl-C)")
+        if "while starting" in line:
+            assert line == "interrupted (Ctrl-C) while starting; nothing was written"
+            assert not any(tmp_path.iterdir()), script  # nothing was written
+
+
 # ---------------------------------------------------------------------------------------------
 # kind 1 elsewhere: every CLI's Ctrl-C is one line and exit status 130
 # ---------------------------------------------------------------------------------------------
