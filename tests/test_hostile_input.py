@@ -11,7 +11,6 @@ could be more than one line (argparse's usage block, a library's report before o
 command lines run as subprocesses where only they show the fault (play.py's stdin, the
 parsers of every script, a library's log), all at once in one fixture; the rest in-process.
 """
-import hashlib
 import importlib.util
 import json
 import logging
@@ -38,6 +37,7 @@ import sft  # noqa: E402
 import virl  # noqa: E402
 from cli import RunError  # noqa: E402
 from policy import load_policy  # noqa: E402
+from test_bad_input import one_line, refused, snapshot  # noqa: E402  (round one's checks)
 
 SFT_FAST = ["--batch-size", "1", "--steps", "1", "--eval-every", "0", "--log-every", "1", "--threads", "1"]
 PPO_FAST = ["--num-envs", "2", "--rollout-steps", "2", "--minibatch-size", "2", "--grad-accum", "1",
@@ -45,36 +45,8 @@ PPO_FAST = ["--num-envs", "2", "--rollout-steps", "2", "--minibatch-size", "2", 
 
 
 # ---------------------------------------------------------------------------------------------
-# helpers (as tests/test_bad_input.py's)
+# helpers (one_line, refused, snapshot: round one's, imported above)
 # ---------------------------------------------------------------------------------------------
-def snapshot(folder):
-    """{relative path: content hash}: to check nothing was changed."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(Path(folder).rglob("*")) if p.is_file()}
-
-
-def one_line(stderr, *fragments):
-    """Assert stderr is exactly one line holding every fragment and no traceback; return it."""
-    assert "Traceback" not in stderr, stderr
-    lines = [ln for ln in stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
-
-
-def refused(call, capsys, *fragments):
-    """Run an entry point in-process and check it refuses in one line: a SystemExit with a non-zero
-    code and, on stderr or as the exit message, one line."""
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as stop:
-        call()
-    code = stop.value.code
-    assert code not in (0, None)
-    err = capsys.readouterr().err + (f"{code}\n" if isinstance(code, str) else "")
-    return one_line(err, *fragments)
-
-
 def png_header(width, height):
     """A valid PNG that claims width x height 1-bit pixels in a few bytes (a decompression bomb's
     header: PIL reads the size before any pixel)."""
