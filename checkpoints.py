@@ -267,8 +267,9 @@ def trained_on(path):
 # What a --resume may change; every other setting that differs from config.json is refused, named.
 # More steps (beyond the checkpoint's), a lower lr (the schedule goes on at its step, scaled), and
 # what does not shape the training: how often it evaluates, saves and logs, threads, memory.
-MAY_CHANGE = {"steps": "more", "updates": "more", "lr": "lower", "eval_every": "any", "save_every": "any",
-              "log_every": "any", "threads": "any", "micro_batch_size": "any", "grad_checkpointing": "any"}
+MAY_CHANGE = {"steps": "more", "updates": "more", "lr": "lower", "eval_every": "any", "eval_at": "any",
+              "save_every": "any", "log_every": "any", "threads": "any", "micro_batch_size": "any",
+              "grad_checkpointing": "any"}
 RECORD_ONLY = ("out", "resume", "method", "world_size", "num_params", "resumed_from", "resumes")  # not settings
 
 

@@ -97,6 +97,11 @@ SAMPLES, SAMPLES_OR_0 = number(int, at_least=1, at_most=100), number(int, at_lea
 # environments held at once (the paper's batch is 128), CPU threads (libgomp allocates per thread).
 BATCH, THREADS = number(int, at_least=1, at_most=65536), number(int, at_least=1, at_most=1024)
 SEED = number(int, at_least=0, at_most=2**32 - 1)  # the range numpy accepts as a seed
+
+
+def steps(text: str) -> tuple:
+    """A comma-separated list of step numbers, each at least 1: '40,10,20' -> (10, 20, 40)."""
+    return tuple(sorted({COUNT(t.strip()) for t in text.split(",") if t.strip()}))
 POSITIVE, NON_NEGATIVE, SHARE = number(above=0), number(at_least=0), number(at_least=0, at_most=1)
 
 

@@ -327,19 +327,25 @@ PAPER_FIGURE1 = {"GP-L": {"RL": 3.5, "SFT": -8.1}, "V-IRL-L": {"RL": 11.0, "SFT"
                  "GP-VL": {"RL": 3.0, "SFT": -5.6}, "V-IRL-VL": {"RL": 9.3, "SFT": -33.2}}
 
 
+BAR_PANELS = {"id": "ID: change after training", "ood": "OOD: change after training (matched compute)",
+              "ood_gain": "OOD: change at matched ID gain"}
+
+
 def plot_seed_bars(settings: dict, out_path=None) -> Figure:
-    """Figure 1 with seeds: {setting title: {"id": {arm: [change per seed]}, "ood": {...}}} ->
-    one panel for ID and one for OOD; per setting an SFT and an RL bar at the mean change from
-    the init (pp), an error bar of one sd over seeds, each seed a dot, and the paper's single
-    value (PAPER_FIGURE1, OOD panel) as a black cross where it has one."""
+    """Figure 1 with seeds: {setting title: {"id": {arm: [change per seed]}, "ood": {...},
+    optionally "ood_gain": {...}}} -> one panel each (ID and OOD at the end; OOD at matched ID
+    gain); per setting an SFT and an RL bar at the mean change from the init (pp), an error bar
+    of one sd over seeds, each seed a dot, and the paper's single value (PAPER_FIGURE1, OOD
+    panel) as a black cross where it has one."""
     if not settings:
         raise RunError("no settings to plot")
     names = list(settings)
-    fig = Figure(figsize=(max(5.0, 2.4 * len(names)) * 2, 4.2), layout="constrained")
-    for ax, part in zip(fig.subplots(1, 2, squeeze=False)[0], ("id", "ood")):
+    parts = [p for p in BAR_PANELS if any(p in settings[n] for n in names)]
+    fig = Figure(figsize=(max(5.0, 2.4 * len(names)) * len(parts), 4.2), layout="constrained")
+    for ax, part in zip(fig.subplots(1, len(parts), squeeze=False)[0], parts):
         for t, name in enumerate(names):
             for j, arm in enumerate(("SFT", "RL")):
-                values = settings[name][part].get(arm, [])
+                values = settings[name].get(part, {}).get(arm, [])
                 if not values:
                     continue
                 mean = sum(values) / len(values)
@@ -357,7 +363,7 @@ def plot_seed_bars(settings: dict, out_path=None) -> Figure:
         ax.axhline(0.0, color="black", linewidth=0.8)
         ax.set_xticks(range(len(names)), names, fontsize="small")
         ax.set_ylabel("change from the init (pp; GP success, V-IRL per-step)")
-        ax.set_title(f"{'ID' if part == 'id' else 'OOD'}: change after training")
+        ax.set_title(BAR_PANELS[part])
         ax.grid(axis="y", alpha=0.3)
         ax.legend(loc="best", fontsize="small")
     if out_path is not None:

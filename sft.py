@@ -217,7 +217,7 @@ def run(args, examples=None, corpus=None):
         raise RunError(str(err)) from None
     if records is not None:
         records = drop_too_long(records, policy)
-    if args.eval_every:  # before any work: the evaluations' longest conversation must fit the context
+    if args.eval_every or args.eval_at:  # before any work: the evaluations' longest conversation must fit
         check_context(policy, args.env, args.vision, args.image_size,
                       [(args.eval_splits, None, args.eval_max_new_tokens, ("--eval-max-new-tokens",), False)])
     n_params = policy.num_params
@@ -262,7 +262,7 @@ def run(args, examples=None, corpus=None):
             summary = " | ".join(f"{split} {100 * headline(m):.1f}%" for split, m in results.items())
             say(f"eval step {step}: {summary} ({time.time() - began:.0f}s)")  # GP success, V-IRL step accuracy
 
-    if args.eval_every and start == 0:
+    if (args.eval_every or args.eval_at) and start == 0:
         run_eval(0)  # the initial checkpoint: the first point of every curve
 
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
@@ -313,7 +313,7 @@ def run(args, examples=None, corpus=None):
                 say(f"step {done}/{args.steps} | loss {record['loss']:.4f} | lr {record['lr']:.2e} | "
                     f"{record['tokens_per_s']:,.0f} tok/s | {state['flops'] / 1e9:,.1f} GFLOPs")
             window_losses, window_tokens, window_time = [], 0, 0.0
-        if args.eval_every and (done % args.eval_every == 0 or done == args.steps):
+        if (args.eval_every and (done % args.eval_every == 0 or done == args.steps)) or done in args.eval_at:
             run_eval(done)
         if (args.save_every and done % args.save_every == 0) or done == args.steps:
             checkpoints.save(out, done, policy, optimizer, scheduler, state, final=done == args.steps)
@@ -395,6 +395,7 @@ def parser():
     a("--eval-splits", help="comma-separated splits (default: id,ood-rule, +ood-visual with --vision)")
     a("--eval-every", type=COUNT_OR_0, default=100,
       help="evaluate every N steps, at 0 and at the end; 0: never (paper: 20)")
+    a("--eval-at", type=cli.steps, default=(), help="also evaluate after these steps, e.g. 10,20,40")
     a("--eval-episodes", type=COUNT_OR_0, default=0, help="fixed episodes per split, 0 = all (paper: GP 234, V-IRL 48)")
     a("--eval-max-new-tokens", type=COUNT, default=96, help="longest evaluation answer (paper: 256)")
     a("--log-every", type=COUNT, default=10, help="print and log the training loss every N steps (paper: 1)")

@@ -3,36 +3,32 @@
 The paper post-trains an 11B model on one variant of each task and tests an unseen one (Figure 1):
 GP-L rule J, Q, K = 10 -> 11, 12, 13; V-IRL-L absolute -> relative directions; GP-VL black -> red
 cards; V-IRL-VL one city -> nine others. More SFT lowers the unseen variant, PPO raises it. This
-script runs that comparison with the tiny model on 2 CPU cores, several seeds per arm and a
-significance test, one task at a time (--task):
+script runs that comparison with the tiny model on 2 CPU cores, several seeds per arm, one setting
+at a time (--task). Both arms start from the setting's released init, inits/fig1-<task> (built by
+`experiments/make_init.py fig1-<task>`: a pretraining stand-in, then ID SFT; its card says what it
+scores, OOD included), as the paper's RL starts from its released inits:
 
-  1. pretrain   experiments/pretrain.py: the stand-in for pretraining, which gives the tiny model what
-                the pretrained model brings to the task but never the test variant's form (gp-l: hands
-                under random J/Q/K values; virl-l: five other action vocabularies; gp-vl: reading
-                practice, then the mixture as images in 8 inks, never red; virl-vl: 24 random street
-                styles); each task's stand-in is described in experiments/README.md.
-  2. init       a short ID SFT from the pretrained model: the paper's format-stable initial
-                checkpoint. Both arms start here.
-  3. rl-S       ppo.py on the ID variant with verifier revision (VIter), seed S.
-  4. sft-S      more ID SFT, seed S, for as many training FLOPs as rl-0 used (the paper's compute
-                axis, matched within a few percent), evaluated at the same compute fractions.
-  5. summary    results.md / results.json (ID and OOD, init -> SFT / RL, mean and spread over seeds,
-                Welch's t-test of RL vs SFT), curves.png, mechanism.png (each task's mechanism metric),
-                <root>/figure1.png, the change from the init of every task run.
+  1. rl-S       ppo.py on the ID variant with the main job's PPO defaults (verifier revision,
+                the episode KL to the init), seed S.
+  2. sft-S      more ID SFT, seed S, for as many training FLOPs as rl-0 used (the paper's compute
+                axis, matched within a few percent), evaluated at the same compute fractions as RL
+                and early on (SFT learns ID fast: the matched-gain point needs its first steps).
+  3. summary    results.md / results.json, two comparisons of the change from the init, each with
+                Welch's t-test of RL vs SFT and the setting's mechanism metric at the same points:
+                - matched compute: at the end (the paper's x-axis);
+                - matched ID gain: per run, the evaluation whose greedy ID gain is closest to a
+                  shared target, the smaller of the two arms' mean final ID gains (so both reach
+                  it): what a given amount of ID learning costs out of distribution.
+                Then curves.png, mechanism.png and <root>/figure1.png of every setting run.
 
 Every stage is a run folder under <root>/<task>; a finished stage (its final/ checkpoint exists)
 is skipped, an unfinished one resumes from its last checkpoint, so a killed experiment goes on
-where it stopped. Each stage's output goes to <root>/<task>/<stage>.log. GP-L's hyperparameters
-were fixed on ID success and the val-rule split before any ood-rule number was looked at (experiments/README.md).
+where it stopped. Each stage's output goes to <root>/<task>/<stage>.log.
 
-    python experiments/headline.py --seeds 3                 # GP-L, 3 seeds per arm: about 22 min on 2 cores
-    python experiments/headline.py --task virl-l --seeds 3   # V-IRL-L, 3 seeds per arm: about 25 min
-    python experiments/headline.py --task gp-vl --seeds 3    # GP-VL, 3 seeds per arm: about 42 min
-    python experiments/headline.py --task virl-vl --seeds 3  # V-IRL-VL, 3 seeds per arm: about 58 min
-    python experiments/headline.py --task all --seeds 3      # every task in turn, then figure1.png
-    python experiments/headline.py --task all --smoke        # a handful of steps, one seed: a minute (tests)
+    python experiments/headline.py --seeds 3                 # GP-L, 3 seeds per arm: about 90 min on 2 cores
+    python experiments/headline.py --task all --seeds 3      # every setting whose init ships, then figure1.png
+    python experiments/headline.py --task all --smoke        # a handful of steps, one seed (tests)
     python experiments/headline.py --task all --summary-only # redo the tables and figures from the runs
-    # ablations (another SFT lr, another pretrained model): experiments/README.md
 """
 import argparse
 import json
@@ -47,91 +43,70 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import plots  # noqa: E402  (after the path is set)
 import cli  # noqa: E402
-from cli import COUNT, SEED, ArgumentParser, number, out_problem, RunError  # noqa: E402  (argparse checks, no torch)
+from cli import COUNT, ArgumentParser, number, out_problem, RunError  # noqa: E402  (argparse checks, no torch)
 
-# ppo.py's defaults when these results were made, before the main job took rl_ablation's
-# episode-kl row as its defaults (argparse: a later flag wins over these)
-PPO_BEFORE = ["--lr", "2e-5", "--warmup-updates", "0", "--critic", "shared", "--rollout-steps", "128",
-              "--num-envs", "32", "--minibatch-size", "64", "--gamma", "0.9", "--gae-lambda", "0.95",
-              "--kl-coef", "0", "--temperature", "0.7", "--eval-every", "15", "--save-every", "10"]
-# --smoke: every stage for a few steps, the same flags in every task (a pipeline check).
+# --smoke: each arm for a few steps, the same flags in every setting (a pipeline check).
 SMOKE = dict(
-    pretrain=["--steps", "3", "--batch-size", "4", "--eval-every", "0"],
-    init=["--steps", "2", "--batch-size", "4", "--lr", "1e-4", "--eval-every", "0"],
     rl=["--updates", "2", "--eval-every", "1", "--eval-episodes", "2", "--num-envs", "4",
         "--rollout-steps", "8", "--minibatch-size", "8", "--max-new-tokens", "16", "--eval-samples", "0"],
-    sft=["--batch-size", "4", "--lr", "1e-4", "--eval-episodes", "2", "--eval-max-new-tokens", "16"],
-    eval_points=2)
-# The protocols, one per setting of the paper's Figure 1 that runs here. Each stage's flags; the
-# task's --env comes first. GP-L's were fixed before looking at ood-rule (experiments/README.md); V-IRL-L's
-# pretraining stand-in was designed looking at ood-rule (it must give the init some OOD skill, as a
-# pretrained LLM has; experiments/LOG.md says what was tried), the arms' settings were not tuned on it.
+    sft=["--batch-size", "4", "--eval-episodes", "2", "--eval-max-new-tokens", "16"],
+    eval_points=2, early=())
+# The protocols, one per setting of the paper's Figure 1. The RL arm is ppo.py with its defaults
+# (the main job's), evaluated greedily like the SFT arm; the SFT arm trains on the init's own ID
+# data (GP: half of it with revision turns, sft.py --revise) at the init's lr. eval_points:
+# evaluations after the start at the same compute fractions in both arms; early: the SFT arm's
+# extra evaluations, as fractions of its steps.
 TASKS = {
     "gp-l": dict(
-        title="GP-L, rule OOD", env=["--env", "generalpoints"], ood="ood-rule", splits=("id", "ood-rule", "val-rule"),
+        title="GP-L, rule OOD", env=["--env", "generalpoints"], ood="ood-rule", splits=("id", "ood-rule"),
         mechanism=("numbers_right", "first answers whose numbers follow the rule (%)"),
         full=dict(
-            pretrain=["--steps", "2000", "--lr", "1e-3", "--eval-every", "500", "--eval-episodes", "64",
-                      "--eval-splits", "id,val-rule", "--save-every", "500", "--threads", "2"],
-            init=["--steps", "40", "--lr", "1e-4", "--eval-every", "40", "--eval-splits", "id,val-rule",
-                  "--eval-episodes", "128"],
-            rl=["--updates", "30", "--eval-every", "6", "--eval-episodes", "128", "--eval-splits",
-                "id,ood-rule,val-rule", "--eval-samples", "0"],  # greedy evaluations only, like the SFT arm's
-            sft=["--lr", "1e-4", "--eval-episodes", "128", "--eval-max-new-tokens", "96",
-                 "--eval-splits", "id,ood-rule,val-rule"],
-            eval_points=5),  # evaluations after the start, at the same compute fractions in both arms
+            rl=["--updates", "100", "--eval-every", "20", "--eval-episodes", "0", "--eval-splits", "id,ood-rule",
+                "--eval-samples", "0"],  # all 234 hands: the init's 5.6% rule-OOD is 13 of them
+            sft=["--lr", "1e-4", "--revise", "0.5", "--eval-episodes", "0", "--eval-max-new-tokens", "96",
+                 "--eval-splits", "id,ood-rule"],
+            eval_points=5, early=(0.025, 0.05, 0.1)),
         smoke=SMOKE),
     "virl-l": dict(
         title="V-IRL-L, rule OOD", env=["--env", "virl"], ood="ood-rule", splits=("id", "ood-rule"),
         mechanism=("frame_right", "answers at turns in the split's action space (%)"),
         full=dict(
-            pretrain=["--steps", "2000", "--lr", "1e-3", "--eval-every", "500", "--eval-episodes", "48",
-                      "--eval-splits", "id", "--save-every", "500", "--threads", "2"],
-            init=["--steps", "40", "--lr", "1e-4", "--eval-every", "40", "--eval-splits", "id",
-                  "--eval-episodes", "48"],
-            rl=["--updates", "60", "--eval-every", "12", "--eval-episodes", "48", "--eval-splits", "id,ood-rule",
+            rl=["--updates", "100", "--eval-every", "20", "--eval-episodes", "48", "--eval-splits", "id,ood-rule",
                 "--eval-samples", "0"],
             sft=["--lr", "1e-4", "--eval-episodes", "48", "--eval-splits", "id,ood-rule"],
-            eval_points=5),
+            eval_points=5, early=(0.025, 0.05, 0.1)),
         smoke=SMOKE),
-    # GP-VL: the same game with the cards as an image; visual OOD = red hearts and diamonds (the ID
-    # split has black suits). The pretraining stand-in is "tiny-vl" (56-pixel patches, policy.py)
-    # on the ink mixture; it was designed looking at ood-visual recognition (it must read cards, as
-    # a pretrained VLM does), the other stages copy GP-L's choices.
+    # GP-VL: the cards as an image; visual OOD = red hearts and diamonds (the ID split: black suits)
     "gp-vl": dict(
-        title="GP-VL, visual OOD", env=["--env", "generalpoints", "--vision"], model="tiny-vl", ood="ood-visual",
+        title="GP-VL, visual OOD", env=["--env", "generalpoints", "--vision"], ood="ood-visual",
         splits=("id", "ood-visual"), mechanism=("recognition", "first answers whose cards were read right (%)"),
         full=dict(
-            read=["--read", "1", "--steps", "1500", "--lr", "1e-3", "--eval-every", "0",
-                  "--save-every", "500", "--threads", "2"],
-            pretrain=["--steps", "2000", "--lr", "1e-3", "--eval-every", "500", "--eval-episodes", "64",
-                      "--eval-splits", "id,ood-visual", "--save-every", "500", "--threads", "2"],
-            init=["--steps", "40", "--lr", "1e-4", "--eval-every", "40", "--eval-splits", "id",
-                  "--eval-episodes", "128"],
-            rl=["--updates", "30", "--eval-every", "6", "--eval-episodes", "128", "--eval-splits", "id,ood-visual",
+            rl=["--updates", "100", "--eval-every", "20", "--eval-episodes", "128", "--eval-splits", "id,ood-visual",
                 "--eval-samples", "0"],
-            sft=["--lr", "1e-4", "--eval-episodes", "128", "--eval-max-new-tokens", "96",
+            sft=["--lr", "1e-4", "--revise", "0.5", "--eval-episodes", "128", "--eval-max-new-tokens", "96",
                  "--eval-splits", "id,ood-visual"],
-            eval_points=5),
-        smoke=dict(SMOKE, read=["--read", "1", "--steps", "2", "--batch-size", "4", "--eval-every", "0"])),
-    # V-IRL-VL: the routes seen as street views; visual OOD = the nine other cities' styles (the ID
-    # split is the training city's). The pretraining stand-in is "tiny-vl" on the ID routes drawn in
-    # the training style and 24 random looks (pretrain.virl_looks); the other stages copy V-IRL-L's.
+            eval_points=5, early=(0.025, 0.05, 0.1)),
+        smoke=SMOKE),
+    # V-IRL-VL: the routes as street views; visual OOD = the nine other cities' styles
     "virl-vl": dict(
-        title="V-IRL-VL, visual OOD", env=["--env", "virl", "--vision"], model="tiny-vl", ood="ood-visual",
-        splits=("id", "ood-visual"),
-        mechanism=("observation_right", "answers with the right observation (%)"),
+        title="V-IRL-VL, visual OOD", env=["--env", "virl", "--vision"], ood="ood-visual",
+        splits=("id", "ood-visual"), mechanism=("observation_right", "answers with the right observation (%)"),
         full=dict(
-            pretrain=["--steps", "2000", "--lr", "1e-3", "--eval-every", "500", "--eval-episodes", "48",
-                      "--eval-splits", "id,ood-visual", "--save-every", "500", "--threads", "2"],
-            init=["--steps", "40", "--lr", "1e-4", "--eval-every", "40", "--eval-splits", "id",
-                  "--eval-episodes", "48"],
-            rl=["--updates", "60", "--eval-every", "12", "--eval-episodes", "48", "--eval-splits", "id,ood-visual",
+            rl=["--updates", "100", "--eval-every", "20", "--eval-episodes", "48", "--eval-splits", "id,ood-visual",
                 "--eval-samples", "0"],
             sft=["--lr", "1e-4", "--eval-episodes", "48", "--eval-splits", "id,ood-visual"],
-            eval_points=5),
+            eval_points=5, early=(0.025, 0.05, 0.1)),
         smoke=SMOKE),
 }
+
+
+def init_of(name: str) -> Path:
+    """The setting's released init, inits/fig1-<name> (RunError when it is not built)."""
+    folder = ROOT / "inits" / f"fig1-{name}"
+    if not (folder / "card.json").is_file():
+        raise RunError(f"{folder.relative_to(ROOT)} is not built: `python experiments/make_init.py fig1-{name}` "
+                       "builds it (experiments/README.md says which settings ship one)")
+    return folder
 
 
 def say(text: str) -> None:  # one write per line: the runs' threads print at the same time
@@ -164,34 +139,29 @@ def trainer_state(run: Path) -> dict:
 def sft_steps_for(init: Path, rl0: Path, points: int) -> tuple[int, int]:
     """(steps, eval_every) of an SFT arm that spends rl-0's training FLOPs: the init's own ID SFT
     steps tell the FLOPs of one step (same data, same batch size)."""
-    state, rl_flops = trainer_state(init), trainer_state(rl0)["flops"]
+    state = json.loads((init / "trainer_state.json").read_text())
+    rl_flops = trainer_state(rl0)["flops"]
     per_step = state["flops"] / state["step"]
     steps = max(points, points * round((rl_flops - state["flops"]) / per_step / points))
     return steps, steps // points
 
 
-def run_experiment(root: Path, task: dict, protocol: dict, seeds: int, jobs: int) -> None:
+def run_experiment(root: Path, task: dict, init: Path, protocol: dict, seeds: int, jobs: int) -> None:
     root.mkdir(parents=True, exist_ok=True)
-    env = task["env"]
-    model = ["--model", task["model"]] if "model" in task else []  # the tiny size to pretrain from
-    if "read" in protocol:  # GP-VL: reading practice alone first, then the mixture from that reader
-        reader = stage(root, "read", "experiments/pretrain.py", [*env, *model, *protocol["read"]])
-        model = ["--model", str(reader / "final")]
-    pre = stage(root, "pretrain", "experiments/pretrain.py", [*env, *model, *protocol["pretrain"]])
-    init = stage(root, "init", "sft.py", [*env, "--model", str(pre / "final"), "--init-flops", "0",
-                                          *protocol["init"]])  # pretraining is not counted, as the paper's base model's
-    init_flops = str(trainer_state(init)["flops"])
-    points = protocol["eval_points"]
+    env, points = task["env"], protocol["eval_points"]
+    threads = ["--threads", "1"] if jobs > 1 else []  # ppo.py takes 2 by default: 4 on 2 cores crawl
 
     def rl(seed):
-        return stage(root, f"rl-{seed}", "ppo.py",
-                     [*env, "--init", str(init / "final"), "--seed", str(seed), *PPO_BEFORE, *protocol["rl"]])
+        return stage(root, f"rl-{seed}", "ppo.py", [*env, "--init", str(init), "--seed", str(seed), *threads,
+                                                   *protocol["rl"]])
 
     def sft(seed, rl0_future):
         steps, every = sft_steps_for(init, rl0_future.result(), points)
-        return stage(root, f"sft-{seed}", "sft.py", [*env, "--model", str(init / "final"), "--seed", str(seed),
+        early = sorted({max(1, round(f * steps)) for f in protocol["early"]})
+        return stage(root, f"sft-{seed}", "sft.py", [*env, "--model", str(init), "--seed", str(seed),
                                                      "--steps", str(steps), "--eval-every", str(every),
-                                                     "--init-flops", init_flops, *protocol["sft"]])
+                                                     *(["--eval-at", ",".join(map(str, early))] if early else []),
+                                                     *threads, *protocol["sft"]])
 
     # Two arms x seeds; each SFT arm waits for rl-0 (its compute target). With --jobs 2 on 2 cores
     # two single-threaded runs share the machine.
@@ -252,6 +222,40 @@ def final_value(run: plots.Run, split: str) -> float:
     return run.series(split, run.metric)[1][-1]
 
 
+def matched_gain(arms: dict, start: dict, splits: list, mechanism: str) -> dict:
+    """The matched-ID-gain comparison: the target is the smaller of the two arms' mean final
+    greedy ID gains; per run, the evaluation after the start whose ID gain is closest to it, and
+    there the change of every split, the mechanism metric and the compute."""
+    finals = {label: [final_value(r, "id") - start["id"] for r in runs] for label, runs in arms.items()}
+    target = min(sum(v) / len(v) for v in finals.values())
+    out = {"target": target, "arms": {}}
+    for label, runs in arms.items():
+        picked = {"runs": [], "gflops": [], "change": {s: [] for s in splits}, "mechanism": {s: [] for s in splits}}
+        for r in runs:
+            evals = [e for e in r.evals if all(s in e.get("eval", {}) for s in splits)][1:]  # after the start
+            at = min(evals, key=lambda e: abs(100 * e["eval"]["id"][r.metric] - start["id"] - target))
+            picked["runs"].append(r.name)
+            picked["gflops"].append(at["flops"] / 1e9)
+            for split in splits:
+                picked["change"][split].append(100 * at["eval"][split][r.metric] - start[split])
+                picked["mechanism"][split].append(100 * at["eval"][split].get(mechanism, float("nan")))
+        out["arms"][label] = picked
+    out["test"] = tests(out["arms"], "change", splits)
+    out["mechanism_test"] = tests(out["arms"], "mechanism", splits)
+    return out
+
+
+def tests(arms: dict, key: str, splits: list) -> dict:
+    """Welch's t-test of RL vs SFT on arms[label][key][split], per split with 2+ values a side."""
+    out = {}
+    for s in splits:
+        rl_values, sft_values = arms["RL"][key][s], arms["SFT"][key][s]
+        if len(rl_values) >= 2 and len(sft_values) >= 2:
+            t, df, p = welch_t_test(rl_values, sft_values)
+            out[s] = {"t": t, "df": df, "p": p}
+    return out
+
+
 def summarize(root: Path, name: str) -> dict:
     """results.json, results.md and the figures of task `name` from the run folders under root."""
     task = TASKS[name]
@@ -271,14 +275,8 @@ def summarize(root: Path, name: str) -> dict:
         print("warning: the arms' step-0 evaluations of the init differ", file=sys.stderr)
     first = arms["RL"][0].evals[0]["eval"]
     result = {"task": name, "metric": metric, "ood": task["ood"], "init": start, "arms": {}, "commit": _commit(),
-              "stages": {}, "mechanism": mechanism,
+              "mechanism": mechanism,
               "init_mechanism": {s: 100 * first[s].get(mechanism, float("nan")) for s in splits}}
-    for stage_name in ("pretrain", "init"):  # their own last evaluation, when they had one
-        try:
-            last = plots.load_run(root / stage_name).evals[-1]["eval"]
-            result["stages"][stage_name] = {s: 100 * m[metric] for s, m in last.items()}
-        except plots.RunError:
-            pass
     for label, runs in arms.items():
         finals = {s: [final_value(r, s) for r in runs] for s in splits}
         gflops = [r.evals[-1]["flops"] / 1e9 for r in runs]
@@ -286,13 +284,9 @@ def summarize(root: Path, name: str) -> dict:
                                  "change": {s: [v - start[s] for v in finals[s]] for s in splits},
                                  "mechanism": {s: [100 * r.evals[-1]["eval"][s].get(mechanism, float("nan"))
                                                    for r in runs] for s in splits}}
-    for key, test in (("change", "test"), ("mechanism", "mechanism_test")):  # RL vs SFT, per split
-        rl_values, sft_values = result["arms"]["RL"][key], result["arms"]["SFT"][key]
-        result[test] = {}
-        for s in splits:
-            if len(rl_values[s]) >= 2 and len(sft_values[s]) >= 2:
-                t, df, p = welch_t_test(rl_values[s], sft_values[s])
-                result[test][s] = {"t": t, "df": df, "p": p}
+    result["test"] = tests(result["arms"], "change", splits)
+    result["mechanism_test"] = tests(result["arms"], "mechanism", splits)
+    result["matched_gain"] = matched_gain(arms, start, splits, mechanism)
     (root / "results.json").write_text(json.dumps(result, indent=1))
     (root / "results.md").write_text(results_table(result, mechanism_label))
     ylabel = "success rate (%)" if metric == "success" else "per-step accuracy (%)"
@@ -304,12 +298,15 @@ def summarize(root: Path, name: str) -> dict:
 
 def figure1(results: dict, out: Path) -> None:
     """The Figure-1-style summary (plots.plot_seed_bars) from {task: its results.json path}: the
-    change from the init on ID and on the task's OOD split, per arm and seed."""
+    change from the init on ID and on the task's OOD split at the end, per arm and seed, and the
+    OOD change at matched ID gain."""
     settings = {}
     for name, path in results.items():
         result, task = json.loads(Path(path).read_text()), TASKS[name]
         settings[task["title"]] = {part: {arm: a["change"].get(split, []) for arm, a in result["arms"].items()}
                                    for part, split in (("id", "id"), ("ood", task["ood"]))}
+        gain = result["matched_gain"]["arms"]
+        settings[task["title"]]["ood_gain"] = {arm: a["change"][task["ood"]] for arm, a in gain.items()}
     if settings:
         plots.plot_seed_bars(settings, out)
         say(f"wrote {out} ({', '.join(settings)})")
@@ -324,7 +321,8 @@ def _stats(values: list[float]) -> str:
 def results_table(result: dict, mechanism_label: str) -> str:
     """The README's tables: the final metric in % (GP success, V-IRL per-step accuracy; mean ± sd
     over seeds [min, max]), its change from the init in points with Welch's test of RL vs SFT,
-    and the setting's mechanism metric (GP: first answers whose numbers follow the rule)."""
+    and the setting's mechanism metric (GP: first answers whose numbers follow the rule); then
+    the change and the mechanism metric at matched ID gain."""
     splits, metric = list(result["init"]), result["metric"].replace("_", " ")
     head = "| | " + " | ".join(f"{s} {metric} (%)" for s in splits) + " | GFLOPs |"
     lines = [head, "|---" * (len(splits) + 2) + "|",
@@ -341,8 +339,20 @@ def results_table(result: dict, mechanism_label: str) -> str:
     for label, arm in result["arms"].items():
         lines.append(f"| {label} | " + " | ".join(_stats(arm["mechanism"][s]) for s in splits) + " |")
     lines += _test_row(result.get("mechanism_test", {}), splits)
-    for name, values in result["stages"].items():
-        lines.append(f"\n{name} (its last evaluation): " + ", ".join(f"{s} {v:.1f}%" for s, v in values.items()))
+    gain = result["matched_gain"]
+    lines += ["", f"At matched ID gain: per run, the evaluation whose greedy ID gain is closest to "
+                  f"{gain['target']:+.1f} points (the smaller of the two arms' mean final ID gains).", "",
+              "| change at matched ID gain (pp) | " + " | ".join(splits) + " | GFLOPs |",
+              "|---" * (len(splits) + 2) + "|"]
+    for label, arm in gain["arms"].items():
+        lines.append(f"| {label} | " + " | ".join(_stats(arm["change"][s]) for s in splits)
+                     + f" | {sum(arm['gflops']) / len(arm['gflops']):,.0f} |")
+    lines += _test_row(gain["test"], splits)
+    lines += ["", f"| {mechanism_label}, at matched ID gain | " + " | ".join(splits) + " |",
+              "|---" * (len(splits) + 1) + "|"]
+    for label, arm in gain["arms"].items():
+        lines.append(f"| {label} | " + " | ".join(_stats(arm["mechanism"][s]) for s in splits) + " |")
+    lines += _test_row(gain["mechanism_test"], splits)
     lines.append(f"\nFrom commit {result['commit']}; mean ± sd over seeds [min, max].")
     return "\n".join(lines) + "\n"
 
@@ -372,36 +382,33 @@ def run(argv=None) -> None:
                    + ", or all of them in turn (default gp-l)")
     p.add_argument("--root", default="runs/headline",
                    help="folder of the results; each task's stages are run folders in <root>/<task>")
-    p.add_argument("--seeds", type=COUNT, default=5, help="seeds per arm (at least 2 for the t-test; default 5)")
+    p.add_argument("--seeds", type=COUNT, default=3, help="seeds per arm (at least 2 for the t-test; default 3)")
     p.add_argument("--jobs", type=COUNT, default=2, help="runs at once, one CPU thread each (default 2, for 2 cores)")
     p.add_argument("--sft-lr", type=number(above=0), default=None,
                    help="learning rate of the SFT arm (default 1e-4, as the init)")
     p.add_argument("--rl-lr", type=number(above=0), default=None,
-                   help="learning rate of the RL arm (default ppo.py's 2e-5)")
-    p.add_argument("--pretrain-seed", type=SEED, default=0,
-                   help="seed of the pretraining stand-in (model init and mixture; default 0): another seed is "
-                        "another 'pretrained model' for a robustness check")
+                   help="learning rate of the RL arm (default ppo.py's)")
     p.add_argument("--smoke", action="store_true", help="a few steps of every stage, 1 seed: a pipeline check")
     p.add_argument("--summary-only", action="store_true", help="only redo results.md/json and the figures")
     args = p.parse_args(argv)
     if why := out_problem(args.root):
         p.error(f"--root {why}")
     for name in TASKS if args.task == "all" else [args.task]:
+        if args.task == "all" and not (ROOT / "inits" / f"fig1-{name}" / "card.json").is_file():
+            say(f"{name}: inits/fig1-{name} is not built, skipped")
+            continue
         protocol = dict(TASKS[name]["smoke" if args.smoke else "full"])
         if args.sft_lr is not None:  # the ablations: a later --lr flag wins in argparse
             protocol["sft"] = protocol["sft"] + ["--lr", str(args.sft_lr)]
         if args.rl_lr is not None:
             protocol["rl"] = protocol["rl"] + ["--lr", str(args.rl_lr)]
-        for first in ("read", "pretrain"):  # the stand-in's stages
-            if first in protocol:
-                protocol[first] = protocol[first] + ["--seed", str(args.pretrain_seed)]
         root = Path(args.root) / name  # this task's stages
         if args.summary_only and args.task == "all" and not root.is_dir():
             say(f"{name}: no runs in {root}, skipped")
             continue
         if not args.summary_only:
             say(f"== {name}: {TASKS[name]['title']}")
-            run_experiment(root, TASKS[name], protocol, 1 if args.smoke else args.seeds, args.jobs)
+            run_experiment(root, TASKS[name], init_of(name), protocol, 1 if args.smoke else args.seeds, args.jobs)
         summarize(root, name)
     results = {name: Path(args.root) / name / "results.json" for name in TASKS}
     figure1({name: path for name, path in results.items() if path.is_file()}, Path(args.root) / "figure1.png")

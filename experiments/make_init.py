@@ -37,14 +37,36 @@ import cli  # noqa: E402
 from cli import SEED, ArgumentParser, RunError, out_problem  # noqa: E402  (argparse checks, no torch)
 from headline import say, stage  # noqa: E402  (the same resumable stage runner)
 
-# The recipes (sft.py flags on top of --model tiny). GP-L: 900 steps, half of the conversations with
-# 1-4 failed ID attempts and the verifier's feedback before the right answer (sft.py --revise): an
-# instruct model can answer again after feedback, a tiny one trained on single-turn answers cannot
-# (its revisions were 77-95% illegal fragments, so 70% of PPO's rollout attempts were wasted).
+# The recipes: the stages that build each init, (script, flags), each stage starting from the one
+# before (its --model; the first from --model tiny or tiny-vl, from scratch). The main job's two:
+# GP-L: 900 steps, half of the conversations with 1-4 failed ID attempts and the verifier's feedback
+# before the right answer (sft.py --revise): an instruct model can answer again after feedback, a
+# tiny one trained on single-turn answers cannot (its revisions were 77-95% illegal fragments, so 70%
+# of PPO's rollout attempts were wasted).
+# The Figure 1 inits (fig1-*, experiments/headline.py): a pretraining stand-in that brings what a
+# pretrained model has and the OOD split never shows (experiments/pretrain.py), then ID SFT, as the
+# paper's inits had 400 ("SFT stabilizes the output format"); its compute starts the runs' axis.
+PRE = ["--steps", "2000", "--lr", "1e-3", "--eval-every", "500", "--eval-episodes", "64",
+       "--eval-splits", "id,val-rule", "--save-every", "500", "--threads", "2"]
+ID_SFT = ["--steps", "400", "--lr", "1e-4", "--eval-every", "100", "--eval-episodes", "128", "--threads", "2",
+          "--init-flops", "0"]
 RECIPES = {
     "gp-l": dict(env="generalpoints", splits=("id", "ood-rule", "val-rule"),
-                 flags=["--revise", "0.5", "--steps", "900", "--eval-every", "0"]),
-    "virl-l": dict(env="virl", splits=("id", "ood-rule"), flags=["--eval-every", "0"]),
+                 stages=[("sft.py", ["--revise", "0.5", "--steps", "900", "--eval-every", "0"])],
+                 note="The model learned the ID rule only (J, Q, K = 10), so it has no skill on the rule-OOD "
+                      "split (J, Q, K = 11, 12, 13) nor on val-rule (3, 6, 9): PPO from it can show ID learning, "
+                      "not OOD generalization. inits/fig1-gp-l, built on a rule-reading pretraining stand-in, "
+                      "has some (experiments/headline.py).",
+                 rebuilt=True),  # a rebuild gave the same weights bit for bit
+    "virl-l": dict(env="virl", splits=("id", "ood-rule"), stages=[("sft.py", ["--eval-every", "0"])],
+                   rebuilt=True),
+    # GP-L: the rule mixture, then 400 steps of it with half the hands under the ID rule (pretrain.py
+    # --id-share): pure ID SFT took rule-OOD from 4.7% to 1.6% in 200 steps (128 hands).
+    "fig1-gp-l": dict(env="generalpoints", splits=("id", "ood-rule", "val-rule"), stages=[
+        ("experiments/pretrain.py", PRE),
+        ("experiments/pretrain.py", ["--id-share", "0.5", *ID_SFT, "--eval-splits", "id,ood-rule,val-rule"])],
+        note="The stand-in read J/Q/K values from the prompt under 2,000 random rules, never 11/12/13 "
+             "together, so it has some rule-OOD skill; experiments/headline.py runs both arms from it."),
 }
 FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
          "chat_template.jinja", "processor_config.json", "special_tokens_map.json", "trainer_state.json")
@@ -75,34 +97,45 @@ def copy_checkpoint(src: Path, dst: Path) -> None:
     (dst / "value_head.safetensors").chmod(0o644)
 
 
-def first_answers(policy, env: str, split: str, n: int) -> list[dict]:
+def first_answers(policy, env: str, split: str, n: int, vision: bool = False) -> list[dict]:
     """The greedy first answer to each of the first n fixed evaluation episodes of a split."""
     import evaluate
-    envs = evaluate.ENVS[env].eval_envs(split, n=n)
+    envs = evaluate.ENVS[env].eval_envs(split, n=n, vision=vision)
     obs = [e.reset()[0] for e in envs]
     gens = policy.generate(obs, temperature=0.0, max_new_tokens=MAX_NEW_TOKENS)
     return [{"answer": g.text, "outcome": e.step(g.text)[4]["verdict"].outcome} for e, g in zip(envs, gens)]
 
 
-def card(folder: Path, name: str, seed: int, steps_flags: list[str]) -> dict:
+def stage_commands(name: str, seed: int) -> list[list[str]]:
+    """[script, flags...] of each stage of a recipe; a stage's --model is the stage before it."""
+    recipe, out = RECIPES[name], []
+    for i, (script, flags) in enumerate(recipe["stages"]):
+        model = recipe.get("model", "tiny") if i == 0 else f"<stage {i}>/final"
+        out.append([script, "--env", recipe["env"], *(["--vision"] if recipe.get("vision") else []),
+                    "--model", model, "--seed", str(seed), *flags])
+    return out
+
+
+def card(folder: Path, name: str, seed: int) -> dict:
     """The init's numbers: success greedy and sampled on every split's full set, and the check answers."""
     import evaluate
     from policy import load_policy
     recipe = RECIPES[name]
+    vision = recipe.get("vision", False)
     policy = load_policy(str(folder), seed=seed)
     greedy = evaluate.evaluate(policy, env=recipe["env"], splits=recipe["splits"], temperature=0.0,
-                               max_new_tokens=MAX_NEW_TOKENS)
+                               max_new_tokens=MAX_NEW_TOKENS, vision=vision)
     sampled = evaluate.evaluate(policy, env=recipe["env"], splits=recipe["splits"],
-                                temperature=TEMPERATURE[recipe["env"]],
+                                temperature=TEMPERATURE[recipe["env"]], vision=vision,
                                 samples=3, sample_seed=0, max_new_tokens=MAX_NEW_TOKENS)
     state = json.loads((folder / "trainer_state.json").read_text())
-    return {"name": name, "env": recipe["env"], "seed": seed, "commit": commit(),
+    return {"name": name, "env": recipe["env"], "vision": vision, "seed": seed, "commit": commit(),
             "command": f"python experiments/make_init.py {name}" + (f" --seed {seed}" if seed else ""),
-            "sft_flags": ["--model", "tiny", "--seed", str(seed), *steps_flags],
+            "stages": stage_commands(name, seed),
             "steps": state.get("step"), "flops": state.get("flops"), "num_params": policy.num_params,
             "greedy": {s: _short(m) for s, m in greedy.items()},
             "sampled": {s: _short(m) for s, m in sampled.items()},
-            "check": {s: first_answers(policy, recipe["env"], s, CHECK) for s in recipe["splits"]}}
+            "check": {s: first_answers(policy, recipe["env"], s, CHECK, vision) for s in recipe["splits"]}}
 
 
 def _short(m: dict) -> dict:
@@ -116,16 +149,24 @@ def write_readme(folder: Path, c: dict) -> None:
     rows = [f"| {s} | {100 * c['greedy'][s][key]:.1f} ± {100 * c['greedy'][s]['stderr']:.1f} "
             f"| {100 * c['sampled'][s][key]:.1f} | {c['greedy'][s]['n']} |" for s in c["greedy"]]
     size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file()) / 1e6
-    text = f"""# inits/{c['name']}: the initial checkpoint ppo.py and sft.py start from
+    stages = c.get("stages") or [["sft.py", *c["sft_flags"]]]  # the main job's cards name their one stage so
+    how = " then ".join(f"`{' '.join(cmd)}`" for cmd in stages)
+    verified = "" if RECIPES[c["name"]].get("rebuilt") else " (not yet checked by a rebuild)"
+    paper_name = c["name"].removeprefix("fig1-").upper()
+    if len(stages) > 1:
+        how += " (the last stage's steps and FLOPs are the init's, as a pretrained model's are not counted)"
+    who = (f"experiments/headline.py's {paper_name} arms start from" if c["name"].startswith("fig1-")
+           else "ppo.py and sft.py start from")
+    text = f"""# inits/{c['name']}: the initial checkpoint {who}
 
-The laptop's analogue of the paper's released {c['name'].upper()}-Init: the tiny built-in model
-({c['num_params'] / 1e6:.2f}M parameters), trained from scratch by sft.py with `{' '.join(c['sft_flags'])}`
+The laptop's analogue of the paper's released {paper_name}-Init: the tiny built-in model
+({c['num_params'] / 1e6:.2f}M parameters), trained from scratch by {how}
 ({c['steps']} steps, {c['flops'] / 1e9:,.0f} GFLOPs, counted in the runs' compute axis).
 Built at commit {c['commit']} with
 
     {c['command']}
 
-which is deterministic given its seed. Files: the `save_pretrained` model and tokenizer, the value
+which is deterministic given its seed{verified}. Files: the `save_pretrained` model and tokenizer, the value
 head (`value_head.safetensors`, bf16: SFT does not train it), `trainer_state.json` (steps, FLOPs)
 and `card.json` (these numbers, and the greedy first answers that `tests/test_inits.py` replays);
 {size:.1f} MB in all.
@@ -136,11 +177,8 @@ rollout temperature of ppo.py), % ± standard error:
 | split | greedy | sampled | episodes |
 |---|---|---|---|
 """ + "\n".join(rows) + "\n"
-    if c["env"] == "generalpoints":
-        text += ("\nThe model learned the ID rule only (J, Q, K = 10), so it has no skill on the rule-OOD "
-                 "split (J, Q, K = 11, 12, 13) nor on val-rule (3, 6, 9): PPO from it can show ID learning, "
-                 "not OOD generalization. An init from a rule-reading pretraining stand-in "
-                 "(experiments/headline.py) has some OOD skill, but PPO did not learn from it at this scale.\n")
+    if RECIPES[c["name"]].get("note"):
+        text += "\n" + RECIPES[c["name"]]["note"] + "\n"
     (folder / "README.md").write_text(text)
 
 
@@ -163,15 +201,19 @@ def run(argv=None) -> None:
     if not args.card_only:
         work = Path(args.work)
         work.mkdir(parents=True, exist_ok=True)
-        run = stage(work, args.name + (f"-seed{args.seed}" if args.seed else ""), "sft.py",
-                    ["--env", recipe["env"], "--model", "tiny", "--seed", str(args.seed), *recipe["flags"]])
+        base, run = args.name + (f"-seed{args.seed}" if args.seed else ""), None
+        for i, cmd in enumerate(stage_commands(args.name, args.seed)):
+            if run is not None:  # from the stage before
+                cmd[cmd.index("--model") + 1] = str(run / "final")
+            name = base if len(recipe["stages"]) == 1 else f"{base}.{i + 1}-{Path(cmd[0]).stem}"
+            run = stage(work, name, cmd[0], cmd[1:])
         if out.exists():
             shutil.rmtree(out)
         copy_checkpoint((run / "final").resolve(), out)
     elif not (out / "model.safetensors").is_file():
         raise RunError(f"{out} holds no init to write a card for")
     say("evaluating the init on the full fixed sets (greedy, then 3 sampled passes)")
-    c = card(out, args.name, args.seed, recipe["flags"])
+    c = card(out, args.name, args.seed)
     (out / "card.json").write_text(json.dumps(c, indent=1) + "\n")
     write_readme(out, c)
     say(f"wrote {out} in {(time.time() - began) / 60:.1f} min:\n{(out / 'README.md').read_text()}")

@@ -59,7 +59,8 @@ def mixture_rule(rng, held_out=HELD_OUT_RULES):
             return faces
 
 
-def gp_mixture(n, vision=False, seed=0, revise=0.5, held_out=HELD_OUT_RULES, inks=False, read=READ_SHARE):
+def gp_mixture(n, vision=False, seed=0, revise=0.5, held_out=HELD_OUT_RULES, inks=False, read=READ_SHARE,
+               id_share=0.0):
     """n SFT conversations of the GeneralPoints stand-in, black suits: {"messages": [user prompt,
     (wrong answer, feedback) x 0-4, correct answer], "image": PIL or None}. A wrong answer is a near
     miss of the right one (gp.answer_variants) or the right answer read under another rule.
@@ -67,11 +68,13 @@ def gp_mixture(n, vision=False, seed=0, revise=0.5, held_out=HELD_OUT_RULES, ink
     cards.INKS, never red, so the model learns to read ranks in many colours; a share `read` of
     the examples only asks for the ranks (READ_PROMPT -> '["K", "3", "Q", "10"]'), the reading
     practice a pretrained VLM brings, which the tiny model learns much sooner alone than inside
-    a whole GeneralPoints answer."""
+    a whole GeneralPoints answer. id_share: the share of hands under the ID rule (J, Q, K = 10)
+    instead (the Figure 1 inits' ID SFT stage, which keeps practising the mixture)."""
     rng = random.Random(f"generalpoints-mixture/{seed}")
     out = []
     for _ in range(n):
-        env = gp.GeneralPointsEnv(mixture_rule(rng, held_out), "mixed" if inks else "black", vision,
+        rule = "id" if id_share and rng.random() < id_share else mixture_rule(rng, held_out)
+        env = gp.GeneralPointsEnv(rule, "mixed" if inks else "black", vision,
                                   seed=rng.random())
         env.reset()
         if vision and inks:
@@ -202,7 +205,8 @@ def virl_looks(n, seed=0, image_size=None):
 def stand_in(args):
     """(examples(n, seed=...), tokenizer corpus or None) of the task args name, for sft.run."""
     if args.env == "generalpoints":
-        return functools.partial(gp_mixture, vision=args.vision, inks=args.vision, read=args.read), None
+        return functools.partial(gp_mixture, vision=args.vision, inks=args.vision, read=args.read,
+                                 id_share=args.id_share), None
     if args.vision:  # the public image size under --preset paper, as sft.py's own data
         image_size = paper_image_size(args.env) if args.preset == "paper" else None
         return functools.partial(virl_looks, image_size=image_size), None
@@ -216,6 +220,8 @@ def parse_args(argv=None):
     p.add_argument("--model", default="tiny", help="as sft.py's --model (default tiny: from scratch)")
     p.add_argument("--read", type=number(at_least=0, at_most=1), default=READ_SHARE,
                    help=f"GP-VL only: share of reading practice (1: only reading; default {READ_SHARE})")
+    p.add_argument("--id-share", type=number(at_least=0, at_most=1), default=0.0,
+                   help="GeneralPoints only: share of hands under the ID rule (default 0: the mixture alone)")
     p.add_argument("--out", help="run folder (default: runs/pretrain-<gp|virl>-<l|vl>, -seedN for --seed N > 0)")
     own, rest = p.parse_known_args(argv)
     if {"-h", "--help"} & set(rest):
@@ -230,7 +236,9 @@ def parse_args(argv=None):
         args.out = f"runs/pretrain-{sft.run_name(args.env, args.vision, args.seed)}"
         if why := out_problem(args.out):
             p.error(f"--out {why}")
-    args.mixture, args.read = True, own.read  # in config.json, checked on --resume
+    if own.id_share and args.env != "generalpoints":
+        p.error("--id-share is the share of ID-rule hands in GeneralPoints' mixture: only with --env generalpoints")
+    args.mixture, args.read, args.id_share = True, own.read, own.id_share  # in config.json, checked on --resume
     return args
 
 

@@ -195,8 +195,9 @@ PPO_FLAGS = [("--lr", "nan"), ("--lr", "-1"), ("--vf-lr", "-1"), ("--vf-lr", "na
 EVAL_FLAGS = [("--temperature", "nan"), ("--temperature", "inf"), ("--temperature", "-1"), ("--seed", "-1"),
               ("--episodes", "0"), ("--attempts", "0"), ("--max-new-tokens", "0"), ("--batch-size", "0")]
 HEADLINE_FLAGS = [("--seeds", "0"), ("--jobs", "0"), ("--sft-lr", "nan"), ("--rl-lr", "-1"),
-                  ("--pretrain-seed", "-1"), ("--task", "v-irl")]
-PRETRAIN_FLAGS = [("--read", "1.5"), ("--read", "nan"), ("--lr", "nan"), ("--steps", "0")]  # its own, sft.py's
+                  ("--task", "v-irl")]
+PRETRAIN_FLAGS = [("--read", "1.5"), ("--read", "nan"), ("--lr", "nan"), ("--steps", "0"),
+                  ("--id-share", "2")]  # its own, sft.py's
 
 
 @pytest.mark.parametrize("script,flag,value", [("sft", *f) for f in SFT_FLAGS] + [("ppo", *f) for f in PPO_FLAGS]

@@ -2,6 +2,7 @@
 whole pipeline in its seconds-long smoke mode (experiments/headline.py --smoke)."""
 import importlib.util
 import json
+import math
 import os
 import subprocess
 import sys
@@ -102,41 +103,77 @@ def test_welch_t_test_matches_known_values():
         headline.welch_t_test([1.0], [1.0, 2.0])
 
 
-def test_smoke_pipeline_runs_every_stage_of_every_task_and_matches_compute(tmp_path):
+SHIPPED = [t for t in ("gp-l", "virl-l", "gp-vl", "virl-vl") if (ROOT / "inits" / f"fig1-{t}" / "card.json").is_file()]
+
+
+def test_the_gp_l_figure1_init_ships():
+    assert "gp-l" in SHIPPED
+
+
+def test_smoke_pipeline_runs_both_arms_of_every_setting_from_its_init(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    cmd = [sys.executable, "experiments/headline.py", "--task", "all", "--smoke", "--root", str(tmp_path),
-           "--pretrain-seed", "3"]
+    cmd = [sys.executable, "experiments/headline.py", "--task", "all", "--smoke", "--root", str(tmp_path)]
     out = subprocess.run(cmd, cwd=ROOT, env=env, timeout=400, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
-    for task, metric, mechanism, ood in (("gp-l", "success", "numbers_right", "ood-rule"),
-                                         ("virl-l", "step_accuracy", "frame_right", "ood-rule"),
-                                         ("gp-vl", "success", "recognition", "ood-visual"),
-                                         ("virl-vl", "step_accuracy", "observation_right", "ood-visual")):
+    metrics = {"gp-l": ("success", "numbers_right", "ood-rule"), "virl-l": ("step_accuracy", "frame_right", "ood-rule"),
+               "gp-vl": ("success", "recognition", "ood-visual"), "virl-vl": ("step_accuracy", "observation_right",
+                                                                             "ood-visual")}
+    for task in SHIPPED:
+        metric, mechanism, ood = metrics[task]
         root = tmp_path / task
         result = json.loads((root / "results.json").read_text())
         assert result["metric"] == metric and result["mechanism"] == mechanism and result["ood"] == ood
-        assert set(result["arms"]) == {"SFT", "RL"} and set(result["init"]) == {"id", ood}
+        assert set(result["arms"]) == {"SFT", "RL"} and {"id", ood} <= set(result["init"])
         sft, rl = result["arms"]["SFT"], result["arms"]["RL"]
         assert 0.75 < sft["gflops"][0] / rl["gflops"][0] < 1.33  # matched training compute
         assert set(sft["mechanism"]) == set(result["init"])
-        assert (root / "mechanism.png").stat().st_size > 1000
-        assert (root / "curves.png").stat().st_size > 1000
-        for name in ("pretrain", "init", "rl-0", "sft-0"):
-            assert (root / name / "final").is_dir()
-        pretrain_config = json.loads((root / "pretrain" / "config.json").read_text())
-        assert pretrain_config["mixture"] is True and pretrain_config["seed"] == 3
-        assert pretrain_config["env"] == ("virl" if task.startswith("virl") else "generalpoints")
-        assert pretrain_config["vision"] == task.endswith("-vl")
-        if task == "gp-vl":  # reading practice from tiny-vl first, the mixture from that reader
-            read_config = json.loads((root / "read" / "config.json").read_text())
-            assert read_config["model"] == "tiny-vl" and read_config["read"] == 1.0 and read_config["seed"] == 3
-            assert pretrain_config["model"] == str(root / "read" / "final") and pretrain_config["read"] == 0.25
-        else:
-            assert pretrain_config["model"] == ("tiny-vl" if task == "virl-vl" else "tiny")
+        gain = result["matched_gain"]
+        assert set(gain["arms"]) == {"SFT", "RL"} and math.isfinite(gain["target"])
+        assert all(len(a["change"][ood]) == 1 for a in gain["arms"].values())
+        assert (root / "mechanism.png").stat().st_size > 1000 and (root / "curves.png").stat().st_size > 1000
+        init = str(ROOT / "inits" / f"fig1-{task}")  # both arms start from the released init
+        assert json.loads((root / "rl-0" / "config.json").read_text())["init"] == init
+        sft_config = json.loads((root / "sft-0" / "config.json").read_text())
+        assert sft_config["model"] == init and sft_config["threads"] == 1
+        assert "At matched ID gain" in (root / "results.md").read_text()
+    for task in set(metrics) - set(SHIPPED):
+        assert f"{task}: inits/fig1-{task} is not built, skipped" in out.stdout
     assert "| RL (1 seeds) |" in out.stdout and "Welch" not in out.stdout  # 1 seed: no test
     assert (tmp_path / "figure1.png").stat().st_size > 1000
     again = subprocess.run(cmd, cwd=ROOT, env=env, timeout=200, capture_output=True, text=True)
-    assert again.returncode == 0 and again.stdout.count("done before, skipped") == 17  # finished stages are kept
+    assert again.returncode == 0 and again.stdout.count("done before, skipped") == 2 * len(SHIPPED)
+
+
+class FakeRun:
+    """A run's greedy evaluations, as plots.Run holds them: [(GFLOPs, {split: success})]."""
+    metric = "success"
+
+    def __init__(self, name, points):
+        self.name = name
+        self.evals = [{"flops": f * 1e9, "eval": {s: {"success": v / 100, "numbers_right": 0.5} for s, v in e.items()}}
+                      for f, e in points]
+
+    def series(self, split, key):
+        return [e["flops"] / 1e9 for e in self.evals], [100 * e["eval"][split][key] for e in self.evals], []
+
+
+def test_matched_gain_takes_each_run_where_its_id_gain_is_closest_to_the_smaller_arms_final_gain():
+    spec = importlib.util.spec_from_file_location("headline", ROOT / "experiments" / "headline.py")
+    headline = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(headline)
+    start = {"id": 50.0, "ood-rule": 10.0}
+    sft = [FakeRun(f"sft-{i}", [(0, {"id": 50, "ood-rule": 10}), (1, {"id": 58 + i, "ood-rule": 6}),
+                                (5, {"id": 80, "ood-rule": 2})]) for i in range(2)]
+    rl = [FakeRun(f"rl-{i}", [(0, {"id": 50, "ood-rule": 10}), (1, {"id": 52, "ood-rule": 11}),
+                              (5, {"id": 58 + 2 * i, "ood-rule": 12 + i})]) for i in range(2)]
+    out = headline.matched_gain({"SFT": sft, "RL": rl}, start, ["id", "ood-rule"], "numbers_right")
+    assert out["target"] == pytest.approx(9.0)  # RL's mean final gain (8, 10), below SFT's 30
+    approx = pytest.approx
+    assert out["arms"]["SFT"]["change"]["id"] == approx([8.0, 9.0])  # SFT's first evaluation, not its last
+    assert out["arms"]["SFT"]["change"]["ood-rule"] == approx([-4.0, -4.0]) and out["arms"]["SFT"]["gflops"] == [1, 1]
+    assert out["arms"]["RL"]["change"]["ood-rule"] == approx([2.0, 3.0]) and out["arms"]["RL"]["gflops"] == [5, 5]
+    assert out["arms"]["RL"]["mechanism"]["id"] == approx([50.0, 50.0])
+    assert out["test"]["ood-rule"]["p"] < 0.05
 
 
 def test_numbers_right_measures_whether_the_first_answer_follows_the_rule():
@@ -261,7 +298,7 @@ def test_rl_ablation_smoke_runs_every_row_and_writes_its_table(tmp_path):
     assert kl["kl_coef"] == 0.2 and kl["gamma"] == 1.0  # the reference model is loaded and used:
     updates = [json.loads(ln) for ln in (tmp_path / "episode-kl-s0" / "metrics.jsonl").read_text().splitlines()]
     assert any(u.get("kl_ref", 0) > 0 for u in updates)
-    paper = json.loads((tmp_path / "paper-s0" / "config.json").read_text())  # headline.PPO_BEFORE
+    paper = json.loads((tmp_path / "paper-s0" / "config.json").read_text())  # rl_ablation.PPO_BEFORE
     assert (paper["gamma"], paper["kl_coef"], paper["critic"]) == (0.9, 0.0, "shared")
     table = (tmp_path / "rl_ablation.md").read_text()
     assert "| paper |" in table and "| viter1 |" in table and "| episode-kl |" in table and " -> " in table

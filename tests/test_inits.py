@@ -34,7 +34,7 @@ def test_shipped_init_replays_its_card(folder):
     env = evaluate.ENVS[card["env"]]
     mismatches = []
     for split, recorded in card["check"].items():
-        envs = env.eval_envs(split, n=len(recorded))
+        envs = env.eval_envs(split, n=len(recorded), vision=card.get("vision", False))
         gens = policy.generate([e.reset()[0] for e in envs], temperature=0.0, max_new_tokens=96)
         for i, (e, g, want) in enumerate(zip(envs, gens, recorded)):
             outcome = e.step(g.text)[4]["verdict"].outcome
@@ -44,6 +44,19 @@ def test_shipped_init_replays_its_card(folder):
     assert len(mismatches) <= 1, rebuild + "\n" + "\n".join(mismatches)
     solved = sum(w["outcome"] == "correct" for w in card["check"]["id"])
     assert solved >= len(card["check"]["id"]) // 4, "the init's check hands show it can solve ID hands"
+
+
+def test_the_figure1_inits_have_ood_headroom():
+    """experiments/headline.py's inits: OOD at init at least 5% and below ID (rule-OOD success,
+    V-IRL per-step accuracy), and for the visual ones visual OOD 10+ points below ID."""
+    for folder in [p for p in INITS if p.name.startswith("fig1-")]:
+        card = json.loads((folder / "card.json").read_text())
+        key = "step_accuracy" if card["env"] == "virl" else "success"
+        ood = "ood-visual" if card["vision"] else "ood-rule"
+        score = {s: 100 * m[key] for s, m in card["greedy"].items()}
+        assert 5.0 <= score[ood] < score["id"], (folder.name, score)
+        if card["vision"]:
+            assert score["id"] - score[ood] >= 10.0, (folder.name, score)
 
 
 def test_defaults_of_ppo_and_sft_start_from_the_shipped_init():

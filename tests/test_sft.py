@@ -150,6 +150,15 @@ def test_eval_lines_start_at_step_zero(tmp_path):
     assert evals[0]["flops"] == 0.0 < evals[1]["flops"]
 
 
+def test_eval_at_adds_evaluations_at_the_listed_steps(tmp_path):
+    out = tmp_path / "run"
+    sft.run(sft.parse_args([*FAST, "--out", str(out), "--steps", "4", "--eval-every", "0", "--eval-at", "3,1",
+                            "--eval-episodes", "2", "--eval-max-new-tokens", "8"]))
+    evals = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if '"eval"' in x]
+    assert [e["step"] for e in evals] == [0, 1, 3]  # not the end: --eval-every 0
+    assert sft.parse_args(["--eval-at", "40, 10,10"]).eval_at == (10, 40)
+
+
 def test_kill_and_resume_reproduces_the_uninterrupted_losses(tmp_path, monkeypatch):
     flags = ["--steps", "6", "--save-every", "3"]
     uninterrupted = train(tmp_path / "a", *flags)
