@@ -104,8 +104,8 @@ def init_of(name: str) -> Path:
     """The setting's released init, inits/fig1-<name> (RunError when it is not built)."""
     folder = ROOT / "inits" / f"fig1-{name}"
     if not (folder / "card.json").is_file():
-        raise RunError(f"{folder.relative_to(ROOT)} is not built: `python experiments/make_init.py fig1-{name}` "
-                       "builds it (experiments/README.md says which settings ship one)")
+        raise RunError(f"{folder.relative_to(ROOT)} is not built (experiments/README.md says which settings "
+                       "ship an init and how `experiments/make_init.py` builds one)")
     return folder
 
 
@@ -132,15 +132,15 @@ def stage(root: Path, name: str, script: str, flags: list[str]) -> Path:
     return out
 
 
-def trainer_state(run: Path) -> dict:
-    return json.loads((run / "final" / "trainer_state.json").read_text())
+def trainer_state(folder: Path) -> dict:
+    """A model folder's trainer_state.json (steps, tokens, FLOPs)."""
+    return json.loads((folder / "trainer_state.json").read_text())
 
 
 def sft_steps_for(init: Path, rl0: Path, points: int) -> tuple[int, int]:
     """(steps, eval_every) of an SFT arm that spends rl-0's training FLOPs: the init's own ID SFT
     steps tell the FLOPs of one step (same data, same batch size)."""
-    state = json.loads((init / "trainer_state.json").read_text())
-    rl_flops = trainer_state(rl0)["flops"]
+    state, rl_flops = trainer_state(init), trainer_state(rl0 / "final")["flops"]
     per_step = state["flops"] / state["step"]
     steps = max(points, points * round((rl_flops - state["flops"]) / per_step / points))
     return steps, steps // points
@@ -394,7 +394,11 @@ def run(argv=None) -> None:
     if why := out_problem(args.root):
         p.error(f"--root {why}")
     for name in TASKS if args.task == "all" else [args.task]:
-        if args.task == "all" and not (ROOT / "inits" / f"fig1-{name}" / "card.json").is_file():
+        try:
+            init = init_of(name)
+        except RunError:
+            if args.task != "all":
+                raise
             say(f"{name}: inits/fig1-{name} is not built, skipped")
             continue
         protocol = dict(TASKS[name]["smoke" if args.smoke else "full"])
@@ -408,7 +412,7 @@ def run(argv=None) -> None:
             continue
         if not args.summary_only:
             say(f"== {name}: {TASKS[name]['title']}")
-            run_experiment(root, TASKS[name], init_of(name), protocol, 1 if args.smoke else args.seeds, args.jobs)
+            run_experiment(root, TASKS[name], init, protocol, 1 if args.smoke else args.seeds, args.jobs)
         summarize(root, name)
     results = {name: Path(args.root) / name / "results.json" for name in TASKS}
     figure1({name: path for name, path in results.items() if path.is_file()}, Path(args.root) / "figure1.png")

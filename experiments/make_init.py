@@ -149,7 +149,7 @@ def write_readme(folder: Path, c: dict) -> None:
     rows = [f"| {s} | {100 * c['greedy'][s][key]:.1f} ± {100 * c['greedy'][s]['stderr']:.1f} "
             f"| {100 * c['sampled'][s][key]:.1f} | {c['greedy'][s]['n']} |" for s in c["greedy"]]
     size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file()) / 1e6
-    stages = c.get("stages") or [["sft.py", *c["sft_flags"]]]  # the main job's cards name their one stage so
+    stages = c["stages"]
     how = " then ".join(f"`{' '.join(cmd)}`" for cmd in stages)
     verified = "" if RECIPES[c["name"]].get("rebuilt") else " (not yet checked by a rebuild)"
     paper_name = c["name"].removeprefix("fig1-").upper()
