@@ -269,7 +269,7 @@ def trained_on(path):
 # what does not shape the training: how often it evaluates, saves and logs, threads, memory.
 MAY_CHANGE = {"steps": "more", "updates": "more", "lr": "lower", "eval_every": "any", "eval_at": "any",
               "save_every": "any", "log_every": "any", "threads": "any", "micro_batch_size": "any",
-              "grad_checkpointing": "any"}
+              "length_groups": "any", "grad_checkpointing": "any"}
 RECORD_ONLY = ("out", "resume", "method", "world_size", "num_params", "resumed_from", "resumes")  # not settings
 
 

@@ -60,8 +60,7 @@ import checkpoints
 import generalpoints
 from cli import (BATCH, COUNT, COUNT_OR_0, NON_NEGATIVE, POSITIVE, SEED, SHARE, THREADS, ArgumentParser, RunError,
                  add_preset, number, parse, run_folder_problem)
-from evaluate import (ENVS, PAPER_MAX_NEW_TOKENS, check_context, evaluate, headline, paper_image_size,
-                      parse_splits)
+from evaluate import ENVS, PAPER_MAX_NEW_TOKENS, check_context, evaluate, headline, paper_image_size, parse_splits
 from policy import TINY_SIZES, load_policy
 
 # -----------------------------------------------------------------------------------------------
@@ -69,8 +68,9 @@ from policy import TINY_SIZES, load_policy
 # are masked out of it.
 
 
-def sft_loss(logits, labels):
-    """Mean cross-entropy over the answer tokens of a batch (the paper: loss on the response only).
+def sft_loss(logits, labels, n_answer_tokens=None):
+    """Mean cross-entropy over the answer tokens (the paper: loss on the response only), or their
+    sum over n_answer_tokens (a length group's share of its micro-batch's mean, below).
 
     labels are policy.py's Batch.labels: the input ids on answer tokens, -100 (ignored) on the
     prompt (image tokens included) and on padding. Left-padded prompt "a b", answer "c d" + E:
@@ -79,7 +79,9 @@ def sft_loss(logits, labels):
     """
     logits, labels = logits[:, :-1], labels[:, 1:]  # [B, L-1, V], [B, L-1]
     keep = labels != -100  # [B, L-1]
-    return F.cross_entropy(logits[keep].float(), labels[keep])  # fp32 log-softmax over [T, V]
+    if n_answer_tokens is None:
+        return F.cross_entropy(logits[keep].float(), labels[keep])  # fp32 log-softmax over [T, V]
+    return F.cross_entropy(logits[keep].float(), labels[keep], reduction="sum") / n_answer_tokens
 
 
 def sft_batch(policy, examples):
@@ -90,13 +92,22 @@ def sft_batch(policy, examples):
     return policy.build_batch(obs, answers)
 
 
-def micro_batch_loss(model, batch, autocast):
-    """sft_loss of one micro-batch. The forward keeps only the logits that score answer tokens:
-    the last R + 1 columns (the last prompt token's logits score the first answer token)."""
+def micro_batch_loss(model, batch, autocast, n_answer_tokens=None):
+    """sft_loss of one micro-batch (or of one length group of it). The forward keeps only the logits
+    that score answer tokens: the last R + 1 columns (the last prompt token's logits score the first)."""
     answer_len = batch.input_ids.shape[1] - batch.prompt_len  # R
     with autocast:  # bf16 on GPU
         logits = model(**batch.inputs, use_cache=False, logits_to_keep=answer_len + 1).logits  # [B, R+1, V]
-    return sft_loss(logits, batch.labels[:, -(answer_len + 1):])  # labels [B, R+1]
+    return sft_loss(logits, batch.labels[:, -(answer_len + 1):], n_answer_tokens)  # labels [B, R+1]
+
+
+def length_groups(examples, groups):
+    """The examples in `groups` parts of similar text length, each padded to its own longest: the
+    same loss and gradient as one forward, with less padding (all in one part when groups is 1)."""
+    def chars(ex):  # characters of text in the conversation (its turns are lists of parts)
+        return sum(len(part.get("text") or "") for message in ex["messages"] for part in message["content"])
+    ranked, n = (examples if groups == 1 else sorted(examples, key=chars)), len(examples)
+    return [part for i in range(groups) if (part := ranked[i * n // groups:(i + 1) * n // groups])]
 
 
 # -----------------------------------------------------------------------------------------------
@@ -252,8 +263,7 @@ def run(args, examples=None, corpus=None):
         # public evaluator: the checkpoint's own generation settings, the public image sizes.
         began = time.time()
         policy.eval()
-        results = evaluate(policy, env=args.env, splits=splits, vision=args.vision,
-                           n=args.eval_episodes or None,
+        results = evaluate(policy, env=args.env, splits=splits, vision=args.vision, n=args.eval_episodes or None,
                            temperature=None if args.preset == "paper" and world == 1 else 0.0,
                            max_new_tokens=args.eval_max_new_tokens, image_size=args.image_size)
         policy.train()
@@ -275,12 +285,15 @@ def run(args, examples=None, corpus=None):
         # Forward/backward over this rank's micro-batches: r, r + world, ... of the global batch.
         loss_sum, tokens = 0.0, 0  # this rank's sum of micro-batch losses, non-padding tokens
         for k, m in enumerate(range(rank, n_micro, world)):
-            batch = sft_batch(policy, micro_batch_examples(args, records, step, m, micro, args.image_size, examples))
-            if hasattr(model, "set_requires_gradient_sync"):  # FSDP 4: reduce gradients once per step
-                model.set_requires_gradient_sync(k == accum - 1)
-            loss = micro_batch_loss(model, batch, autocast)
-            (loss / accum).backward()  # FSDP averages over ranks: the mean over all micro-batches
-            loss_sum, tokens = loss_sum + loss.item(), tokens + int(batch.attention_mask.sum())
+            micro_examples = micro_batch_examples(args, records, step, m, micro, args.image_size, examples)
+            parts = [sft_batch(policy, group) for group in length_groups(micro_examples, args.length_groups)]
+            n_answer = sum(int(b.response_mask.sum()) for b in parts) if len(parts) > 1 else None  # None: the mean
+            for j, batch in enumerate(parts):
+                if hasattr(model, "set_requires_gradient_sync"):  # FSDP 4: reduce gradients once per step
+                    model.set_requires_gradient_sync(k == accum - 1 and j == len(parts) - 1)
+                loss = micro_batch_loss(model, batch, autocast, n_answer)
+                (loss / accum).backward()  # FSDP averages over ranks: the mean over all micro-batches
+                loss_sum, tokens = loss_sum + loss.item(), tokens + int(batch.attention_mask.sum())
         stats = torch.tensor([loss_sum, tokens], dtype=torch.float64, device=device)  # [2]
         if dist.is_initialized():
             dist.all_reduce(stats)  # summed over ranks (on the GPU under NCCL)
@@ -339,12 +352,10 @@ def micro_batch_examples(args, records, step, m, micro, image_size, examples=Non
 
 
 def micro_batch_seed(seed, step, micro):
-    """The data seed of micro-batch `micro` of optimizer step `step`.
-
-    Data depends only on (seed, step, micro-batch index), never on the rank or the number of
-    ranks: rank r trains micro-batches r, r + world, ..., so 1 process and N processes see the
-    same global batch, and a resumed run continues the same stream.
-    """
+    """The data seed of micro-batch `micro` of optimizer step `step`: it depends only on (seed, step,
+    micro-batch index), never on the rank or the number of ranks. Rank r trains micro-batches r,
+    r + world, ..., so 1 process and N processes see the same global batch, and a resumed run
+    continues the same stream."""
     return int(np.random.SeedSequence([seed, step, micro]).generate_state(1)[0])
 
 
@@ -381,6 +392,7 @@ def parser():
     a("--steps", type=COUNT, default=600, help="optimizer steps (paper: 400 GP-L, 25 V-IRL-L)")
     a("--batch-size", type=BATCH, default=32, help="global batch in examples, over ranks and accumulation (paper: 128)")
     a("--micro-batch-size", type=BATCH, help="examples per forward/backward on one rank (default: all) (paper: 16)")
+    a("--length-groups", type=COUNT, default=1, help="forward in N parts of similar length: less padding, same loss")
     a("--lr", type=POSITIVE,
       help="peak learning rate (default: 1e-3 from scratch, 1e-4 from a folder) (paper: 1e-6 L, 5e-7 VL)")
     a("--warmup-frac", type=SHARE, default=0.03, help="share of the steps in linear warm-up, then cosine (paper: 0.03)")
@@ -393,8 +405,7 @@ def parser():
     p.add_argument("--revise", type=number(at_least=0, at_most=1), default=0.0, help="GeneralPoints only: "
                    "share of ID examples with 1-4 failed attempts first, for inits/gp-l (paper: 0)")
     a("--eval-splits", help="comma-separated splits (default: id,ood-rule, +ood-visual with --vision)")
-    a("--eval-every", type=COUNT_OR_0, default=100,
-      help="evaluate every N steps, at 0 and at the end; 0: never (paper: 20)")
+    a("--eval-every", type=COUNT_OR_0, default=100, help="evaluate every N steps, at 0 and the end; 0: off (paper: 20)")
     a("--eval-at", type=cli.steps, default=(), help="also evaluate after these steps, e.g. 10,20,40")
     a("--eval-episodes", type=COUNT_OR_0, default=0, help="fixed episodes per split, 0 = all (paper: GP 234, V-IRL 48)")
     a("--eval-max-new-tokens", type=COUNT, default=96, help="longest evaluation answer (paper: 256)")

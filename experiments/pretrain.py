@@ -9,7 +9,7 @@ task (--env, --vision), the data of each micro-batch is one of:
            test rule (11, 12, 13) nor the tuning rule (3, 6, 9); half of the conversations first
            hold 1-4 wrong answers, each with the verifier's feedback (gp_mixture).
   GP-VL    the same with the cards as an image, of all four suits, each card in a random ink of
-           cards.INKS, never red; a share --read of the examples is reading practice only,
+           cards.INKS (or of those --inks names), never red; a share --read of the examples is reading practice only,
            "Read the ranks of the cards." -> '["K", "3", "Q", "10"]' (gp_mixture, inks=True).
   V-IRL-L  routes whose [Action space] lists one of five other vocabularies, world-knowledge pairs
            about turns, and a tokenizer fitted without the rule-OOD text (virl_mixture, virl_corpus).
@@ -25,6 +25,7 @@ experiments/headline.py runs this as its "pretrain" stage (and GP-VL's "read", w
     python experiments/pretrain.py --env generalpoints --vision --model tiny-vl --read 1   # reading
     python experiments/pretrain.py --env virl --steps 2000 --lr 1e-3              # V-IRL-L's
 """
+import argparse
 import functools
 import json
 import random
@@ -65,7 +66,8 @@ def gp_mixture(n, vision=False, seed=0, revise=0.5, held_out=HELD_OUT_RULES, ink
     (wrong answer, feedback) x 0-4, correct answer], "image": PIL or None}. A wrong answer is a near
     miss of the right one (gp.answer_variants) or the right answer read under another rule.
     inks=True (GP-VL's stand-in): cards of all four suits, each drawn in a random ink of
-    cards.INKS, never red, so the model learns to read ranks in many colours; a share `read` of
+    cards.INKS (or of the inks named, e.g. ("black", "navy")), never red, so the model learns to
+    read ranks in many colours (the fewer, the less it reads red: --inks); a share `read` of
     the examples only asks for the ranks (READ_PROMPT -> '["K", "3", "Q", "10"]'), the reading
     practice a pretrained VLM brings, which the tiny model learns much sooner alone than inside
     a whole GeneralPoints answer. id_share: the share of hands under the ID rule (J, Q, K = 10)
@@ -78,7 +80,8 @@ def gp_mixture(n, vision=False, seed=0, revise=0.5, held_out=HELD_OUT_RULES, ink
                                   seed=rng.random())
         env.reset()
         if vision and inks:
-            env.image = render(env.cards, env.image_size, [rng.choice(list(INKS.values())) for _ in env.cards])
+            palette = list(INKS.values()) if inks is True else [INKS[name] for name in inks]
+            env.image = render(env.cards, env.image_size, [rng.choice(palette) for _ in env.cards])
             if rng.random() < read:
                 ranks = json.dumps(gp.plain_ranks(env.cards))
                 out.append({"messages": [gp.user_turn(READ_PROMPT, True), gp.assistant_turn(ranks)],
@@ -202,10 +205,20 @@ def virl_looks(n, seed=0, image_size=None):
 
 # ---------------------------------------------------------------------------------------------
 # ---- plumbing: the command line ----
+def ink_names(text):
+    """'black,navy' -> ("black", "navy"): names of cards.INKS (argparse type)."""
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    if not names or (bad := [n for n in names if n not in INKS]):
+        raise argparse.ArgumentTypeError(f"inks are names of {', '.join(INKS)}, comma-separated"
+                                         + (f" (not {', '.join(bad)})" if names else ""))
+    return names
+
+
 def stand_in(args):
     """(examples(n, seed=...), tokenizer corpus or None) of the task args name, for sft.run."""
     if args.env == "generalpoints":
-        return functools.partial(gp_mixture, vision=args.vision, inks=args.vision, read=args.read,
+        inks = args.vision and getattr(args, "inks", tuple(INKS))  # all of cards.INKS unless --inks
+        return functools.partial(gp_mixture, vision=args.vision, inks=inks, read=args.read,
                                  id_share=args.id_share), None
     if args.vision:  # the public image size under --preset paper, as sft.py's own data
         image_size = paper_image_size(args.env) if args.preset == "paper" else None
@@ -220,6 +233,9 @@ def parse_args(argv=None):
     p.add_argument("--model", default="tiny", help="as sft.py's --model (default tiny: from scratch)")
     p.add_argument("--read", type=number(at_least=0, at_most=1), default=READ_SHARE,
                    help=f"GP-VL only: share of reading practice (1: only reading; default {READ_SHARE})")
+    p.add_argument("--inks", type=ink_names, default=tuple(INKS),
+                   help=f"GP-VL only: the inks of the cards, comma-separated (default all: {','.join(INKS)}); "
+                        "the fewer, the less the model reads the red cards it never saw")
     p.add_argument("--id-share", type=number(at_least=0, at_most=1), default=0.0,
                    help="GeneralPoints only: share of hands under the ID rule (default 0: the mixture alone)")
     p.add_argument("--out", help="run folder (default: runs/pretrain-<gp|virl>-<l|vl>, -seedN for --seed N > 0)")
@@ -236,9 +252,13 @@ def parse_args(argv=None):
         args.out = f"runs/pretrain-{sft.run_name(args.env, args.vision, args.seed)}"
         if why := out_problem(args.out):
             p.error(f"--out {why}")
+    if own.inks != tuple(INKS) and not (args.env == "generalpoints" and args.vision):
+        p.error("--inks are the colours of GP-VL's cards: only with --env generalpoints --vision")
     if own.id_share and args.env != "generalpoints":
         p.error("--id-share is the share of ID-rule hands in GeneralPoints' mixture: only with --env generalpoints")
     args.mixture, args.read, args.id_share = True, own.read, own.id_share  # in config.json, checked on --resume
+    if own.inks != tuple(INKS):  # recorded only when set: the runs before the flag resume as they were
+        args.inks = own.inks
     return args
 
 

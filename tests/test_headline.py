@@ -106,8 +106,8 @@ def test_welch_t_test_matches_known_values():
 SHIPPED = [t for t in ("gp-l", "virl-l", "gp-vl", "virl-vl") if (ROOT / "inits" / f"fig1-{t}" / "card.json").is_file()]
 
 
-def test_the_gp_l_figure1_init_ships():
-    assert "gp-l" in SHIPPED
+def test_the_gp_l_and_virl_l_figure1_inits_ship():
+    assert {"gp-l", "virl-l"} <= set(SHIPPED)
 
 
 def test_smoke_pipeline_runs_both_arms_of_every_setting_from_its_init(tmp_path):
@@ -255,6 +255,24 @@ def test_gp_vl_mixture_draws_cards_in_many_inks_never_red():
     assert len(inks) >= 6 and 4 <= reading <= 20  # about a quarter of the examples
     red = gp.eval_envs("ood-visual", n=1, vision=True)[0].reset()[0]["image"]
     assert any(r > 150 and g < 80 and b < 80 for r, g, b in red.getdata())  # the OOD split is red
+
+
+def test_gp_vl_inks_flag_draws_only_the_inks_named_and_refuses_bad_ones(tmp_path, capsys):
+    args = pretrain.parse_args(["--env", "generalpoints", "--vision", "--model", "tiny-vl", "--inks", "black,navy",
+                                "--out", str(tmp_path / "run")])
+    examples, _ = pretrain.stand_in(args)
+    drawn = set()
+    for ex in examples(20, seed=1):
+        pixels = set(ex["image"].getdata())
+        drawn |= {name for name, ink in cards_module.INKS.items() if ink in pixels}
+    assert drawn - {"grey"} == {"black", "navy"} and args.inks == ("black", "navy")  # grey: black's anti-aliased edges
+    default = pretrain.parse_args(["--env", "generalpoints", "--vision", "--out", str(tmp_path / "d")])
+    assert not hasattr(default, "inks")  # config.json of the runs before the flag: unchanged
+    for bad in (["--vision", "--inks", "red"], ["--vision", "--inks", ","], ["--inks", "black"]):
+        with pytest.raises(SystemExit) as exit_:
+            pretrain.parse_args(["--env", "generalpoints", *bad, "--out", str(tmp_path / "x")])
+        assert exit_.value.code == 2
+    assert "inks" in capsys.readouterr().err
 
 
 def test_virl_vl_stand_in_draws_id_routes_in_the_training_style_or_a_look(monkeypatch):

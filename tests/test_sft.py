@@ -1,6 +1,7 @@
 """sft.py: the SFT loss and its labels, learning, FSDP by hand, resume, the public data format,
 bad input. Every run uses the tiny model with a batch of 4 and a handful of steps."""
 
+import contextlib
 import json
 import os
 import subprocess
@@ -98,6 +99,37 @@ def test_labels_mask_exactly_prompt_and_padding():
     assert torch.allclose(loss, reference, atol=1e-5)
 
 
+def test_length_groups_give_the_one_forward_gradient_with_less_padding():
+    # --revise 0.5 mixes single-turn answers with conversations of failed attempts: sorted into
+    # groups by length, each pads far less, and the groups' summed losses are the batch's mean
+    policy = load_policy("tiny")
+    examples = generalpoints.sft_examples(16, revise=0.5, seed=1)
+    groups = sft.length_groups(examples, 4)
+    assert sorted(map(id, sum(groups, []))) == sorted(map(id, examples)) and len(groups) == 4
+    assert [len(g) for g in sft.length_groups(examples[:2], 4)] == [1, 1]  # no empty group
+
+    def gradient(batches, n_answer):
+        policy.model.zero_grad()
+        loss = sum(sft.micro_batch_loss(policy.model, b, contextlib.nullcontext(), n_answer) for b in batches)
+        loss.backward()
+        return loss.detach(), torch.cat([p.grad.flatten() for p in policy.model.parameters() if p.grad is not None])
+
+    whole = sft.sft_batch(policy, examples)
+    parts = [sft.sft_batch(policy, g) for g in groups]
+    loss_1, grad_1 = gradient([whole], None)
+    loss_3, grad_3 = gradient(parts, sum(int(b.response_mask.sum()) for b in parts))
+    assert torch.allclose(loss_1, loss_3, atol=1e-6) and torch.allclose(grad_1, grad_3, atol=1e-6)
+    padded = sum(b.attention_mask.numel() for b in parts)
+    assert padded < 0.8 * whole.attention_mask.numel()  # the padding the groups save (16 / 4: 27%)
+    assert sum(int(b.attention_mask.sum()) for b in parts) == int(whole.attention_mask.sum())  # same FLOPs
+
+
+def test_a_run_with_length_groups_logs_the_same_losses(tmp_path):
+    one = train(tmp_path / "one", "--steps", "3", "--revise", "0.5")
+    two = train(tmp_path / "two", "--steps", "3", "--revise", "0.5", "--length-groups", "2")
+    assert one == pytest.approx(two, rel=1e-4) and len(one) == 3
+
+
 def test_vision_labels_mask_the_image_token():
     policy = load_policy("tiny", vision=True)
     example = generalpoints.sft_examples(1, vision=True, seed=3)[0]
@@ -166,11 +198,11 @@ def test_kill_and_resume_reproduces_the_uninterrupted_losses(tmp_path, monkeypat
     # the same run killed during step 5: checkpoint-3 is the newest one left
     real_loss, calls = sft.sft_loss, []
 
-    def dies_at_step_5(logits, labels):
+    def dies_at_step_5(logits, labels, n_answer_tokens=None):
         calls.append(1)
         if len(calls) == 5:
             raise KeyboardInterrupt
-        return real_loss(logits, labels)
+        return real_loss(logits, labels, n_answer_tokens)
 
     monkeypatch.setattr(sft, "sft_loss", dies_at_step_5)
     with pytest.raises(SystemExit) as stop:  # cli.main: a Ctrl-C is one line and exit status 130
@@ -214,9 +246,9 @@ def test_a_failed_checkpoint_write_leaves_the_previous_one(tmp_path, monkeypatch
 def test_nan_loss_stops_with_the_last_checkpoint_intact(tmp_path, monkeypatch):
     out, real_loss, calls = tmp_path / "run", sft.sft_loss, []
 
-    def nan_at_step_3(logits, labels):
+    def nan_at_step_3(logits, labels, n_answer_tokens=None):
         calls.append(1)
-        loss = real_loss(logits, labels)
+        loss = real_loss(logits, labels, n_answer_tokens)
         return loss * float("nan") if len(calls) == 3 else loss
 
     monkeypatch.setattr(sft, "sft_loss", nan_at_step_3)
