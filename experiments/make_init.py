@@ -74,7 +74,7 @@ RECIPES = {
         note="The stand-in read J/Q/K values from the prompt under 2,000 random rules, never 11/12/13 "
              "together, so it has some rule-OOD skill; experiments/headline.py runs both arms from it."),
     # V-IRL-L: five other action vocabularies and world knowledge about turns, then 40 ID steps
-    "fig1-virl-l": dict(env="virl", splits=("id", "ood-rule"), stages=[
+    "fig1-virl-l": dict(env="virl", splits=("id", "ood-rule"), stages=[  # PRE, evaluated on V-IRL's 48 routes
         ("experiments/pretrain.py", [*PRE[:6], "--eval-episodes", "48", "--eval-splits", "id,ood-rule", *PRE[10:]]),
         ("sft.py", ["--steps", "40", "--lr", "1e-4", "--eval-every", "40", "--eval-episodes", "48",
                     "--eval-splits", "id,ood-rule", "--threads", "2", "--init-flops", "0"])],

@@ -9,8 +9,8 @@ task (--env, --vision), the data of each micro-batch is one of:
            test rule (11, 12, 13) nor the tuning rule (3, 6, 9); half of the conversations first
            hold 1-4 wrong answers, each with the verifier's feedback (gp_mixture).
   GP-VL    the same with the cards as an image, of all four suits, each card in a random ink of
-           cards.INKS (or of those --inks names), never red; a share --read of the examples is reading practice only,
-           "Read the ranks of the cards." -> '["K", "3", "Q", "10"]' (gp_mixture, inks=True).
+           cards.INKS (or those --inks names), never red; a share --read of the examples is reading
+           practice only, "Read the ranks of the cards." -> '["K", "3", "Q", "10"]' (gp_mixture, inks=True).
   V-IRL-L  routes whose [Action space] lists one of five other vocabularies, world-knowledge pairs
            about turns, and a tokenizer fitted without the rule-OOD text (virl_mixture, virl_corpus).
   V-IRL-VL the ID routes with their street views in the training style or one of 24 random looks
@@ -252,12 +252,13 @@ def parse_args(argv=None):
         args.out = f"runs/pretrain-{sft.run_name(args.env, args.vision, args.seed)}"
         if why := out_problem(args.out):
             p.error(f"--out {why}")
-    if own.inks != tuple(INKS) and not (args.env == "generalpoints" and args.vision):
+    custom_inks = own.inks != tuple(INKS)
+    if custom_inks and not (args.env == "generalpoints" and args.vision):
         p.error("--inks are the colours of GP-VL's cards: only with --env generalpoints --vision")
     if own.id_share and args.env != "generalpoints":
         p.error("--id-share is the share of ID-rule hands in GeneralPoints' mixture: only with --env generalpoints")
     args.mixture, args.read, args.id_share = True, own.read, own.id_share  # in config.json, checked on --resume
-    if own.inks != tuple(INKS):  # recorded only when set: the runs before the flag resume as they were
+    if custom_inks:  # recorded only when set: the runs before the flag resume as they were
         args.inks = own.inks
     return args
 
