@@ -9,7 +9,7 @@ task (--env, --vision), the data of each micro-batch is one of:
            test rule (11, 12, 13) nor the tuning rule (3, 6, 9); half of the conversations first
            hold 1-4 wrong answers, each with the verifier's feedback (gp_mixture).
   GP-VL    the same with the cards as an image, of all four suits, each card in a random ink of
-           cards.INKS (or those --inks names), never red; a share --read of the examples is reading
+           cards.INKS (or those --inks lists), never red; a share --read of the examples is reading
            practice only, "Read the ranks of the cards." -> '["K", "3", "Q", "10"]' (gp_mixture, inks=True).
   V-IRL-L  routes whose [Action space] lists one of five other vocabularies, world-knowledge pairs
            about turns, and a tokenizer fitted without the rule-OOD text (virl_mixture, virl_corpus).
@@ -66,7 +66,7 @@ def gp_mixture(n, vision=False, seed=0, revise=0.5, held_out=HELD_OUT_RULES, ink
     (wrong answer, feedback) x 0-4, correct answer], "image": PIL or None}. A wrong answer is a near
     miss of the right one (gp.answer_variants) or the right answer read under another rule.
     inks=True (GP-VL's stand-in): cards of all four suits, each drawn in a random ink of
-    cards.INKS (or of the inks named, e.g. ("black", "navy")), never red, so the model learns to
+    cards.INKS (or of the inks named, e.g. ("black", "#464646")), never red, so the model learns to
     read ranks in many colours (the fewer, the less it reads red: --inks); a share `read` of
     the examples only asks for the ranks (READ_PROMPT -> '["K", "3", "Q", "10"]'), the reading
     practice a pretrained VLM brings, which the tiny model learns much sooner alone than inside
@@ -80,7 +80,7 @@ def gp_mixture(n, vision=False, seed=0, revise=0.5, held_out=HELD_OUT_RULES, ink
                                   seed=rng.random())
         env.reset()
         if vision and inks:
-            palette = list(INKS.values()) if inks is True else [INKS[name] for name in inks]
+            palette = list(INKS.values()) if inks is True else [ink_rgb(name) for name in inks]
             env.image = render(env.cards, env.image_size, [rng.choice(palette) for _ in env.cards])
             if rng.random() < read:
                 ranks = json.dumps(gp.plain_ranks(env.cards))
@@ -205,12 +205,26 @@ def virl_looks(n, seed=0, image_size=None):
 
 # ---------------------------------------------------------------------------------------------
 # ---- plumbing: the command line ----
+def ink_rgb(name):
+    """A name of cards.INKS or a '#rrggbb' colour -> (r, g, b)."""
+    return INKS[name] if name in INKS else tuple(int(name[i:i + 2], 16) for i in (1, 3, 5))
+
+
+def reddish(rgb):
+    """True for an ink that would pass as the red suits' (205, 0, 0): the look the stand-in never shows."""
+    r, g, b = rgb
+    return r > 150 and g < 80 and b < 80
+
+
 def ink_names(text):
-    """'black,navy' -> ("black", "navy"): names of cards.INKS (argparse type)."""
-    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
-    if not names or (bad := [n for n in names if n not in INKS]):
-        raise argparse.ArgumentTypeError(f"inks are names of {', '.join(INKS)}, comma-separated"
-                                         + (f" (not {', '.join(bad)})" if names else ""))
+    """'black,navy,#464646' -> ("black", "navy", "#464646"): names of cards.INKS or #rrggbb
+    colours, none of them red, the visual-OOD look (argparse type)."""
+    names = tuple(dict.fromkeys(n.strip().lower() for n in text.split(",") if n.strip()))
+    bad = [n for n in names if n not in INKS and not re.fullmatch(r"#[0-9a-f]{6}", n)]
+    bad += [n for n in names if n not in bad and reddish(ink_rgb(n))]
+    if not names or bad:
+        raise argparse.ArgumentTypeError(f"inks are names of {', '.join(INKS)} or #rrggbb colours, not red, "
+                                         "comma-separated" + (f" (not {', '.join(bad)})" if names else ""))
     return names
 
 
@@ -234,8 +248,8 @@ def parse_args(argv=None):
     p.add_argument("--read", type=number(at_least=0, at_most=1), default=READ_SHARE,
                    help=f"GP-VL only: share of reading practice (1: only reading; default {READ_SHARE})")
     p.add_argument("--inks", type=ink_names, default=tuple(INKS),
-                   help=f"GP-VL only: the inks of the cards, comma-separated (default all: {','.join(INKS)}); "
-                        "the fewer, the less the model reads the red cards it never saw")
+                   help=f"GP-VL only: the inks of the cards, names or '#rrggbb', comma-separated (default "
+                        f"all: {','.join(INKS)}); the fewer, the less the model reads the red cards it never saw")
     p.add_argument("--id-share", type=number(at_least=0, at_most=1), default=0.0,
                    help="GeneralPoints only: share of hands under the ID rule (default 0: the mixture alone)")
     p.add_argument("--out", help="run folder (default: runs/pretrain-<gp|virl>-<l|vl>, -seedN for --seed N > 0)")

@@ -266,9 +266,14 @@ def test_gp_vl_inks_flag_draws_only_the_inks_named_and_refuses_bad_ones(tmp_path
         pixels = set(ex["image"].getdata())
         drawn |= {name for name, ink in cards_module.INKS.items() if ink in pixels}
     assert drawn - {"grey"} == {"black", "navy"} and args.inks == ("black", "navy")  # grey: black's anti-aliased edges
+    own = pretrain.parse_args(["--env", "generalpoints", "--vision", "--model", "tiny-vl", "--inks", "navy,#464646",
+                               "--out", str(tmp_path / "own")])
+    pixels = set().union(*(set(ex["image"].getdata()) for ex in pretrain.stand_in(own)[0](20, seed=1)))
+    assert (70, 70, 70) in pixels and cards_module.INKS["navy"] in pixels and cards_module.INKS["black"] not in pixels
     default = pretrain.parse_args(["--env", "generalpoints", "--vision", "--out", str(tmp_path / "d")])
     assert not hasattr(default, "inks")  # config.json of the runs before the flag: unchanged
-    for bad in (["--vision", "--inks", "red"], ["--vision", "--inks", ","], ["--inks", "black"]):
+    for bad in (["--vision", "--inks", "red"], ["--vision", "--inks", ","], ["--inks", "black"],
+                ["--vision", "--inks", "black,#cc1010"], ["--vision", "--inks", "#12345"]):  # a red; not a colour
         with pytest.raises(SystemExit) as exit_:
             pretrain.parse_args(["--env", "generalpoints", *bad, "--out", str(tmp_path / "x")])
         assert exit_.value.code == 2
