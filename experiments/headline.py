@@ -63,7 +63,7 @@ TASKS = {
         mechanism=("numbers_right", "first answers whose numbers follow the rule (%)"),
         full=dict(
             rl=["--updates", "140", "--eval-every", "20", "--eval-episodes", "0", "--eval-splits", "id,ood-rule",
-                "--eval-samples", "0"],  # all 234 hands: the init's 8.1% rule-OOD is 19 of them; 140: see README
+                "--eval-samples", "0"],  # all 234 hands (8.1% rule-OOD: 19); 140 updates: experiments/README.md
             sft=["--lr", "1e-4", "--revise", "0.5", "--eval-episodes", "0", "--eval-max-new-tokens", "96",
                  "--eval-splits", "id,ood-rule", "--length-groups", "4"],  # 4: the same loss, 1.9x faster
             eval_points=7, early=(0.025, 0.05, 0.1)),  # 7: RL's every 20 of 140 updates
