@@ -211,7 +211,7 @@ def ink_rgb(name):
 
 
 def reddish(rgb):
-    """True for an ink that would pass as the red suits' (205, 0, 0): the look the stand-in never shows."""
+    """True for an ink that would pass as the red suits' (cards.RED): the look the stand-in never shows."""
     r, g, b = rgb
     return r > 150 and g < 80 and b < 80
 
