@@ -27,6 +27,7 @@ where it stopped. Each stage's output goes to <root>/<task>/<stage>.log.
 
     python experiments/headline.py --seeds 3                 # GP-L, 3 seeds per arm: about 58 min on 2 cores
     python experiments/headline.py --task virl-l --seeds 3   # V-IRL-L: about 30 min
+    python experiments/headline.py --task gp-vl --seeds 3    # GP-VL: about 57 min
     python experiments/headline.py --task all --seeds 3      # every setting whose init ships, then figure1.png
     python experiments/headline.py --task all --smoke        # a handful of steps, one seed (tests)
     python experiments/headline.py --task all --summary-only # redo the tables and figures from the runs
@@ -54,7 +55,7 @@ SMOKE = dict(
     eval_points=2, early=())
 # The protocols, one per setting of the paper's Figure 1. The RL arm is ppo.py with its defaults
 # (the main job's), evaluated greedily like the SFT arm; the SFT arm trains on the init's own ID
-# data (GP: half of it with revision turns, sft.py --revise) at the init's lr. eval_points:
+# data (GP: half of it with revision turns, sft.py --revise) at lr 1e-4. eval_points:
 # evaluations after the start at the same compute fractions in both arms; early: the SFT arm's
 # extra evaluations, as fractions of its steps.
 TASKS = {
@@ -81,12 +82,12 @@ TASKS = {
     "gp-vl": dict(
         title="GP-VL, visual OOD", env=["--env", "generalpoints", "--vision"], ood="ood-visual",
         splits=("id", "ood-visual"), mechanism=("recognition", "first answers whose cards were read right (%)"),
-        full=dict(
-            rl=["--updates", "100", "--eval-every", "20", "--eval-episodes", "128", "--eval-splits", "id,ood-visual",
-                "--eval-samples", "0"],
-            sft=["--lr", "1e-4", "--revise", "0.5", "--eval-episodes", "128", "--eval-max-new-tokens", "96",
+        full=dict(  # as GP-L's, but 80 updates: an update takes 1.6x GP-L's, 3 seeds fit in an hour
+            rl=["--updates", "80", "--eval-every", "20", "--eval-episodes", "0", "--eval-splits", "id,ood-visual",
+                "--eval-samples", "0"],  # all 234 hands (ood-visual at init 6.4%: 15)
+            sft=["--lr", "1e-4", "--revise", "0.5", "--eval-episodes", "0", "--eval-max-new-tokens", "96",
                  "--eval-splits", "id,ood-visual", "--length-groups", "4"],
-            eval_points=5, early=(0.025, 0.05, 0.1)),
+            eval_points=4, early=(0.025, 0.05, 0.1)),
         smoke=SMOKE),
     # V-IRL-VL: the routes as street views; visual OOD = the nine other cities' styles
     "virl-vl": dict(
@@ -138,11 +139,22 @@ def trainer_state(folder: Path) -> dict:
     return json.loads((folder / "trainer_state.json").read_text())
 
 
-def sft_steps_for(init: Path, rl0: Path, points: int) -> tuple[int, int]:
-    """(steps, eval_every) of an SFT arm that spends rl-0's training FLOPs: the init's own ID SFT
-    steps tell the FLOPs of one step (same data, same batch size)."""
+def sft_flops_per_step(init: Path, env: list[str], flags: list[str], steps: int = 8) -> float:
+    """Training FLOPs of one step of the SFT arm (sft.py env flags --model init), from the tokens
+    of its first `steps` batches: the init's last stage may have trained on other data."""
+    import sft  # torch: only here, when an arm is about to run
+    from policy import load_policy
+    args = sft.parse_args([*env, "--model", str(init), *flags, "--out", str(ROOT / "runs" / "unused")])
+    policy = load_policy(str(init), vision=args.vision, seed=args.seed, threads=1)
+    tokens = sum(int(sft.sft_batch(policy, sft.micro_batch_examples(args, None, step, 0, args.batch_size,
+                                                                    args.image_size)).attention_mask.sum())
+                 for step in range(steps))
+    return sft.training_flops(policy.num_params, tokens / steps)
+
+
+def sft_steps_for(init: Path, rl0: Path, points: int, per_step: float) -> tuple[int, int]:
+    """(steps, eval_every) of an SFT arm that spends rl-0's training FLOPs, per_step FLOPs a step."""
     state, rl_flops = trainer_state(init), trainer_state(rl0 / "final")["flops"]
-    per_step = state["flops"] / state["step"]
     steps = max(points, points * round((rl_flops - state["flops"]) / per_step / points))
     return steps, steps // points
 
@@ -151,13 +163,14 @@ def run_experiment(root: Path, task: dict, init: Path, protocol: dict, seeds: in
     root.mkdir(parents=True, exist_ok=True)
     env, points = task["env"], protocol["eval_points"]
     threads = ["--threads", "1"] if jobs > 1 else []  # ppo.py takes 2 by default: 4 on 2 cores crawl
+    per_step = sft_flops_per_step(init, env, protocol["sft"])
 
     def rl(seed):
         return stage(root, f"rl-{seed}", "ppo.py", [*env, "--init", str(init), "--seed", str(seed), *threads,
                                                    *protocol["rl"]])
 
     def sft(seed, rl0_future):
-        steps, every = sft_steps_for(init, rl0_future.result(), points)
+        steps, every = sft_steps_for(init, rl0_future.result(), points, per_step)
         early = sorted({max(1, round(f * steps)) for f in protocol["early"]})
         return stage(root, f"sft-{seed}", "sft.py", [*env, "--model", str(init), "--seed", str(seed),
                                                      "--steps", str(steps), "--eval-every", str(every),

@@ -1,4 +1,5 @@
-"""Build a released initial checkpoint: inits/gp-l (or inits/virl-l), what ppo.py and sft.py start from.
+"""Build a released initial checkpoint: inits/gp-l (or inits/virl-l), what ppo.py and sft.py start from,
+or a Figure 1 init, inits/fig1-<setting>, what experiments/headline.py's arms start from.
 
 The paper's RL runs start from SFT-initialised checkpoints that its authors release (public README:
 "We instantiate RL experiments on top of SFT initialized checkpoints", GP-L-Init and three others,
@@ -9,7 +10,8 @@ project's own code, once, and writes it into the repository:
               runs/make-init/<name> (resumed if killed, reused once finished).
   2. copy     the checkpoint's save_pretrained files, tokenizer and value head into inits/<name>
               (the value head in bf16: it is the fresh head SFT never trains, and the folder stays
-              under 8 MB); no optimizer, scheduler or RNG state.
+              under 8 MB; fig1-gp-vl's weights too, loaded as float32); no optimizer, scheduler or
+              RNG state.
   3. card     inits/<name>/card.json and README.md: how it was built (command, commit, steps,
               compute) and its success, greedy and sampled (3 passes at ppo.py's rollout T 0.7),
               on the full fixed evaluation sets (GP: 234 hands of id, ood-rule and val-rule, the
@@ -23,6 +25,7 @@ same weights bit for bit, and the same card.
     python experiments/make_init.py virl-l      # about 4 min
     python experiments/make_init.py fig1-gp-l   # about 25 min: the rule mixture, then half and 3/4 ID hands
     python experiments/make_init.py fig1-virl-l # about 12 min: five other action vocabularies, then ID
+    python experiments/make_init.py fig1-gp-vl  # about 30 min: reading in four inks, the mixture, ID hands
     python experiments/make_init.py gp-l --card-only   # redo the card of the shipped folder
 """
 import json
@@ -52,6 +55,7 @@ PRE = ["--steps", "2000", "--lr", "1e-3", "--eval-every", "500", "--eval-episode
        "--eval-splits", "id,val-rule", "--save-every", "500", "--threads", "2"]
 ID_SFT = ["--steps", "400", "--lr", "1e-4", "--eval-every", "100", "--eval-episodes", "128", "--threads", "2",
           "--init-flops", "0"]
+GP_VL_INKS = ["--inks", "black,navy,green,teal"]  # the GP-VL stand-in's cards: no ink with a red component
 RECIPES = {
     "gp-l": dict(env="generalpoints", splits=("id", "ood-rule", "val-rule"),
                  stages=[("sft.py", ["--revise", "0.5", "--steps", "900", "--eval-every", "0"])],
@@ -81,6 +85,23 @@ RECIPES = {
         note="The stand-in followed routes in five other action vocabularies and learned what relative "
              "turns mean outside any route, never a route in the relative action space, so it has some "
              "rule-OOD skill; experiments/headline.py runs both arms from it."),
+    # GP-VL: 3,000 steps of reading practice in four inks with no red component (with one, red is
+    # read outright: experiments/LOG.md, 2026-12-03), GP-L's rule mixture with the table as the image,
+    # then the mixture's hands all under the ID rule, still in the four inks and with a quarter
+    # reading practice: the rule does not change in GP-VL, and at lr 3e-4 ID rose 10 -> 35% in 400
+    # steps where GP-L's two ID stages at 1e-4 reached 30%. bf16_model: the 56-pixel patch embedding
+    # makes the fp32 folder 9.5 MB, over the 8 MB limit.
+    "fig1-gp-vl": dict(env="generalpoints", vision=True, model="tiny-vl", splits=("id", "ood-visual"), bf16_model=True,
+                       stages=[
+        ("experiments/pretrain.py", ["--read", "1", *GP_VL_INKS, "--steps", "3000", "--lr", "1e-3", "--eval-every",
+                                     "0", "--save-every", "500", "--threads", "1"]),
+        ("experiments/pretrain.py", [*GP_VL_INKS, *PRE[:8], "--eval-splits", "id,ood-visual", *PRE[10:]]),
+        ("experiments/pretrain.py", [*GP_VL_INKS, "--id-share", "1", "--steps", "400", "--lr", "3e-4",
+                                     "--eval-every", "100", "--eval-episodes", "128", "--eval-splits", "id,ood-visual",
+                                     "--threads", "1", "--init-flops", "0"])],
+        note="The stand-in read cards in black, navy, green and teal, never red, and reads few red tables "
+             "right, so its visual-OOD success is well below its ID success; experiments/headline.py runs "
+             "both arms from it."),
 }
 FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
          "chat_template.jinja", "processor_config.json", "special_tokens_map.json", "trainer_state.json")
@@ -97,8 +118,9 @@ def commit() -> str:
         return "unknown"
 
 
-def copy_checkpoint(src: Path, dst: Path) -> None:
-    """The checkpoint's model files into dst (readable by all), the value head as bf16."""
+def copy_checkpoint(src: Path, dst: Path, bf16_model: bool = False) -> None:
+    """The checkpoint's model files into dst (readable by all), the value head as bf16, and the
+    model's weights too with bf16_model (loaded as float32 all the same: config.json says so)."""
     import torch
     from safetensors.torch import load_file, save_file
     dst.mkdir(parents=True, exist_ok=True)
@@ -106,9 +128,11 @@ def copy_checkpoint(src: Path, dst: Path) -> None:
         if (src / name).is_file():
             shutil.copyfile(src / name, dst / name)
             (dst / name).chmod(0o644)
-    head = load_file(str(src / "value_head.safetensors"))
-    save_file({k: v.to(torch.bfloat16).contiguous() for k, v in head.items()}, str(dst / "value_head.safetensors"))
-    (dst / "value_head.safetensors").chmod(0o644)
+    for name in ("value_head.safetensors",) + (("model.safetensors",) if bf16_model else ()):
+        weights = load_file(str(src / name))
+        save_file({k: v.to(torch.bfloat16).contiguous() for k, v in weights.items()}, str(dst / name),
+                  metadata={"format": "pt"})
+        (dst / name).chmod(0o644)
 
 
 def first_answers(policy, env: str, split: str, n: int, vision: bool = False) -> list[dict]:
@@ -166,6 +190,7 @@ def write_readme(folder: Path, c: dict) -> None:
     stages = c["stages"]
     how = " then ".join(f"`{' '.join(cmd)}`" for cmd in stages)
     verified = "" if RECIPES[c["name"]].get("rebuilt") else " (not yet checked by a rebuild)"
+    weights = " (weights stored in bf16, loaded as float32: under 8 MB)" if RECIPES[c["name"]].get("bf16_model") else ""
     paper_name = c["name"].removeprefix("fig1-").upper().replace("VIRL", "V-IRL")  # the paper's spelling
     if len(stages) > 1:
         how += " (the last stage's steps and FLOPs are the init's, as a pretrained model's are not counted)"
@@ -180,7 +205,7 @@ Built at commit {c['commit']} with
 
     {c['command']}
 
-which is deterministic given its seed{verified}. Files: the `save_pretrained` model and tokenizer, the value
+which is deterministic given its seed{verified}. Files: the `save_pretrained` model{weights} and tokenizer, the value
 head (`value_head.safetensors`, bf16: SFT does not train it), `trainer_state.json` (steps, FLOPs)
 and `card.json` (these numbers, and the greedy first answers that `tests/test_inits.py` replays);
 {size:.1f} MB in all.
@@ -223,7 +248,7 @@ def run(argv=None) -> None:
             run = stage(work, name, cmd[0], cmd[1:])
         if out.exists():
             shutil.rmtree(out)
-        copy_checkpoint((run / "final").resolve(), out)
+        copy_checkpoint((run / "final").resolve(), out, recipe.get("bf16_model", False))
     elif not (out / "model.safetensors").is_file():
         raise RunError(f"{out} holds no init to write a card for")
     say("evaluating the init on the full fixed sets (greedy, then 3 sampled passes)")

@@ -14,7 +14,7 @@ task (--env, --vision), the data of each micro-batch is one of:
   V-IRL-L  routes whose [Action space] lists one of five other vocabularies, world-knowledge pairs
            about turns, and a tokenizer fitted without the rule-OOD text (virl_mixture, virl_corpus).
   V-IRL-VL the ID routes with their street views in the training style or one of 24 random looks
-           (streetview.LOOKS), never a visual-OOD city's (virl_looks).
+           (streetview.LOOKS, or the first --looks of them), never a visual-OOD city's (virl_looks).
 
 Every other flag is sft.py's, but --data and --revise (the stand-in makes its own data); the model
 defaults to 'tiny', from scratch. Micro-batch m of step s is generated from sft.micro_batch_seed,
@@ -186,13 +186,14 @@ def virl_mixture(n, seed=0, knowledge=KNOWLEDGE):
 
 # ---------------------------------------------------------------------------------------------
 # V-IRL-VL: a pretrained VLM has seen streets in many styles
-def virl_looks(n, seed=0, image_size=None):
+def virl_looks(n, seed=0, image_size=None, looks=len(LOOKS)):
     """n SFT pairs of the V-IRL-VL stand-in: the ID task (absolute actions) at a random position of
-    a random training route, its street views drawn in the training city's style or in one of
-    streetview.LOOKS (random looks, never a visual-OOD city's), all equally likely.
+    a random training route, its street views drawn in the training city's style or in one of the
+    first `looks` of streetview.LOOKS (random looks, never a visual-OOD city's), all equally likely
+    (the fewer, the more the model depends on the training style: --looks).
     {"messages": [user, assistant], "image": PIL}."""
     rng, pool, out = random.Random(f"virl-looks/{seed}"), virl.route_pool("train"), []
-    looks = ("train",) + tuple(LOOKS)
+    looks = ("train",) + tuple(LOOKS)[:looks]
     for _ in range(n):
         route = pool[rng.randrange(len(pool))]
         rail = virl.build_rail(route, rng=rng)
@@ -236,7 +237,7 @@ def stand_in(args):
                                  id_share=args.id_share), None
     if args.vision:  # the public image size under --preset paper, as sft.py's own data
         image_size = paper_image_size(args.env) if args.preset == "paper" else None
-        return functools.partial(virl_looks, image_size=image_size), None
+        return functools.partial(virl_looks, image_size=image_size, looks=getattr(args, "looks", len(LOOKS))), None
     return virl_mixture, virl_corpus()  # V-IRL-L's tiny model fits its tokenizer without the rule-OOD text
 
 
@@ -250,6 +251,9 @@ def parse_args(argv=None):
     p.add_argument("--inks", type=ink_names, default=tuple(INKS),
                    help=f"GP-VL only: the inks of the cards, names or '#rrggbb', comma-separated (default "
                         f"all: {','.join(INKS)}); the fewer, the less the model reads the red cards it never saw")
+    p.add_argument("--looks", type=number(int, at_least=0, at_most=len(LOOKS)), default=len(LOOKS),
+                   help=f"V-IRL-VL only: how many random street-view looks beside the training city's, 0-{len(LOOKS)} "
+                        f"(default all {len(LOOKS)}); the fewer, the more the new cities' styles cost")
     p.add_argument("--id-share", type=number(at_least=0, at_most=1), default=0.0,
                    help="GeneralPoints only: share of hands under the ID rule (default 0: the mixture alone)")
     p.add_argument("--out", help="run folder (default: runs/pretrain-<gp|virl>-<l|vl>, -seedN for --seed N > 0)")
@@ -269,11 +273,15 @@ def parse_args(argv=None):
     custom_inks = own.inks != tuple(INKS)
     if custom_inks and not (args.env == "generalpoints" and args.vision):
         p.error("--inks are the colours of GP-VL's cards: only with --env generalpoints --vision")
+    if own.looks != len(LOOKS) and not (args.env == "virl" and args.vision):
+        p.error("--looks are the street-view styles of V-IRL-VL's stand-in: only with --env virl --vision")
     if own.id_share and args.env != "generalpoints":
         p.error("--id-share is the share of ID-rule hands in GeneralPoints' mixture: only with --env generalpoints")
     args.mixture, args.read, args.id_share = True, own.read, own.id_share  # in config.json, checked on --resume
     if custom_inks:  # recorded only when set: the runs before the flag resume as they were
         args.inks = own.inks
+    if own.looks != len(LOOKS):
+        args.looks = own.looks
     return args
 
 

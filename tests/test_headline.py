@@ -106,8 +106,8 @@ def test_welch_t_test_matches_known_values():
 SHIPPED = [t for t in ("gp-l", "virl-l", "gp-vl", "virl-vl") if (ROOT / "inits" / f"fig1-{t}" / "card.json").is_file()]
 
 
-def test_the_gp_l_and_virl_l_figure1_inits_ship():
-    assert {"gp-l", "virl-l"} <= set(SHIPPED)
+def test_the_gp_l_virl_l_and_gp_vl_figure1_inits_ship():
+    assert {"gp-l", "virl-l", "gp-vl"} <= set(SHIPPED)
 
 
 def test_smoke_pipeline_runs_both_arms_of_every_setting_from_its_init(tmp_path):
@@ -292,6 +292,25 @@ def test_virl_vl_stand_in_draws_id_routes_in_the_training_style_or_a_look(monkey
         assert json.loads(e["messages"][1]["content"][0]["text"])["action"] in virl.action_space(relative=False)
     monkeypatch.undo()
     assert pretrain.virl_looks(3, seed=1)[0]["image"].tobytes() == pretrain.virl_looks(3, seed=1)[0]["image"].tobytes()
+
+
+def test_virl_vl_looks_flag_keeps_the_first_looks_only(monkeypatch, tmp_path, capsys):
+    drawn, real = [], pretrain.render_grid
+    monkeypatch.setattr(pretrain, "render_grid", lambda pos, city, size: drawn.append(city) or real(pos, city, size))
+    args = pretrain.parse_args(["--env", "virl", "--vision", "--model", "tiny-vl", "--looks", "2",
+                                "--out", str(tmp_path / "run")])
+    pretrain.stand_in(args)[0](60, seed=2)
+    assert set(drawn) == {"train", *list(streetview.LOOKS)[:2]} and args.looks == 2
+    drawn.clear()
+    pretrain.virl_looks(20, seed=2, looks=0)
+    assert set(drawn) == {"train"}  # the training city's style alone
+    default = pretrain.parse_args(["--env", "virl", "--vision", "--out", str(tmp_path / "d")])
+    assert not hasattr(default, "looks")  # config.json of the runs before the flag: unchanged
+    for bad in (["--vision", "--looks", "25"], ["--vision", "--looks", "-1"], ["--looks", "3"]):
+        with pytest.raises(SystemExit) as exit_:
+            pretrain.parse_args(["--env", "virl", *bad, "--out", str(tmp_path / "x")])
+        assert exit_.value.code == 2
+    assert "looks" in capsys.readouterr().err
 
 
 def test_frame_right_measures_whether_turns_use_the_splits_action_space():

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 import evaluate
 import ppo
@@ -31,6 +32,7 @@ def test_shipped_init_replays_its_card(folder):
     assert not [f.name for f in files if f.suffix in (".pt", ".bin", ".pkl")], "plain safetensors only, no pickle"
     policy = load_policy(str(folder), seed=card["seed"])
     assert policy.num_params == card["num_params"], rebuild
+    assert all(v.dtype == torch.float32 for v in policy.model.state_dict().values())  # bf16 files too
     env = evaluate.ENVS[card["env"]]
     mismatches = []
     for split, recorded in card["check"].items():
