@@ -190,7 +190,7 @@ def virl_looks(n, seed=0, image_size=None, looks=len(LOOKS)):
     """n SFT pairs of the V-IRL-VL stand-in: the ID task (absolute actions) at a random position of
     a random training route, its street views drawn in the training city's style or in one of the
     first `looks` of streetview.LOOKS (random looks, never a visual-OOD city's), all equally likely
-    (the fewer, the more the model depends on the training style: --looks).
+    (--looks: a stand-in that has seen fewer styles).
     {"messages": [user, assistant], "image": PIL}."""
     rng, pool, out = random.Random(f"virl-looks/{seed}"), virl.route_pool("train"), []
     looks = ("train",) + tuple(LOOKS)[:looks]
@@ -253,7 +253,7 @@ def parse_args(argv=None):
                         f"all: {','.join(INKS)}); the fewer, the less the model reads the red cards it never saw")
     p.add_argument("--looks", type=number(int, at_least=0, at_most=len(LOOKS)), default=len(LOOKS),
                    help=f"V-IRL-VL only: how many random street-view looks beside the training city's, 0-{len(LOOKS)} "
-                        f"(default all {len(LOOKS)}); the fewer, the more the new cities' styles cost")
+                        f"(default all {len(LOOKS)}): a stand-in that has seen fewer styles")
     p.add_argument("--id-share", type=number(at_least=0, at_most=1), default=0.0,
                    help="GeneralPoints only: share of hands under the ID rule (default 0: the mixture alone)")
     p.add_argument("--out", help="run folder (default: runs/pretrain-<gp|virl>-<l|vl>, -seedN for --seed N > 0)")
