@@ -54,8 +54,8 @@ SMOKE = dict(
     sft=["--batch-size", "4", "--eval-episodes", "2", "--eval-max-new-tokens", "16"],
     eval_points=2, early=())
 # The protocols, one per setting of the paper's Figure 1. The RL arm is ppo.py with its defaults
-# (the main job's), evaluated greedily like the SFT arm; the SFT arm trains on the init's own ID
-# data (GP: half of it with revision turns, sft.py --revise) at lr 1e-4. eval_points:
+# (the main job's), evaluated greedily like the SFT arm; the SFT arm trains on sft.py's ID data
+# (GP: half of it with revision turns, sft.py --revise) at lr 1e-4. eval_points:
 # evaluations after the start at the same compute fractions in both arms; early: the SFT arm's
 # extra evaluations, as fractions of its steps.
 TASKS = {
