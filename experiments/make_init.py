@@ -26,6 +26,7 @@ same weights bit for bit, and the same card.
     python experiments/make_init.py fig1-gp-l   # about 25 min: the rule mixture, then half and 3/4 ID hands
     python experiments/make_init.py fig1-virl-l # about 12 min: five other action vocabularies, then ID
     python experiments/make_init.py fig1-gp-vl  # about 30 min: reading in four inks, the mixture, ID hands
+    python experiments/make_init.py fig1-virl-vl  # about 17 min: routes in the training city's style, ID
     python experiments/make_init.py gp-l --card-only   # redo the card of the shipped folder
 """
 import json
@@ -102,6 +103,19 @@ RECIPES = {
         note="The stand-in read cards in black, navy, green and teal, never red, and reads few red tables "
              "right, so its visual-OOD success is well below its ID success; experiments/headline.py runs "
              "both arms from it."),
+    # V-IRL-VL: the mixture's routes in the training city's style only (pretrain.py --looks 0: with
+    # 24 random looks as well, the nine cities' styles cost the stand-in nothing, a style gap of -1.5
+    # points; with none, +7.8: experiments/LOG.md, 2026-12-03), then 40 ID steps as V-IRL-L's.
+    # bf16_model: 1.94M parameters make the fp32 folder over 8 MB.
+    "fig1-virl-vl": dict(env="virl", vision=True, model="tiny-vl", splits=("id", "ood-visual"), bf16_model=True,
+                         stages=[
+        ("experiments/pretrain.py", ["--looks", "0", *PRE[:4], "--eval-every", "1000", "--eval-episodes", "48",
+                                     "--eval-splits", "id,ood-visual", *PRE[10:]]),
+        ("sft.py", ["--steps", "40", "--lr", "1e-4", "--eval-every", "40", "--eval-episodes", "48",
+                    "--eval-splits", "id,ood-visual", "--threads", "2", "--init-flops", "0"])],
+        note="The stand-in saw street views in the training city's style only, so the nine other cities' "
+             "styles cost it: its visual-OOD per-step accuracy is well below its ID one; "
+             "experiments/headline.py runs both arms from it."),
 }
 FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
          "chat_template.jinja", "processor_config.json", "special_tokens_map.json", "trainer_state.json")
