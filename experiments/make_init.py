@@ -26,7 +26,7 @@ same weights bit for bit, and the same card.
     python experiments/make_init.py fig1-gp-l   # about 25 min: the rule mixture, then half and 3/4 ID hands
     python experiments/make_init.py fig1-virl-l # about 12 min: five other action vocabularies, then ID
     python experiments/make_init.py fig1-gp-vl  # about 30 min: reading in four inks, the mixture, ID hands
-    python experiments/make_init.py fig1-virl-vl  # about 17 min: routes in the training city's style, ID
+    python experiments/make_init.py fig1-virl-vl  # about 16 min: routes in the training city's style, ID
     python experiments/make_init.py gp-l --card-only   # redo the card of the shipped folder
 """
 import json
