@@ -56,6 +56,14 @@ PRE = ["--steps", "2000", "--lr", "1e-3", "--eval-every", "500", "--eval-episode
        "--eval-splits", "id,val-rule", "--save-every", "500", "--threads", "2"]
 ID_SFT = ["--steps", "400", "--lr", "1e-4", "--eval-every", "100", "--eval-episodes", "128", "--threads", "2",
           "--init-flops", "0"]
+
+
+def virl_id(ood: str) -> tuple[str, list[str]]:
+    """The V-IRL Figure 1 inits' last stage: 40 ID SFT steps, evaluated on ID and the setting's OOD split."""
+    return ("sft.py", ["--steps", "40", "--lr", "1e-4", "--eval-every", "40", "--eval-episodes", "48",
+                       "--eval-splits", f"id,{ood}", "--threads", "2", "--init-flops", "0"])
+
+
 GP_VL_INKS = ["--inks", "black,navy,green,teal"]  # the GP-VL stand-in's cards: no ink with a red component
 RECIPES = {
     "gp-l": dict(env="generalpoints", splits=("id", "ood-rule", "val-rule"),
@@ -81,8 +89,7 @@ RECIPES = {
     # V-IRL-L: five other action vocabularies and world knowledge about turns, then 40 ID steps
     "fig1-virl-l": dict(env="virl", splits=("id", "ood-rule"), stages=[  # PRE, evaluated on V-IRL's 48 routes
         ("experiments/pretrain.py", [*PRE[:6], "--eval-episodes", "48", "--eval-splits", "id,ood-rule", *PRE[10:]]),
-        ("sft.py", ["--steps", "40", "--lr", "1e-4", "--eval-every", "40", "--eval-episodes", "48",
-                    "--eval-splits", "id,ood-rule", "--threads", "2", "--init-flops", "0"])],
+        virl_id("ood-rule")],
         note="The stand-in followed routes in five other action vocabularies and learned what relative "
              "turns mean outside any route, never a route in the relative action space, so it has some "
              "rule-OOD skill; experiments/headline.py runs both arms from it."),
@@ -111,8 +118,7 @@ RECIPES = {
                          stages=[
         ("experiments/pretrain.py", ["--looks", "0", *PRE[:4], "--eval-every", "1000", "--eval-episodes", "48",
                                      "--eval-splits", "id,ood-visual", *PRE[10:]]),
-        ("sft.py", ["--steps", "40", "--lr", "1e-4", "--eval-every", "40", "--eval-episodes", "48",
-                    "--eval-splits", "id,ood-visual", "--threads", "2", "--init-flops", "0"])],
+        virl_id("ood-visual")],
         note="The stand-in saw street views in the training city's style only, so the nine other cities' "
              "styles cost it: its visual-OOD per-step accuracy is well below its ID one; "
              "experiments/headline.py runs both arms from it."),
