@@ -107,6 +107,7 @@ RECIPES = {
         ("experiments/pretrain.py", [*GP_VL_INKS, "--id-share", "1", "--steps", "400", "--lr", "3e-4",
                                      "--eval-every", "100", "--eval-episodes", "128", "--eval-splits", "id,ood-visual",
                                      "--threads", "1", "--init-flops", "0"])],
+        rebuilt=True,  # a rebuild at commit 293922c gave the same weights bit for bit
         note="The stand-in read cards in black, navy, green and teal, never red, and reads few red tables "
              "right, so its visual-OOD success is well below its ID success; experiments/headline.py runs "
              "both arms from it."),
@@ -119,6 +120,7 @@ RECIPES = {
         ("experiments/pretrain.py", ["--looks", "0", *PRE[:4], "--eval-every", "1000", "--eval-episodes", "48",
                                      "--eval-splits", "id,ood-visual", *PRE[10:]]),
         virl_id("ood-visual")],
+        rebuilt=True,  # a rebuild at commit 293922c gave the same weights bit for bit
         note="The stand-in saw street views in the training city's style only, so the nine other cities' "
              "styles cost it: its visual-OOD per-step accuracy is well below its ID one; "
              "experiments/headline.py runs both arms from it."),

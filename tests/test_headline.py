@@ -418,6 +418,38 @@ def test_style_gap_redraws_the_visual_ood_routes_in_the_training_style(tmp_path)
     assert bad.returncode == 2 and "not found" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
 
 
+def test_turn_probe_asks_every_position_of_the_routes_with_the_right_history(tmp_path):
+    """experiments/turn_probe.py: every rail position of the first routes once, by kind, greedy
+    and sampled; a missing folder and a visual split without --vision are one line, exit 2."""
+    rails = []
+    for env in virl.eval_envs("id", n=2):
+        env.reset()
+        rails.append(env.rail)
+    turns = sum(p.action.startswith("turn_direction(") and p.intersection for rail in rails for p in rail)
+    out = tmp_path / "probe.json"
+    cmd = [sys.executable, "experiments/turn_probe.py", "tiny", "--routes", "2", "--samples", "2", "--out", str(out)]
+    run = subprocess.run(cmd, cwd=ROOT, timeout=300, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    kinds = json.loads(out.read_text())["tiny"]
+    assert sum(r["positions"] for r in kinds.values()) == sum(len(rail) for rail in rails)
+    assert kinds["turn at an intersection"]["positions"] == turns > 0
+    assert kinds["stop"]["positions"] == 2 and kinds["first turn"]["positions"] == 2
+    for r in kinds.values():
+        assert 0 <= r["greedy_wrong"] <= r["positions"]
+        if r["greedy_wrong"]:
+            assert 0 <= r["sampled_right_where_wrong"] <= 100 and 0 <= r["none_right_where_wrong"] <= 100
+    assert "| tiny | turn at an intersection |" in run.stdout
+    spec = importlib.util.spec_from_file_location("turn_probe", ROOT / "experiments" / "turn_probe.py")
+    turn_probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(turn_probe)
+    import ppo
+    assert turn_probe.TEMPERATURE == ppo.CPU_TEMPERATURE["virl"]  # PPO's rollouts, not a guess
+    for bad in ([str(tmp_path / "nowhere")], ["tiny", "--split", "ood-visual"]):
+        run = subprocess.run([sys.executable, "experiments/turn_probe.py", *bad], cwd=ROOT, timeout=60,
+                             capture_output=True, text=True)
+        assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1, run.stderr
+
+
 def test_main_job_smoke_runs_both_arms_from_the_init_and_writes_its_table(tmp_path):
     """experiments/main_job.py --smoke: ppo.py and sft.py with their defaults (from inits/gp-l) on
     a few steps, the held-out hands of the init and of each final checkpoint, the table, the figure."""
