@@ -50,6 +50,7 @@ from transformers.utils import logging as hf_logging
 
 from cli import RunError, follow_umask, one_line, quiet, unreadable
 from kvcache import growing_cache
+from prompt_cache import PromptCache
 
 log = logging.getLogger("policy")
 hf_logging.disable_progress_bar()  # no "Loading weights" bars at every checkpoint
@@ -318,7 +319,7 @@ class Policy(nn.Module):
         self.tokenizer, self.processor, self.device = tokenizer, processor, torch.device(device)
         self.num_params = sum(p.numel() for p in model.parameters())
         self.sharded, self.gathered, self.full_state = False, None, None  # sft.shard: FSDP, its two gathers
-        self._prompt_ids, self._chat_texts = {}, {}  # a rollout's prompt is rendered and encoded once, not 5 times
+        self._chat_texts, self.encoded = {}, PromptCache(tokenizer, processor)  # PPO meets each prompt 4-5 times
         self._ids_only = None  # whether text prompts encode to input_ids + attention_mask alone
         config = model.config
         self.context = config.get_text_config().max_position_embeddings
@@ -378,29 +379,15 @@ class Policy(nn.Module):
                 self.processor(text=texts[:1], **kwargs)
             self._ids_only = set(probe) == {"input_ids", "attention_mask"}  # else no cache
         if not any(has_image) and self._ids_only:  # each prompt's ids cached, then left-padded
-            return {k: v.to(self.device) for k, v in self._encode_texts(texts).items()}
+            return {k: v.to(self.device) for k, v in self.encoded.texts(texts).items()}
         if self.processor is None:
             enc = self.tokenizer(texts, **kwargs)
         elif all(has_image):
-            enc = self.processor(text=texts, images=[[im] for im in images], **kwargs)
+            enc = self.encoded.images(texts, images) or self.processor(
+                text=texts, images=[[im] for im in images], **kwargs)
         else:
             enc = self.processor(text=texts, **kwargs)
         return {k: v.to(self.device) for k, v in enc.items()}
-
-    def _encode_texts(self, texts):
-        """input_ids / attention_mask of text prompts, left-padded: what the tokenizer gives for the
-        batch, with every text tokenized once (PPO generates, scores, references and trains on
-        the same prompts: tokenizing them was about a tenth of a CPU update)."""
-        if len(self._prompt_ids) > 8192:
-            self._prompt_ids.clear()
-        ids = []
-        for text in texts:
-            if text not in self._prompt_ids:
-                self._prompt_ids[text] = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-            ids.append(self._prompt_ids[text])
-        width, pad = max(len(x) for x in ids), self.tokenizer.pad_token_id
-        return {"input_ids": torch.tensor([[pad] * (width - len(x)) + x for x in ids]),
-                "attention_mask": torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids])}
 
     def _check_context(self, length):
         if length > self.context:

@@ -1,7 +1,7 @@
 """PPO with a value head and verifier revision: the RL arm of "SFT Memorizes, RL Generalizes".
 
     python ppo.py --env generalpoints             # the main job: PPO from the shipped inits/gp-l
-    python ppo.py --env virl --vision --init runs/headline/virl-vl/init/final     # V-IRL-VL (GP-VL likewise)
+    python ppo.py --env virl --vision --init inits/fig1-virl-vl   # V-IRL-VL from its released init (GP-VL likewise)
     python ppo.py --env generalpoints --resume    # continue a killed run from its last checkpoint
     torchrun --standalone --nproc_per_node=2 ppo.py --env generalpoints     # FSDP on CPU (gloo)
     torchrun --nnodes=2 --node_rank=$NODE_RANK --nproc_per_node=8 --master_addr=$HEAD_NODE \\

@@ -512,6 +512,7 @@ def render_view(position, city="train", view=0, size=GRID_SIZE // 2 - 2):
     return img
 
 
+@lru_cache(maxsize=2048)  # evaluation draws the same routes each time; 0.6 MB a grid (callers never draw on it)
 def render_grid(position, city="train", size=GRID_SIZE):
     """The 2x2 street-view grid [front, right / back, left], as the prompt says (the public code
     pastes its diagonal views in another order): views of (size - 4) // 2 pixels split by a black

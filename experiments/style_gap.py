@@ -10,7 +10,7 @@ evaluate.py does:
 The style gap = training style - own style, in points: what the style alone costs the model.
 Per drawing: per-step accuracy and the share of answers whose observation is right.
 
-    python experiments/style_gap.py runs/headline/virl-vl/{init,sft-0,rl-0}/final --out gap.json
+    python experiments/style_gap.py inits/fig1-virl-vl runs/headline/virl-vl/{sft-0,rl-0}/final --out gap.json
 """
 import argparse
 import json

@@ -26,9 +26,11 @@ def bench(script, *flags, timeout=180):
                         "scoring batched/sequential speedup:", "update batched/sequential speedup:",
                         "scoring with cached prompt ids / tokenized every call:"]),
     ("end_to_end.py", ["rollouts", "updates", "evals", "other", "wall time:"]),
-], ids=["env_speed", "rollout_speed", "train_speed", "end_to_end"])
+    ("rollout_speed.py --vision", ["generation, batch of 32:", "image encodings cached"]),
+], ids=["env_speed", "rollout_speed", "train_speed", "end_to_end", "rollout_speed_vision"])
 def test_quick_mode_runs_and_prints_its_figures(script, key_lines):
-    result = bench(script, "--quick")
+    script, *flags = script.split()
+    result = bench(script, "--quick", *flags)
     assert result.returncode == 0, result.stderr[-3000:]
     for line in key_lines:
         assert line in result.stdout, f"{line!r} missing from:\n{result.stdout}"

@@ -176,6 +176,18 @@ def test_matched_gain_takes_each_run_where_its_id_gain_is_closest_to_the_smaller
     assert out["test"]["ood-rule"]["p"] < 0.05
 
 
+def test_both_arms_evaluate_at_the_same_compute_fractions():
+    """eval_points (the SFT arm's evaluations after the start) is the RL arm's updates / eval-every,
+    so both arms are evaluated at the same fractions of their (matched) compute."""
+    spec = importlib.util.spec_from_file_location("headline", ROOT / "experiments" / "headline.py")
+    headline = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(headline)
+    for name, task in headline.TASKS.items():
+        rl = task["full"]["rl"]
+        updates, every = (int(rl[rl.index(flag) + 1]) for flag in ("--updates", "--eval-every"))
+        assert updates % every == 0 and updates // every == task["full"]["eval_points"], name
+
+
 def test_numbers_right_measures_whether_the_first_answer_follows_the_rule():
     assert gp.claimed_numbers('{"cards": ["QS"], "number": [1, 12, 3, 4], "formula": "x"}') == [1, 12, 3, 4]
     assert gp.claimed_numbers("number: [2,'3', 4]") == [2, 3, 4]

@@ -97,7 +97,35 @@ def test_cached_prompt_ids_equal_the_processors_batch_encoding(tiny):
     for _ in range(2):  # the second call reads the cache
         got = tiny.prompt_inputs(obs)
         assert set(got) == set(want) and all(torch.equal(got[k], want[k]) for k in want)
-    assert texts[2] in tiny._prompt_ids
+    assert texts[2] in tiny.encoded.ids
+
+
+def virl_vision_obs(n, seed=0):
+    """n V-IRL street-view observations of different lengths (one past its first step)."""
+    env, obs = virl.make_env("id", vision=True, seed=seed), []
+    for i in range(n):
+        o, _ = env.reset()
+        if i % 3 == 2:
+            o, *_ = env.step(env.oracle_response())
+        obs.append(o)
+    return obs
+
+
+def check_cached_image_encoding(policy, obs):
+    """prompt_inputs encodes each (prompt, image) once and collates: exactly the processor's batch."""
+    texts = [policy.chat_text(o["messages"]) for o in obs]
+    want = policy.processor(text=texts, images=[[o["image"]] for o in obs], padding="longest",
+                            return_tensors="pt", add_special_tokens=False)
+    assert len({len(policy.tokenizer(t)["input_ids"]) for t in texts}) > 1  # padding is exercised
+    for _ in range(2):  # the second call reads the cache
+        got = policy.prompt_inputs(obs)
+        assert set(got) == set(want) and all(torch.equal(got[k], want[k]) for k in want), \
+            [k for k in want if not torch.equal(got[k], want[k])]
+    assert (texts[0], id(obs[0]["image"])) in policy.encoded.rows
+
+
+def test_cached_image_encodings_equal_the_processors_batch():
+    check_cached_image_encoding(P.load_policy("tiny-vl", vision=True), virl_vision_obs(6))
 
 
 @pytest.mark.parametrize("vision", [False, True])
@@ -409,6 +437,7 @@ def test_other_families_load_through_a_path(family, tmp_path, caplog):
     check_checkpoint(policy, vision=vision)
     if vision:
         check_checkpoint(policy, vision=False)  # a VLM plays the language variants too
+        check_cached_image_encoding(policy, virl_vision_obs(5))
     else:
         with pytest.raises(ValueError, match="text-only"):
             P.load_policy(str(tmp_path), vision=True)
