@@ -30,16 +30,16 @@ class PromptCache:
         (e.g. images with different tile counts), and the caller asks the processor."""
         rows = []
         for text, image in zip(texts, images):
-            hit = self.rows.get((text, id(image)))
-            if hit is None or hit[0] is not image:  # the entry holds its image, so the id stays unique
+            entry = text, id(image)
+            if entry not in self.rows:
                 if self.row_bytes > self.max_bytes:  # a tiny model's 224-pixel tile: 0.6 MB
                     self.rows.clear()
                     self.row_bytes = 0
                 enc = dict(self.processor(text=[text], images=[[image]], return_tensors="pt",
                                           add_special_tokens=False))
-                hit = self.rows[text, id(image)] = image, enc
+                self.rows[entry] = image, enc  # the entry keeps its image alive: no other image takes its id
                 self.row_bytes += sum(v.nbytes for v in enc.values())
-            rows.append(hit[1])
+            rows.append(self.rows[entry][1])
         width, out = max(r["input_ids"].shape[1] for r in rows), {}
         for key in rows[0]:
             parts = []
